@@ -1,0 +1,265 @@
+"""The wire contract between the gateway and workers, defined once.
+
+Both sides import this module; `docs/PROTOCOL.md` describes the same contract for
+workers written in other languages. It imports no Kafka or web code: records are
+described as plain ``(value, headers)`` pairs, with headers in confluent-kafka's
+``list[tuple[str, bytes]]`` shape.
+
+A request record carries the caller's body as its value and these headers:
+
+    rpc-correlation-id   128-bit random id, 32 lowercase hex digits
+    rpc-reply-to         topic the reply must be produced to
+    rpc-reply-partition  partition of that topic, ASCII decimal
+    rpc-method           method name, see METHOD_PATTERN
+    rpc-deadline         absolute deadline, Unix epoch milliseconds, ASCII decimal
+    content-type         media type of the value
+    traceparent          W3C trace context, passed through when present
+    tracestate
+    + allow-listed caller headers (never a reserved name)
+
+A reply record carries the handler's body as its value and:
+
+    rpc-correlation-id   copied from the request
+    rpc-status           HTTP status code, ASCII decimal; >= 400 means error and
+                         the value is an RFC 9457 problem+json document
+    content-type
+    traceparent, tracestate
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+# Every name the protocol owns starts with this prefix; callers may never set one.
+RESERVED_PREFIX = "rpc-"
+
+CORRELATION_ID = "rpc-correlation-id"
+REPLY_TO = "rpc-reply-to"
+REPLY_PARTITION = "rpc-reply-partition"
+METHOD = "rpc-method"
+DEADLINE = "rpc-deadline"
+STATUS = "rpc-status"
+# Set by workers on dead-lettered records.
+DEAD_LETTER_REASON = "rpc-dead-letter-reason"
+DEAD_LETTER_SOURCE = "rpc-dead-letter-source"
+
+CONTENT_TYPE = "content-type"
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+
+# Names that are not rpc-* but still belong to the protocol: set once by the
+# sender, never copied from caller headers.
+PROTOCOL_HEADERS = frozenset({CONTENT_TYPE, TRACEPARENT, TRACESTATE})
+
+# Headers that must appear at most once on a record; a record with two is
+# rejected, because readers disagree on which copy wins (RELIABILITY.md §1.4).
+SINGLE_VALUED = frozenset(
+    {CORRELATION_ID, REPLY_TO, REPLY_PARTITION, METHOD, DEADLINE, STATUS, CONTENT_TYPE}
+)
+
+METHOD_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+CORRELATION_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+
+PROBLEM_JSON = "application/problem+json"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+Headers = list[tuple[str, bytes]]
+
+
+class ProtocolError(ValueError):
+    """A record does not follow the wire contract; the message says how."""
+
+
+def is_reserved(name: str) -> bool:
+    """Whether a header name belongs to the protocol (case-insensitive)."""
+    lowered = name.lower()
+    return lowered.startswith(RESERVED_PREFIX) or lowered in PROTOCOL_HEADERS
+
+
+def valid_method(method: str) -> bool:
+    """Whether ``method`` is a legal method name."""
+    return METHOD_PATTERN.fullmatch(method) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request as it travels on the requests topic."""
+
+    correlation_id: str
+    """32 lowercase hex digits, unique per request."""
+    reply_to: str
+    """Topic the reply goes to."""
+    reply_partition: int | None
+    """Partition of ``reply_to`` the gateway reads; None lets the producer choose."""
+    method: str
+    """Which handler serves the request."""
+    deadline_ms: int
+    """Absolute deadline in Unix epoch milliseconds; work after it is wasted."""
+    body: bytes
+    """The caller's body, untouched."""
+    content_type: str = DEFAULT_CONTENT_TYPE
+    """Media type of ``body``."""
+    trace: Headers = field(default_factory=list)
+    """``traceparent``/``tracestate`` headers to pass through unchanged."""
+    extra: Headers = field(default_factory=list)
+    """Allow-listed caller headers, never reserved names."""
+
+    def headers(self) -> Headers:
+        """The record headers for this request, reserved ones set exactly once."""
+        headers: Headers = [
+            (CORRELATION_ID, self.correlation_id.encode()),
+            (REPLY_TO, self.reply_to.encode()),
+            (METHOD, self.method.encode()),
+            (DEADLINE, str(self.deadline_ms).encode()),
+            (CONTENT_TYPE, self.content_type.encode()),
+        ]
+        if self.reply_partition is not None:
+            headers.append((REPLY_PARTITION, str(self.reply_partition).encode()))
+        headers.extend(self.trace)
+        headers.extend(self.extra)
+        return headers
+
+    @classmethod
+    def from_record(cls, value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None) -> Request:
+        """Decode a consumed request record.
+
+        Raises:
+            ProtocolError: a required header is missing, duplicated or malformed.
+        """
+        single = _single_valued(headers or ())
+        correlation_id = _required(single, CORRELATION_ID)
+        if CORRELATION_ID_PATTERN.fullmatch(correlation_id) is None:
+            raise ProtocolError(f"{CORRELATION_ID} is not 32 lowercase hex digits")
+        method = _required(single, METHOD)
+        if not valid_method(method):
+            raise ProtocolError(f"{METHOD} {method!r} is not a valid method name")
+        partition = single.get(REPLY_PARTITION)
+        return cls(
+            correlation_id=correlation_id,
+            reply_to=_required(single, REPLY_TO),
+            reply_partition=None if partition is None else _integer(REPLY_PARTITION, partition),
+            method=method,
+            deadline_ms=_integer(DEADLINE, _required(single, DEADLINE)),
+            body=value or b"",
+            content_type=single.get(CONTENT_TYPE, DEFAULT_CONTENT_TYPE),
+            trace=_trace(headers or ()),
+            extra=[(k, v) for k, v in headers or () if v is not None and not is_reserved(k)],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply as it travels on the reply topic."""
+
+    correlation_id: str
+    """Copied from the request it answers."""
+    status: int
+    """HTTP status; >= 400 is an error and ``body`` is problem+json."""
+    body: bytes
+    """The handler's answer."""
+    content_type: str = DEFAULT_CONTENT_TYPE
+    """Media type of ``body``."""
+    trace: Headers = field(default_factory=list)
+    """``traceparent``/``tracestate`` copied from the request."""
+
+    @property
+    def is_error(self) -> bool:
+        """Whether the worker reports a failure."""
+        return self.status >= 400
+
+    def headers(self) -> Headers:
+        """The record headers for this reply."""
+        return [
+            (CORRELATION_ID, self.correlation_id.encode()),
+            (STATUS, str(self.status).encode()),
+            (CONTENT_TYPE, self.content_type.encode()),
+            *self.trace,
+        ]
+
+    @classmethod
+    def from_record(cls, value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None) -> Reply:
+        """Decode a consumed reply record.
+
+        Raises:
+            ProtocolError: a required header is missing, duplicated or malformed.
+        """
+        single = _single_valued(headers or ())
+        status = _integer(STATUS, _required(single, STATUS))
+        if not 100 <= status <= 599:
+            raise ProtocolError(f"{STATUS} {status} is not an HTTP status code")
+        return cls(
+            correlation_id=_required(single, CORRELATION_ID),
+            status=status,
+            body=value or b"",
+            content_type=single.get(CONTENT_TYPE, DEFAULT_CONTENT_TYPE),
+            trace=_trace(headers or ()),
+        )
+
+    @classmethod
+    def problem(
+        cls,
+        correlation_id: str,
+        status: int,
+        title: str,
+        detail: str,
+        trace: Headers | None = None,
+    ) -> Reply:
+        """An error reply whose body is an RFC 9457 problem document."""
+        return cls(
+            correlation_id=correlation_id,
+            status=status,
+            body=problem_body(status, title, detail, correlation_id=correlation_id),
+            content_type=PROBLEM_JSON,
+            trace=trace or [],
+        )
+
+
+def problem_body(status: int, title: str, detail: str, **members: object) -> bytes:
+    """An RFC 9457 problem+json document; ``members`` are extension members."""
+    return orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail, **members})
+
+
+def correlation_id_of(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
+    """The first correlation id among ``headers``, for logs about broken records."""
+    for name, value in headers or ():
+        if name == CORRELATION_ID and value is not None:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+def _single_valued(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
+    """Reserved single-valued headers by name; rejects duplicates and bad UTF-8."""
+    found: dict[str, str] = {}
+    for name, value in headers:
+        if name not in SINGLE_VALUED:
+            continue
+        if name in found:
+            raise ProtocolError(f"header {name} appears more than once")
+        if value is None:
+            raise ProtocolError(f"header {name} has no value")
+        try:
+            found[name] = value.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError(f"header {name} is not UTF-8") from None
+    return found
+
+
+def _required(single: dict[str, str], name: str) -> str:
+    value = single.get(name)
+    if not value:
+        raise ProtocolError(f"header {name} is missing")
+    return value
+
+
+def _integer(name: str, text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise ProtocolError(f"header {name} is not a non-negative decimal integer")
+    return int(text)
+
+
+def _trace(headers: Iterable[tuple[str, bytes | None]]) -> Headers:
+    return [(k, v) for k, v in headers if k in (TRACEPARENT, TRACESTATE) and v is not None]
