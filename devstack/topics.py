@@ -1,0 +1,32 @@
+"""Idempotent topic creation for local clusters (production code never creates topics)."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from devstack.errors import LocalKafkaError
+
+
+def create_topics(
+    bootstrap_servers: str,
+    topics: dict[str, int],
+    replication_factor: int = 1,
+    config: dict[str, str] | None = None,
+) -> None:
+    """Create each topic with its partition count; a topic that exists already is fine.
+
+    Raises:
+        LocalKafkaError: the broker refused a topic for another reason.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False})
+    futures = admin.create_topics(
+        [NewTopic(name, partitions, replication_factor, config=config or {}) for name, partitions in topics.items()],
+        operation_timeout=30,
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout=60)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise LocalKafkaError(f"creating topic {name!r} failed: {error}") from error

@@ -1,0 +1,64 @@
+"""Real Apache Kafka for the integration tier.
+
+`kafka` is one KRaft broker started once per test run from Maven jars (or the cluster
+``KAFKA_BOOTSTRAP_SERVERS`` names); `kafka_cluster` is three brokers with replication
+factor 3 for fault tests, started only when a test asks for it. A broker that cannot
+start is a test error with its cause, and a skip in this tier is turned into a failure:
+integration tests never pass by not running.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from devstack import ExistingKafka, KafkaCluster, kafka_from_environment
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in item.nodeid:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.skipped and item.get_closest_marker("integration") and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"integration test skipped, which this tier forbids: {report.longrepr}"
+    return report
+
+
+def _announce(config: pytest.Config, text: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(text)
+
+
+@pytest.fixture(scope="session")
+def kafka(pytestconfig: pytest.Config) -> Iterator[KafkaCluster | ExistingKafka]:
+    """One real broker for the whole run."""
+    cluster = kafka_from_environment()
+    cluster.start()
+    _announce(pytestconfig, f"\nreal Kafka {cluster.version} at {cluster.bootstrap_servers}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(pytestconfig: pytest.Config) -> Iterator[KafkaCluster]:
+    """Three real brokers (replication factor 3, min.insync.replicas 2) for fault tests."""
+    with KafkaCluster(nodes=3) as cluster:
+        _announce(pytestconfig, f"\nreal Kafka {cluster.version} cluster at {cluster.bootstrap_servers}")
+        yield cluster
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short random suffix for topic and group names, isolating each test."""
+    return uuid.uuid4().hex[:10]
