@@ -42,9 +42,7 @@ class _NotReady(Exception):
 class KafkaCluster:
     """Starts ``nodes`` KRaft nodes on 127.0.0.1 and stops them, leaving nothing behind."""
 
-    def __init__(
-        self, nodes: int = 1, *, port: int | None = None, startup_timeout: float = 120.0
-    ) -> None:
+    def __init__(self, nodes: int = 1, *, port: int | None = None, startup_timeout: float = 120.0) -> None:
         """Describe a cluster; nothing starts before `start`.
 
         Args:
@@ -91,8 +89,9 @@ class KafkaCluster:
         voters = ",".join(f"{n + 1}@127.0.0.1:{p}" for n, p in enumerate(controller_ports))
         cluster_id = _cluster_id()
         for index in range(self.size):
-            spec = NodeSpec(index + 1, client_ports[index], controller_ports[index],
-                            self._directory / f"node{index + 1}")
+            spec = NodeSpec(
+                index + 1, client_ports[index], controller_ports[index], self._directory / f"node{index + 1}"
+            )
             node = KafkaNode(spec, self._properties(spec, voters), java_binary, classpath)
             node.format(cluster_id)
             self.nodes.append(node)

@@ -26,7 +26,9 @@ class ExistingKafka:
             LocalKafkaError: it does not answer within 15 seconds.
         """
         try:
-            brokers = AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=15).brokers
+            brokers = (
+                AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=15).brokers
+            )
         except Exception as error:
             raise LocalKafkaError(
                 f"KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers} does not answer ({error}); "

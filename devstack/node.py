@@ -7,7 +7,6 @@ with the Python process that started it even when that process is SIGKILLed.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import signal
@@ -16,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.errors import LocalKafkaError
+from devstack.process import die_with_parent
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
-_PR_SET_PDEATHSIG = 1
 _VERSION_LINE = re.compile(r"Kafka version: (\S+)")
 
 
@@ -67,9 +66,20 @@ class KafkaNode:
         config = self.spec.directory / "server.properties"
         config.write_text("".join(f"{key}={value}\n" for key, value in self._properties.items()))
         result = subprocess.run(
-            [self._java, "-cp", self._classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(config)],
-            capture_output=True, text=True, check=False,
+            [
+                self._java,
+                "-cp",
+                self._classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise LocalKafkaError(
@@ -82,15 +92,27 @@ class KafkaNode:
             return
         heap = os.environ.get("LOCAL_KAFKA_HEAP", "1g")
         command = [
-            self._java, f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            self._java,
+            f"-Xmx{heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-            "-cp", self._classpath, "kafka.Kafka", str(self.spec.directory / "server.properties"),
+            "-cp",
+            self._classpath,
+            "kafka.Kafka",
+            str(self.spec.directory / "server.properties"),
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (started from the main thread)
             )
         (self.spec.directory / "broker.pid").write_text(str(self._process.pid))
 
@@ -140,10 +162,3 @@ class KafkaNode:
         if not self.log_path.exists():
             return "(no broker log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGKILL the JVM
-    # when the Python parent dies, so no broker outlives an interrupted run.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

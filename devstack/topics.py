@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from devstack.errors import LocalKafkaError
 
@@ -21,7 +22,10 @@ def create_topics(
     """
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False})
     futures = admin.create_topics(
-        [NewTopic(name, partitions, replication_factor, config=config or {}) for name, partitions in topics.items()],
+        [
+            NewTopic(name, partitions, replication_factor, config=config or {})
+            for name, partitions in topics.items()
+        ],
         operation_timeout=30,
     )
     for name, future in futures.items():

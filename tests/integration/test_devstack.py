@@ -21,8 +21,9 @@ def test_broker_is_kafka_4_and_round_trips_a_record(kafka: KafkaCluster | Existi
     producer.produce(topic, b"hello", headers=[("h", b"v")])
     assert producer.flush(10) == 0
 
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": unique,
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": unique, "enable.auto.commit": False}
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])
     messages = consumer.consume(num_messages=1, timeout=10)
     consumer.close()
@@ -31,7 +32,9 @@ def test_broker_is_kafka_4_and_round_trips_a_record(kafka: KafkaCluster | Existi
         assert kafka.version.startswith("4.")
 
 
-def test_producing_to_a_missing_topic_does_not_create_it(kafka: KafkaCluster | ExistingKafka, unique: str) -> None:
+def test_producing_to_a_missing_topic_does_not_create_it(
+    kafka: KafkaCluster | ExistingKafka, unique: str
+) -> None:
     missing = f"missing-{unique}"
     producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "message.timeout.ms": 3000})
     errors: list[KafkaError | None] = []

@@ -1,0 +1,43 @@
+# Kafka RPC Gateway: every task a developer or CI runs. `make run` and `make test` set up
+# everything they need (virtualenv, Python packages, Kafka jars) on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format unit integration kafka-libs clean
+
+run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
+	$(BIN)/python -m devstack
+
+test: lint kafka-libs  ## Lint, type-check and the full suite (unit and real-Kafka integration tests).
+	$(BIN)/pytest
+
+unit: $(STAMP)  ## Unit tests only (no broker).
+	$(BIN)/pytest --ignore=tests/integration
+
+integration: $(STAMP) kafka-libs  ## Integration tests only (real broker).
+	$(BIN)/pytest tests/integration
+
+lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+kafka-libs: $(STAMP)  ## Resolve the Kafka broker jars with Maven into the cache (once).
+	$(BIN)/python -c "from devstack.jars import broker_classpath; broker_classpath()"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: set PYTHON=python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --editable '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
