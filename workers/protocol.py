@@ -46,6 +46,7 @@ STATUS = "rpc-status"
 # Set by workers on dead-lettered records.
 DEAD_LETTER_REASON = "rpc-dead-letter-reason"
 DEAD_LETTER_SOURCE = "rpc-dead-letter-source"
+DEAD_LETTER_DETAIL = "rpc-dead-letter-detail"
 
 CONTENT_TYPE = "content-type"
 TRACEPARENT = "traceparent"
@@ -57,9 +58,7 @@ PROTOCOL_HEADERS = frozenset({CONTENT_TYPE, TRACEPARENT, TRACESTATE})
 
 # Headers that must appear at most once on a record; a record with two is
 # rejected, because readers disagree on which copy wins (RELIABILITY.md §1.4).
-SINGLE_VALUED = frozenset(
-    {CORRELATION_ID, REPLY_TO, REPLY_PARTITION, METHOD, DEADLINE, STATUS, CONTENT_TYPE}
-)
+SINGLE_VALUED = frozenset({CORRELATION_ID, REPLY_TO, REPLY_PARTITION, METHOD, DEADLINE, STATUS, CONTENT_TYPE})
 
 METHOD_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CORRELATION_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
@@ -220,7 +219,9 @@ class Reply:
 
 def problem_body(status: int, title: str, detail: str, **members: object) -> bytes:
     """An RFC 9457 problem+json document; ``members`` are extension members."""
-    return orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail, **members})
+    return orjson.dumps(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **members}
+    )
 
 
 def correlation_id_of(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:

@@ -1,0 +1,192 @@
+"""Worker processes against the real broker: scale-out, crash, poison, deadlines, graceful stop."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from devstack import ExistingKafka, KafkaCluster
+from tests.workers.realkafka import (
+    RecordReader,
+    Requester,
+    WorkerProcess,
+    committed,
+    eventually,
+    make_request,
+)
+from workers.protocol import DEAD_LETTER_REASON
+
+Kafka = KafkaCluster | ExistingKafka
+
+
+@pytest.fixture
+def names(kafka: Kafka, unique: str) -> dict[str, str]:
+    """Fresh topics and group per test."""
+    names = {
+        "requests": f"requests-{unique}",
+        "replies": f"replies-{unique}",
+        "dlt": f"requests-{unique}.dlt",
+        "group": f"workers-{unique}",
+    }
+    kafka.create_topics({names["requests"]: 6, names["replies"]: 1, names["dlt"]: 1})
+    return names
+
+
+@pytest.fixture
+def start_worker(kafka: Kafka, names: dict[str, str]) -> Iterator[object]:
+    started: list[WorkerProcess] = []
+
+    def start(**env: str) -> WorkerProcess:
+        worker = WorkerProcess(
+            kafka.bootstrap_servers,
+            {
+                "WORKER_REQUEST_TOPIC": names["requests"],
+                "WORKER_REPLY_TOPICS": names["replies"],
+                "WORKER_DEAD_LETTER_TOPIC": names["dlt"],
+                "WORKER_GROUP_ID": names["group"],
+                **env,
+            },
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def _all_ready(workers: list[WorkerProcess]) -> None:
+    for worker in workers:
+        eventually(worker.ready, 60, f"worker ready\n{worker.output()}")
+
+
+def test_1000_concurrent_requests_over_3_worker_processes(
+    kafka: Kafka, names: dict[str, str], start_worker
+) -> None:
+    workers = [start_worker() for _ in range(3)]
+    _all_ready(workers)
+    requests = [make_request("echo", orjson.dumps({"n": i}), names["replies"]) for i in range(1000)]
+    reader = RecordReader(kafka.bootstrap_servers, names["replies"])
+    try:
+        Requester(kafka.bootstrap_servers, names["requests"]).send(requests)
+        eventually(lambda: len(reader.replies()) >= 1000, 90, "1000 replies", reader.poll)
+        replies = reader.replies()
+    finally:
+        reader.close()
+    for request in requests:
+        assert {(r.status, r.body) for r in replies[request.correlation_id]} == {(200, request.body)}
+    handled = [worker.handled() for worker in workers]
+    assert sum(handled) >= 1000
+    # All three joined before the load, so every process served part of it.
+    assert all(count > 0 for count in handled), handled
+
+
+def test_kill_9_under_load_redelivers_to_another_worker(
+    kafka: Kafka, names: dict[str, str], start_worker
+) -> None:
+    env = {"WORKER_CONCURRENCY": "8"}
+    victim, survivor = start_worker(**env), start_worker(**env)
+    _all_ready([victim, survivor])
+    # Distinct sleep lengths make every reply body unique: {"slept": <that request's seconds>}.
+    requests = [
+        make_request("sleep", orjson.dumps({"seconds": 0.05 + i / 1e6}), names["replies"], deadline_in=120)
+        for i in range(600)
+    ]
+    reader = RecordReader(kafka.bootstrap_servers, names["replies"])
+    try:
+        Requester(kafka.bootstrap_servers, names["requests"]).send(requests)
+        eventually(lambda: len(reader.replies()) >= 100, 60, "the first replies", reader.poll)
+        assert victim.handled() > 0
+        victim.process.kill()  # SIGKILL: no drain, no commit
+        victim.wait(10)
+        eventually(lambda: len(reader.replies()) >= len(requests), 120, "every reply", reader.poll)
+        replies = reader.replies()
+    finally:
+        reader.close()
+    for request in requests:
+        expected = orjson.loads(request.body)["seconds"]
+        # Duplicates are allowed (at-least-once); somebody else's reply never.
+        assert {orjson.loads(r.body)["slept"] for r in replies[request.correlation_id]} == {expected}
+    assert set(replies) == {r.correlation_id for r in requests}
+    # The survivor took over the victim's unfinished records.
+    assert survivor.handled() > len(requests) / 2
+
+
+def test_poison_records_go_to_the_dead_letter_topic_while_the_partition_flows(
+    kafka: Kafka, names: dict[str, str], start_worker
+) -> None:
+    worker = start_worker()
+    _all_ready([worker])
+    replies_to = names["replies"]
+    good_before, good_after = (make_request("echo", b"%d" % i, replies_to) for i in range(2))
+    unknown = make_request("no.such.method", b"", replies_to)
+    duplicated = make_request("echo", b"dup", replies_to)
+    requester = Requester(kafka.bootstrap_servers, names["requests"])
+    requester.send([good_before], partition=0)
+    requester.raw(b"\xff garbage", [], None, 0)
+    requester.send([unknown], partition=0)
+    requester.raw(b"dup", [*duplicated.headers(), ("rpc-correlation-id", b"0" * 32)], None, 0)
+    requester.send([good_after], partition=0)
+    reader = RecordReader(kafka.bootstrap_servers, replies_to)
+    dlt = RecordReader(kafka.bootstrap_servers, names["dlt"])
+    try:
+        eventually(lambda: len(reader.replies()) >= 3, 60, "replies", reader.poll)
+        eventually(lambda: len(dlt.records) >= 3, 60, "dead letters", dlt.poll)
+        replies = reader.replies()
+    finally:
+        reader.close()
+        dlt.close()
+    assert replies[good_before.correlation_id][0].body == b"0"
+    assert replies[good_after.correlation_id][0].body == b"1"
+    assert replies[unknown.correlation_id][0].status == 404
+    assert duplicated.correlation_id not in replies
+    reasons = [dict(record.headers())[DEAD_LETTER_REASON] for record in dlt.records]
+    assert reasons == [b"invalid-request", b"unknown-method", b"duplicate-header"]
+    assert dlt.records[0].value() == b"\xff garbage"
+    eventually(
+        lambda: committed(kafka.bootstrap_servers, names["group"], names["requests"], 1)[0] == 5,
+        30,
+        "offset 5 committed",
+    )
+
+
+def test_expired_requests_are_skipped(kafka: Kafka, names: dict[str, str], start_worker) -> None:
+    worker = start_worker()
+    _all_ready([worker])
+    expired = make_request("echo", b"late", names["replies"], deadline_in=-5)
+    fresh = make_request("echo", b"fresh", names["replies"])
+    Requester(kafka.bootstrap_servers, names["requests"]).send([expired, fresh], partition=0)
+    reader = RecordReader(kafka.bootstrap_servers, names["replies"])
+    try:
+        eventually(lambda: fresh.correlation_id in reader.replies(), 60, "the fresh reply", reader.poll)
+        eventually(lambda: worker.metric("rpcworker_expired_total") == 1, 10, "expired counted")
+        reader.poll()
+        assert expired.correlation_id not in reader.replies()
+    finally:
+        reader.close()
+    eventually(
+        lambda: committed(kafka.bootstrap_servers, names["group"], names["requests"], 1)[0] == 2,
+        30,
+        "both offsets committed",
+    )
+
+
+def test_sigterm_drains_in_flight_work_and_commits_it(
+    kafka: Kafka, names: dict[str, str], start_worker
+) -> None:
+    worker = start_worker(WORKER_DRAIN_TIMEOUT="30")
+    _all_ready([worker])
+    requests = [make_request("sleep", orjson.dumps({"seconds": 2}), names["replies"]) for _ in range(5)]
+    Requester(kafka.bootstrap_servers, names["requests"]).send(requests, partition=0)
+    eventually(lambda: worker.metric("rpcworker_in_flight") == 5, 30, "five handlers running")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    reader = RecordReader(kafka.bootstrap_servers, names["replies"])
+    try:
+        eventually(lambda: len(reader.replies()) == 5, 30, "the drained replies", reader.poll)
+    finally:
+        reader.close()
+    assert committed(kafka.bootstrap_servers, names["group"], names["requests"], 1) == [5]

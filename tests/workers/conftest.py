@@ -1,0 +1,119 @@
+"""Fixtures for the worker unit tier: an in-memory broker and a Worker running on it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from tests.workers.fakes import FakeBroker, FakeConsumer, FakeMessage, FakeProducer
+from workers.connection import KafkaSettings
+from workers.protocol import Reply, Request
+from workers.registry import HandlerRegistry
+from workers.runtime import Worker
+from workers.settings import WorkerSettings
+
+REQUESTS = "requests"
+REPLIES = "replies"
+DLT = "requests.dlt"
+
+
+@pytest.fixture
+def broker() -> FakeBroker:
+    broker = FakeBroker()
+    broker.create_topic(REQUESTS, 3)
+    broker.create_topic(REPLIES, 2)
+    broker.create_topic(DLT, 1)
+    return broker
+
+
+def settings(**overrides: Any) -> WorkerSettings:
+    """Worker settings for tests: ephemeral monitoring port on loopback."""
+    values: dict[str, Any] = {"metrics_host": "127.0.0.1", "metrics_port": 0, "drain_timeout": 5.0}
+    return WorkerSettings(**(values | overrides))
+
+
+class Harness:
+    """A worker on the fake broker, plus handles on its fake clients."""
+
+    def __init__(
+        self, broker: FakeBroker, registry: HandlerRegistry, worker_settings: WorkerSettings
+    ) -> None:
+        self.broker = broker
+        self.consumers: list[FakeConsumer] = []
+        self.worker = Worker(
+            worker_settings,
+            KafkaSettings(),
+            registry,
+            consumer_factory=self._consumer,
+            producer_factory=lambda config: FakeProducer(broker, config),
+        )
+
+    def _consumer(self, config: dict[str, Any]) -> FakeConsumer:
+        consumer = FakeConsumer(self.broker, config)
+        self.consumers.append(consumer)
+        return consumer
+
+    @property
+    def consumer(self) -> FakeConsumer:
+        return self.consumers[-1]
+
+    def committed(self, partition: int, topic: str = REQUESTS) -> int | None:
+        return self.broker.committed.get((self.worker.settings.group_id, topic, partition))
+
+    def replies(self) -> dict[str, Reply]:
+        return {
+            reply.correlation_id: reply
+            for reply in (Reply.from_record(m.value(), m.headers()) for m in self.broker.records(REPLIES))
+        }
+
+    def dead_letters(self) -> list[FakeMessage]:
+        return self.broker.records(DLT)
+
+
+@asynccontextmanager
+async def serving(
+    broker: FakeBroker, registry: HandlerRegistry, worker_settings: WorkerSettings | None = None
+) -> AsyncIterator[Harness]:
+    """Run a Worker on ``broker`` until the block ends, then shut it down (drain + commit)."""
+    harness = Harness(broker, registry, worker_settings or settings())
+    task = asyncio.create_task(harness.worker.serve())
+    try:
+        async with asyncio.timeout(10):
+            await harness.worker.ready.wait()
+        yield harness
+    finally:
+        harness.worker.shutdown()
+        await asyncio.wait_for(task, 30)
+
+
+def request(
+    method: str,
+    body: bytes = b"",
+    *,
+    deadline_in: float = 10.0,
+    reply_to: str = REPLIES,
+    reply_partition: int | None = 1,
+    extra: list[tuple[str, bytes]] | None = None,
+) -> Request:
+    """A well-formed request."""
+    return Request(
+        correlation_id=uuid.uuid4().hex,
+        reply_to=reply_to,
+        reply_partition=reply_partition,
+        method=method,
+        deadline_ms=int((time.time() + deadline_in) * 1000),
+        body=body,
+        content_type="application/json",
+        extra=extra or [],
+    )
+
+
+def send(broker: FakeBroker, req: Request, partition: int = -1) -> FakeMessage:
+    """Produce ``req`` to the requests topic."""
+    return broker.append(REQUESTS, req.body, req.correlation_id.encode(), list(req.headers()), partition)

@@ -1,0 +1,109 @@
+"""Dispatch decisions without Kafka: replies, problems, retries, poison classification."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import pytest
+
+from tests.workers.conftest import request, settings
+from tests.workers.fakes import FakeMessage
+from workers.dispatcher import Dispatcher
+from workers.errors import TransientError
+from workers.metrics import WorkerMetrics
+from workers.protocol import CORRELATION_ID, REPLY_TO, Request
+from workers.registry import HandlerRegistry
+
+
+def message(req: Request) -> FakeMessage:
+    return FakeMessage("requests", 0, 7, req.body, None, list(req.headers()))
+
+
+def dispatcher(registry: HandlerRegistry, **overrides: object) -> Dispatcher:
+    return Dispatcher(registry, settings(**overrides), WorkerMetrics(), ThreadPoolExecutor(2))
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "body", "content_type"),
+    [
+        (None, 204, b"", "application/octet-stream"),
+        ("hi", 200, b"hi", "text/plain; charset=utf-8"),
+        ({"a": [1]}, 200, b'{"a":[1]}', "application/json"),
+        (b"\x00", 200, b"\x00", "application/octet-stream"),
+    ],
+)
+async def test_return_values_become_replies(
+    result: object, status: int, body: bytes, content_type: str
+) -> None:
+    registry = HandlerRegistry()
+    registry.add("m", lambda req: result)
+    req = request("m")
+    outcome = await dispatcher(registry).dispatch(message(req))
+    assert outcome.reply is not None
+    assert (outcome.reply.status, outcome.reply.body, outcome.reply.content_type) == (
+        status,
+        body,
+        content_type,
+    )
+    assert (outcome.reply_to, outcome.reply_partition) == (req.reply_to, req.reply_partition)
+
+
+async def test_a_malformed_request_with_an_unambiguous_address_gets_400_and_a_dead_letter() -> None:
+    cid = "a" * 32
+    bad = FakeMessage("requests", 0, 1, b"x", None, [(CORRELATION_ID, cid.encode()), (REPLY_TO, b"replies")])
+    outcome = await dispatcher(HandlerRegistry()).dispatch(bad)
+    assert outcome.reply is not None
+    assert outcome.reply.status == 400
+    assert outcome.reply.correlation_id == cid
+    assert b"rpc-method" in outcome.reply.body
+    assert outcome.dead_letter is not None
+
+
+async def test_a_malformed_request_naming_a_foreign_reply_topic_gets_no_reply() -> None:
+    bad = FakeMessage("requests", 0, 1, b"x", None, [(CORRELATION_ID, b"a" * 32), (REPLY_TO, b"elsewhere")])
+    outcome = await dispatcher(HandlerRegistry()).dispatch(bad)
+    assert outcome.reply is None
+    assert outcome.dead_letter is not None
+
+
+async def test_transient_errors_stop_after_the_attempts_with_503() -> None:
+    calls: list[int] = []
+    registry = HandlerRegistry()
+
+    @registry.handler("down")
+    async def down(req: Request) -> None:
+        calls.append(1)
+        raise TransientError("dependency down")
+
+    outcome = await dispatcher(registry, retry_attempts=3, retry_backoff=0.001).dispatch(
+        message(request("down"))
+    )
+    assert len(calls) == 3
+    assert outcome.reply is not None
+    assert outcome.reply.status == 503
+    assert "dependency down" in orjson.loads(outcome.reply.body)["detail"]
+
+
+async def test_retries_never_start_past_the_deadline() -> None:
+    calls: list[float] = []
+    registry = HandlerRegistry()
+
+    @registry.handler("down")
+    async def down(req: Request) -> None:
+        calls.append(time.monotonic())
+        raise TransientError("still down")
+
+    # The backoff (>= 5 s) is longer than the 1 s left, so the first failure is final.
+    slow = dispatcher(registry, retry_attempts=10, retry_backoff=5, retry_backoff_max=5)
+    outcome = await slow.dispatch(message(request("down", deadline_in=1)))
+    assert len(calls) == 1
+    assert outcome.reply is not None
+    assert outcome.reply.status == 503
+
+
+async def test_an_expired_unknown_method_is_dead_lettered_without_reply() -> None:
+    outcome = await dispatcher(HandlerRegistry()).dispatch(message(request("ghost", deadline_in=-1)))
+    assert outcome.reply is None
+    assert outcome.dead_letter is not None

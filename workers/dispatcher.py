@@ -1,0 +1,240 @@
+"""From a consumed record to what must be produced: a reply, a dead letter, both or nothing.
+
+No Kafka client here: `Dispatcher.dispatch` decodes and validates the record, checks the
+deadline, runs the handler (retrying `TransientError` with tenacity, never past the
+deadline) and returns an `Outcome` for the runtime to publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
+
+from workers import logs
+from workers.deadletter import DeadLetter, Reason, dead_letter_for
+from workers.errors import HandlerError, TransientError
+from workers.protocol import (
+    CORRELATION_ID,
+    CORRELATION_ID_PATTERN,
+    REPLY_PARTITION,
+    REPLY_TO,
+    SINGLE_VALUED,
+    ProtocolError,
+    Reply,
+    Request,
+)
+from workers.registry import Registration, Response
+
+if TYPE_CHECKING:
+    from workers.clients import Message, RecordHeaders
+    from workers.metrics import WorkerMetrics
+    from workers.registry import HandlerRegistry
+    from workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to produce for one request record; all None means: nothing (expired)."""
+
+    reply: Reply | None = None
+    """The reply, if the caller gets one."""
+    reply_to: str = ""
+    """Topic for ``reply``."""
+    reply_partition: int | None = None
+    """Partition for ``reply``; None lets the producer choose."""
+    dead_letter: DeadLetter | None = None
+    """The dead letter, if the record is poison."""
+
+
+class Dispatcher:
+    """Decides and computes the answer to each request record."""
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        settings: WorkerSettings,
+        metrics: WorkerMetrics,
+        executor: Executor,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._metrics = metrics
+        self._executor = executor
+        self._clock = clock
+        # Exponential backoff with jitter, so retries of many requests do not synchronise.
+        self._wait = wait_exponential(
+            multiplier=settings.retry_backoff, max=settings.retry_backoff_max
+        ) + wait_random(0, settings.retry_backoff)
+
+    async def dispatch(self, message: Message) -> Outcome:
+        """The outcome for one record; never raises for bad input or failing handlers."""
+        checked = self._check(message)
+        if isinstance(checked, Outcome):
+            return checked
+        request, registration = checked
+        if self._expired(request):
+            self._metrics.expired.inc()
+            log.info("request expired before handling", extra={"method": request.method})
+            return Outcome()
+        reply = await self._answer(registration, request)
+        if reply is None:
+            return Outcome()
+        return Outcome(reply, request.reply_to, request.reply_partition)
+
+    def _check(self, message: Message) -> tuple[Request, Registration] | Outcome:
+        """The decoded request and its handler, or the poison outcome."""
+        headers = message.headers() or []
+        counts = Counter(name for name, _ in headers if name in SINGLE_VALUED)
+        duplicated = [name for name, count in counts.items() if count > 1]
+        if duplicated:
+            # Readers disagree on which copy wins, so nobody is answered (RELIABILITY.md 1.4).
+            detail = f"header {duplicated[0]} appears more than once"
+            return self._poison(message, Reason.DUPLICATE_HEADER, detail)
+        try:
+            request = Request.from_record(message.value(), headers)
+        except ProtocolError as exc:
+            return self._poison(message, Reason.INVALID_REQUEST, str(exc), _reply_address(headers), 400)
+        logs.correlation_id.set(request.correlation_id)
+        if request.reply_to not in self._settings.reply_topics:
+            # Never let a record steer replies to an arbitrary topic (RELIABILITY.md 5).
+            detail = f"reply topic {request.reply_to!r} is not allowed"
+            return self._poison(message, Reason.REPLY_TOPIC_NOT_ALLOWED, detail)
+        registration = self._registry.get(request.method)
+        if registration is None:
+            address = (request.correlation_id, request.reply_to, request.reply_partition)
+            status = None if self._expired(request) else 404
+            detail = f"no handler for method {request.method!r}"
+            return self._poison(message, Reason.UNKNOWN_METHOD, detail, address, status)
+        return request, registration
+
+    def _expired(self, request: Request) -> bool:
+        return self._clock() * 1000 >= request.deadline_ms
+
+    def _poison(
+        self,
+        message: Message,
+        reason: Reason,
+        detail: str,
+        address: tuple[str, str, int | None] | None = None,
+        status: int | None = None,
+    ) -> Outcome:
+        letter = dead_letter_for(message, reason, detail)
+        log.warning("dead-lettering request", extra={"reason": reason.value, "detail": detail})
+        if address is None or status is None or address[1] not in self._settings.reply_topics:
+            return Outcome(dead_letter=letter)
+        correlation_id, reply_to, partition = address
+        reply = Reply.problem(correlation_id, status, _phrase(status), detail)
+        return Outcome(reply, reply_to, partition, letter)
+
+    async def _answer(self, registration: Registration, request: Request) -> Reply | None:
+        """Run the handler under the deadline; None when the deadline passed first."""
+        method = request.method
+        scope = asyncio.timeout(request.deadline_ms / 1000 - self._clock())
+        started = time.perf_counter()
+        reply: Reply | None
+        try:
+            async with scope:
+                result = await self._call(registration, request)
+            reply = _success(request, result)
+        except TimeoutError as exc:
+            reply = None if scope.expired() else _failure(request, exc)
+        except Exception as exc:
+            reply = _failure(request, exc)
+        finally:
+            self._metrics.handler_duration.labels(method).observe(time.perf_counter() - started)
+        if reply is None or self._expired(request):
+            # The gateway has already answered 504; a late reply would only be dropped there.
+            self._metrics.expired.inc()
+            self._metrics.handled.labels(method, "expired").inc()
+            log.info("request expired while handling", extra={"method": method})
+            return None
+        outcome = "ok" if reply.status < 400 else "client_error" if reply.status < 500 else "server_error"
+        self._metrics.handled.labels(method, outcome).inc()
+        return reply
+
+    async def _call(self, registration: Registration, request: Request) -> Any:
+        deadline = request.deadline_ms / 1000
+
+        def stop(state: RetryCallState) -> bool:
+            # Out of attempts, or the next attempt would start past the deadline.
+            return (
+                state.attempt_number >= self._settings.retry_attempts
+                or self._clock() + (state.upcoming_sleep or 0) >= deadline
+            )
+
+        retrying = AsyncRetrying(
+            stop=stop,
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientError),
+            before_sleep=lambda _: self._metrics.retries.labels(request.method).inc(),
+            reraise=True,
+        )
+        return await retrying(self._invoke, registration, request)
+
+    async def _invoke(self, registration: Registration, request: Request) -> Any:
+        if registration.is_async:
+            return await registration.function(request)
+        # The thread gets a copy of the context, so its logs carry the correlation id.
+        run = partial(contextvars.copy_context().run, registration.function, request)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+
+def _success(request: Request, result: Any) -> Reply:
+    if isinstance(result, Response):
+        body, status, content_type = result.body, result.status, result.content_type
+    elif isinstance(result, bytes):
+        body, status, content_type = result, 200, "application/octet-stream"
+    elif isinstance(result, str):
+        body, status, content_type = result.encode(), 200, "text/plain; charset=utf-8"
+    elif result is None:
+        body, status, content_type = b"", 204, "application/octet-stream"
+    else:
+        body, status, content_type = orjson.dumps(result), 200, "application/json"
+    return Reply(request.correlation_id, status, body, content_type, request.trace)
+
+
+def _failure(request: Request, exc: Exception) -> Reply:
+    if isinstance(exc, HandlerError):
+        return Reply.problem(request.correlation_id, exc.status, exc.title, exc.detail, request.trace)
+    if isinstance(exc, TransientError):
+        detail = f"still failing after retries: {exc}"
+        return Reply.problem(request.correlation_id, 503, _phrase(503), detail, request.trace)
+    # The message may hold internals; the caller gets the type, the log gets the traceback.
+    log.error("handler failed", exc_info=exc, extra={"method": request.method})
+    detail = f"the handler raised {type(exc).__name__}; see the worker log for this correlation id"
+    return Reply.problem(request.correlation_id, 500, _phrase(500), detail, request.trace)
+
+
+def _phrase(status: int) -> str:
+    return HTTPStatus(status).phrase
+
+
+def _reply_address(headers: RecordHeaders) -> tuple[str, str, int | None] | None:
+    """Where to send an error reply for an undecodable request, if that is unambiguous."""
+    values = {name: value for name, value in headers if name in (CORRELATION_ID, REPLY_TO, REPLY_PARTITION)}
+    try:
+        correlation_id = (values.get(CORRELATION_ID) or b"").decode()
+        reply_to = (values.get(REPLY_TO) or b"").decode()
+        partition = (values.get(REPLY_PARTITION) or b"").decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if CORRELATION_ID_PATTERN.fullmatch(correlation_id) is None or not reply_to:
+        return None
+    if REPLY_PARTITION in values and not partition.isdigit():
+        return None
+    return correlation_id, reply_to, int(partition) if partition else None

@@ -1,0 +1,280 @@
+"""The worker: consume requests, run handlers, publish replies, commit in order.
+
+Flow per record: the consumer thread hands a batch to the loop; each record is tracked by
+`OffsetTracker` and queued; up to ``concurrency`` handler tasks run at once; a task publishes
+the reply (and/or dead letter), waits for Kafka's acknowledgement, and only then marks its
+offset finished, which stores the partition's contiguous-done position for background
+auto-commit. When more than ``max_buffered`` records are held, fetching pauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
+
+from confluent_kafka import Consumer, Producer
+
+from workers.connection import KafkaSettings, redacted
+from workers.consumer import RequestConsumer, lag_from_statistics
+from workers.dispatcher import Dispatcher
+from workers.metrics import WorkerMetrics
+from workers.monitoring import MonitoringServer
+from workers.offsets import OffsetTracker, Partition, PartitionOffsets
+from workers.producer import ReplyProducer
+from workers.publisher import OutcomePublisher
+from workers.settings import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
+
+if TYPE_CHECKING:
+    from workers.clients import ConsumerClient, ConsumerFactory, Message, ProducerClient, ProducerFactory
+    from workers.registry import HandlerRegistry
+    from workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+# Bound on flushing queued replies after the consumer has stopped.
+FLUSH_TIMEOUT = 10.0
+# Records fetched per consume() call.
+BATCH_SIZE = 500
+
+
+class Worker:
+    """One worker process: a consumer-group member serving the registry's methods.
+
+    Args:
+        settings: Worker settings.
+        kafka_settings: Kafka connection; every librdkafka property is configurable there.
+        registry: The handlers to serve.
+        consumer_factory: Builds the consumer from a config dict (tests pass a fake).
+        producer_factory: Builds the producer from a config dict (tests pass a fake).
+        metrics: Metric objects; a fresh registry by default.
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        kafka_settings: KafkaSettings,
+        registry: HandlerRegistry,
+        *,
+        consumer_factory: ConsumerFactory | None = None,
+        producer_factory: ProducerFactory | None = None,
+        metrics: WorkerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.kafka_settings = kafka_settings
+        self.registry = registry
+        self.metrics = metrics or WorkerMetrics()
+        self.ready = asyncio.Event()
+        """Set once the consumer has joined the group and received its assignment."""
+        self.exit_code = 0
+        """0, or 1 after a fatal error (e.g. a reply Kafka would not take)."""
+        self.monitoring_port: int | None = None
+        """Bound port of /metrics, /healthz, /readyz once serving."""
+        self._consumer_factory = consumer_factory or _confluent_consumer
+        self._producer_factory = producer_factory or _confluent_producer
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._tracker = OffsetTracker()
+        self._backlog: deque[tuple[Message, PartitionOffsets]] = deque()
+        self._running = 0
+        self._paused = False
+        self._consumer: RequestConsumer | None = None
+        self._producer: ReplyProducer | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._publisher: OutcomePublisher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT, then drain; returns the process exit code."""
+        return asyncio.run(self._serve_with_signals())
+
+    async def _serve_with_signals(self) -> int:
+        loop = asyncio.get_running_loop()
+        # SIGTERM: Kubernetes stopping the pod; SIGINT: Ctrl-C. Both drain gracefully.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+        try:
+            await self.serve()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return self.exit_code
+
+    def _on_signal(self) -> None:
+        if self._stop.is_set():
+            # A second signal means "now", as in uvicorn: no drain, nothing more committed.
+            log.warning("second signal; exiting without draining")
+            os._exit(1)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop taking records; `serve` then drains in-flight work, commits and returns."""
+        self._stop.set()
+
+    async def serve(self) -> None:
+        """Run until `shutdown` (or a fatal error), then drain within ``drain_timeout``."""
+        loop = self._loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(self.settings.thread_count, thread_name_prefix="handler")
+        self._dispatcher = Dispatcher(self.registry, self.settings, self.metrics, pool, self._clock)
+        callbacks = {"error_cb": self._kafka_error, "logger": logging.getLogger("workers.kafka")}
+        producer_config = self.kafka_settings.client_config({**PRODUCER_DEFAULTS, **callbacks})
+        consumer_config = self.kafka_settings.client_config(
+            {
+                **CONSUMER_DEFAULTS,
+                "group.id": self.settings.group_id,
+                "stats_cb": self._statistics,
+                **callbacks,
+            }
+        )
+        methods = sorted(registration.method for registration in self.registry)
+        loggable = {key: value for key, value in redacted(consumer_config).items() if not callable(value)}
+        log.info("starting worker", extra={"methods": methods, "consumer": loggable})
+        self._producer = ReplyProducer(self._producer_factory(producer_config), loop)
+        self._publisher = OutcomePublisher(self._producer, self.settings.dead_letter_topic, self.metrics)
+        self._consumer = RequestConsumer(
+            self._consumer_factory(consumer_config), self.settings.request_topic, loop, self, BATCH_SIZE
+        )
+        monitoring = MonitoringServer(
+            self.settings.metrics_host,
+            self.settings.metrics_port,
+            self.metrics.registry,
+            healthy=lambda: self.exit_code == 0,
+            ready=lambda: self.ready.is_set() and not self._stop.is_set(),
+        )
+        await monitoring.start()
+        self.monitoring_port = monitoring.port
+        self._producer.start()
+        self._consumer.start()
+        try:
+            stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+            waits: set[asyncio.Future[Any]] = {stop, self._consumer.stopped}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+        finally:
+            self._stop.set()
+            self.ready.clear()
+            self._consumer.stop()
+            try:
+                await self._consumer.stopped
+            except Exception:
+                self.exit_code = 1
+            await self._producer.stop(FLUSH_TIMEOUT)
+            pool.shutdown(wait=False, cancel_futures=True)
+            await monitoring.stop()
+            log.info("worker stopped", extra={"exit_code": self.exit_code})
+
+    def on_assigned(self, partitions: list[Partition]) -> None:
+        """Consumer-thread report (on the loop): these partitions are ours now."""
+        self._tracker.assign(partitions)
+        self.ready.set()
+        log.info("partitions assigned", extra={"partitions": partitions})
+
+    def on_lost(self, partitions: list[Partition]) -> None:
+        """Partitions lost without a clean revocation: another member owns them, commit nothing."""
+        self._tracker.forget(self._tracker.close(partitions))
+        log.warning("partitions lost", extra={"partitions": partitions})
+
+    def on_batch(self, messages: list[Message]) -> None:
+        """A fetched batch, in offset order per partition."""
+        self.metrics.records_consumed.inc(len(messages))
+        for message in messages:
+            state = self._tracker.track(
+                (message.topic() or "", message.partition() or 0), message.offset() or 0
+            )
+            if state is not None:
+                self._backlog.append((message, state))
+        self._pump()
+        if not self._paused and len(self._backlog) + self._running >= self.settings.buffer_limit:
+            self._paused = True
+            assert self._consumer is not None
+            self._consumer.pause()
+
+    async def drain(self, partitions: list[Partition]) -> list[tuple[Partition, int]]:
+        """Let the partitions' running handlers finish (bounded) and return positions to commit."""
+        states = self._tracker.close(partitions)
+        self._backlog = deque(item for item in self._backlog if not item[1].closing)
+        tasks = set().union(*(state.tasks for state in states))
+        if tasks:
+            log.info("draining", extra={"in_flight": len(tasks), "partitions": partitions})
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.drain_timeout)
+            if pending:
+                # Not committed, so redelivered to the next owner: duplicates, never losses.
+                log.warning("drain timeout; abandoning in-flight requests", extra={"abandoned": len(pending)})
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
+        self._tracker.forget(states)
+        self._flow()
+        return [(state.partition, state.position) for state in states if state.position is not None]
+
+    def _pump(self) -> None:
+        while self._backlog and self._running < self.settings.concurrency and not self._stop.is_set():
+            message, state = self._backlog.popleft()
+            if state.closing:
+                continue
+            self._running += 1
+            self.metrics.in_flight.inc()
+            task = asyncio.create_task(self._process(message, state))
+            state.tasks.add(task)
+            task.add_done_callback(partial(self._finished, state))
+
+    def _finished(self, state: PartitionOffsets, task: asyncio.Task[None]) -> None:
+        state.tasks.discard(task)
+        self._running -= 1
+        self.metrics.in_flight.dec()
+        self._pump()
+        self._flow()
+
+    def _flow(self) -> None:
+        # Hysteresis: resume at half the limit so pause/resume do not alternate per record.
+        if self._paused and len(self._backlog) + self._running <= self.settings.buffer_limit // 2:
+            self._paused = False
+            assert self._consumer is not None
+            self._consumer.resume()
+
+    async def _process(self, message: Message, state: PartitionOffsets) -> None:
+        assert self._dispatcher is not None
+        assert self._publisher is not None
+        assert self._consumer is not None
+        try:
+            outcome = await self._dispatcher.dispatch(message)
+            await self._publisher.publish(message, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The offset stays unfinished, so nothing after it is committed; crash-only
+            # recovery (exit 1, restart, redelivery) is safer than guessing.
+            log.critical("cannot publish the outcome of a request; stopping", exc_info=exc)
+            self.exit_code = 1
+            self.shutdown()
+            return
+        advanced = state.finish(message.offset() or 0)
+        if advanced and state.position is not None and self._tracker.tracked(state):
+            self._consumer.store(state.partition, state.position)
+
+    def _kafka_error(self, error: Any) -> None:
+        # Called on a client thread; only fatal errors (e.g. idempotence broken) stop the worker.
+        log.error("kafka client error", extra={"error": str(error)})
+        if error.fatal():
+            self.exit_code = 1
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self.shutdown)
+
+    def _statistics(self, statistics: str) -> None:
+        self.metrics.consumer_lag.set(lag_from_statistics(statistics))
+
+
+def _confluent_consumer(config: dict[str, Any]) -> ConsumerClient:
+    return cast("ConsumerClient", Consumer(config))
+
+
+def _confluent_producer(config: dict[str, Any]) -> ProducerClient:
+    return cast("ProducerClient", Producer(config))
