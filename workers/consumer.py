@@ -1,6 +1,6 @@
 """The request consumer: one thread that fetches batches and hands them to the event loop.
 
-Threading contract: only the consumer thread touches the client. It calls ``consume()``,
+Threading contract: only the consumer thread touches the client. It fetches (`next_batch`),
 serves rebalance callbacks, and applies what the loop asked for through `store`, `pause` and
 `resume` between fetches (calling the client from the loop thread while ``consume()`` runs
 deadlocks confluent-kafka: the call holds the GIL and waits for the consuming thread).
@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from confluent_kafka import KafkaException, TopicPartition
 
+from workers.batches import next_batch
+
 if TYPE_CHECKING:
     from workers.clients import ConsumerClient, Message
     from workers.offsets import Partition
 
 log = logging.getLogger(__name__)
 
-# consume() returns as soon as records arrive; the timeout only bounds how long a stop
+# next_batch() returns at the first record; the timeout only bounds how long a stop
 # request waits to be noticed, so it costs nothing on the hot path.
 POLL_TIMEOUT = 0.25
 
@@ -102,7 +104,7 @@ class RequestConsumer:
                     self._wakeup.wait(POLL_TIMEOUT)
                     self._wakeup.clear()
                     timeout = 0
-                messages = self._client.consume(num_messages=self._batch_size, timeout=timeout)
+                messages = next_batch(self._client, self._batch_size, timeout)
                 records = [message for message in messages if not self._failed(message)]
                 if records:
                     self._loop.call_soon_threadsafe(self._listener.on_batch, records)

@@ -1,4 +1,7 @@
-"""Structured JSON logs, one object per line, carrying the request's correlation id."""
+"""Structured JSON logs, one object per line, carrying the request's correlation id.
+
+Shared by the worker and the gateway processes, so both write the same log shape.
+"""
 
 from __future__ import annotations
 
@@ -38,9 +41,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Send every log record to stderr as JSON at ``level``."""
+    """Send every log record, uvicorn's included, to stderr as JSON at ``level``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

@@ -16,6 +16,8 @@ import pytest
 
 from devstack import ExistingKafka, KafkaCluster, kafka_from_environment
 
+from .harness import Topics
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -60,6 +62,12 @@ def kafka_cluster(pytestconfig: pytest.Config) -> Iterator[KafkaCluster]:
     with KafkaCluster(nodes=3) as cluster:
         _announce(pytestconfig, f"\nreal Kafka {cluster.version} cluster at {cluster.bootstrap_servers}")
         yield cluster
+
+
+@pytest.fixture
+def topics(kafka: KafkaCluster | ExistingKafka, unique: str) -> Topics:
+    """Requests, replies and spare topics of this test's own."""
+    return Topics(kafka, unique)
 
 
 @pytest.fixture

@@ -1,0 +1,161 @@
+"""The application factory: wires settings into components and runs their lifecycle.
+
+Routes find the shared components on ``request.app.state.gateway`` (a `Gateway`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from workers import protocol
+
+from . import problems, routes, streams
+from .client import RequestReplyClient
+from .correlation import CorrelationIds
+from .headers import HeaderPolicy
+from .health import KafkaHealth
+from .kafka import ConfluentClients, KafkaClients, consumer_config, producer_config
+from .metrics import GatewayMetrics
+from .pending import PendingReplies
+from .producer import RequestProducer
+from .publisher import TopicPublisher
+from .replies import ReplyListener, ReplyRouter
+
+if TYPE_CHECKING:
+    from workers.connection import KafkaSettings
+
+    from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Gateway:
+    """The running components, shared by all routes through ``app.state.gateway``."""
+
+    settings: GatewaySettings
+    ids: CorrelationIds
+    metrics: GatewayMetrics
+    headers: HeaderPolicy
+    body_limit: int
+    """Largest accepted request body in bytes."""
+    health: KafkaHealth
+    producer: RequestProducer
+    listener: ReplyListener
+    client: RequestReplyClient
+    publisher: TopicPublisher
+    streams: streams.Streams
+
+
+def create_app(
+    settings: GatewaySettings,
+    kafka_settings: KafkaSettings,
+    clients: KafkaClients | None = None,
+) -> FastAPI:
+    """The gateway ASGI app; Kafka clients start in the lifespan.
+
+    Start-up runs in the background, so /healthz answers and /readyz reports 503
+    while Kafka is being reached; ``app.state.started`` (an `asyncio.Event`) is set
+    once requests are accepted. ``clients`` replaces confluent-kafka (unit tests).
+    """
+    started = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = _assemble(settings, kafka_settings, clients or ConfluentClients())
+        app.state.gateway = gateway
+        starting = asyncio.create_task(_start(gateway.client, started), name="rpcgw-start")
+        try:
+            yield
+        finally:
+            gateway.client.drain()
+            if not starting.done():
+                starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await gateway.streams.close()
+            await gateway.client.stop(settings.max_timeout, settings.flush_timeout)
+            log.info("gateway stopped")
+
+    app = FastAPI(
+        title="Kafka RPC Gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.started = started
+    problems.install(app)
+    app.include_router(routes.router)
+    app.include_router(streams.router)
+    return app
+
+
+def _assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: KafkaClients) -> Gateway:
+    ids = CorrelationIds()
+    metrics = GatewayMetrics(settings.max_timeout, settings.metric_methods_limit)
+    pending: PendingReplies[protocol.Reply] = PendingReplies(settings.max_pending)
+    health = KafkaHealth(settings.request_topic, settings.reply_topic, settings.startup_timeout)
+    producer_settings = producer_config(settings, kafka_settings, ids.tag)
+    producer = RequestProducer(
+        clients,
+        producer_settings,
+        metrics,
+        on_request_error=pending.fail,
+        on_kafka_error=health.on_error,
+    )
+    health.attach(producer.client)
+    router = ReplyRouter(pending, ids, metrics)
+    listener = ReplyListener(
+        clients=clients,
+        config=consumer_config(kafka_settings, ids.tag),
+        on_batch=router.route,
+        metrics=metrics,
+        batch_size=settings.consume_batch_size,
+        on_kafka_error=health.on_error,
+    )
+    client = RequestReplyClient(
+        settings=settings,
+        ids=ids,
+        pending=pending,
+        producer=producer,
+        listener=listener,
+        health=health,
+        metrics=metrics,
+    )
+    return Gateway(
+        settings=settings,
+        ids=ids,
+        metrics=metrics,
+        headers=HeaderPolicy(settings.forward_headers, settings.max_forward_header_bytes),
+        body_limit=settings.body_limit(producer_settings),
+        health=health,
+        producer=producer,
+        listener=listener,
+        client=client,
+        publisher=TopicPublisher(producer, settings.publish_topics, settings.startup_timeout),
+        streams=streams.Streams(
+            clients,
+            consumer_config(kafka_settings, ids.tag),
+            frozenset(settings.stream_topics),
+            settings.max_streams,
+            settings.startup_timeout,
+        ),
+    )
+
+
+async def _start(client: RequestReplyClient, started: asyncio.Event) -> None:
+    try:
+        await client.start()
+        started.set()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("gateway failed to start; it stays unready")
+        raise

@@ -1,0 +1,221 @@
+"""`RequestReplyClient`: one request out, one reply back, with a deadline.
+
+Per request the hot path is: register a future, one ``produce()``, one future
+resolution by the reply listener. The future is registered *before* the produce
+(a fast worker cannot beat it) and removed in ``finally`` on every exit: reply,
+deadline, produce failure, caller disconnect, task cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from workers import protocol
+
+from .errors import (
+    ClientDisconnectedError,
+    KafkaUnavailableError,
+    NotAcceptingError,
+    OverloadedError,
+    ReplyTimeout,
+)
+from .health import retry_in_thread
+from .pending import PendingFullError, PendingReplies
+
+if TYPE_CHECKING:
+    from .correlation import CorrelationIds
+    from .health import KafkaHealth
+    from .metrics import GatewayMetrics
+    from .producer import RequestProducer
+    from .replies import ReplyListener
+    from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    """Lifecycle of the client."""
+
+    STARTING = "starting"  # Kafka not yet reached or reply consumer not yet positioned
+    RUNNING = "running"  # accepting requests
+    DRAINING = "draining"  # refusing new requests; pending ones still get replies
+    STOPPED = "stopped"  # Kafka clients closed
+
+
+class RequestReplyClient:
+    """Sends requests and waits for their replies; owns the Kafka clients' lifecycle."""
+
+    def __init__(
+        self,
+        *,
+        settings: GatewaySettings,
+        ids: CorrelationIds,
+        pending: PendingReplies[protocol.Reply],
+        producer: RequestProducer,
+        listener: ReplyListener,
+        health: KafkaHealth,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._settings = settings
+        self._ids = ids
+        self._pending = pending
+        self._producer = producer
+        self._listener = listener
+        self._health = health
+        self._metrics = metrics
+        self.state = State.STARTING
+        self.started = asyncio.Event()
+        """Set once the client accepts requests."""
+        metrics.pending.set_function(lambda: len(pending))
+
+    @property
+    def ready(self) -> bool:
+        """Accepting requests, brokers reachable and the reply consumer positioned."""
+        return (
+            self.state is State.RUNNING
+            and self._health.reachable
+            and self._health.fatal is None
+            and self._listener.positioned.is_set()
+        )
+
+    async def start(self) -> None:
+        """Reach Kafka (retrying), position the reply consumer, then accept requests."""
+        self._producer.start()
+        await self._health.wait_reachable()
+        partition = self._settings.reply_partition
+        if partition is None:
+            partition = random.randrange(self._health.reply_partitions)  # noqa: S311 - spreading, not security
+        elif partition >= self._health.reply_partitions:
+            raise ValueError(
+                f"reply partition {partition} does not exist: {self._settings.reply_topic!r} has "
+                f"{self._health.reply_partitions}"
+            )
+        await retry_in_thread(
+            partial(
+                self._listener.start, self._settings.reply_topic, partition, self._settings.startup_timeout
+            )
+        )
+        await self._listener.positioned.wait()
+        if self.state is State.STARTING:
+            self.state = State.RUNNING
+            self.started.set()
+        log.info("gateway accepting requests", extra={"reply_partition": partition})
+
+    def drain(self) -> None:
+        """Refuse new requests from now on; pending ones continue. Safe from a signal handler."""
+        if self.state in (State.STARTING, State.RUNNING):
+            self.state = State.DRAINING
+
+    async def stop(self, drain_timeout: float, flush_timeout: float) -> None:
+        """Drain pending requests (bounded), flush the producer, close the consumer; idempotent."""
+        if self.state is State.STOPPED:
+            return
+        self.drain()
+        try:
+            async with asyncio.timeout(drain_timeout):
+                await self._pending.emptied()
+        except TimeoutError:
+            log.warning("shutdown with requests still pending", extra={"pending": len(self._pending)})
+        self.state = State.STOPPED
+        await self._health.stop()
+        await asyncio.to_thread(self._producer.stop, flush_timeout)
+        await asyncio.to_thread(self._listener.stop)
+
+    def ensure_accepting(self) -> None:
+        """Raise unless new requests may be produced now.
+
+        Raises:
+            NotAcceptingError: starting or draining.
+            KafkaUnavailableError: the brokers are unreachable (fail fast rather than wait).
+        """
+        if self.state is not State.RUNNING:
+            raise NotAcceptingError(
+                f"the gateway is {self.state.value}", retry_after=self._settings.retry_after
+            )
+        if not self._health.reachable:
+            raise KafkaUnavailableError("Kafka is unreachable", retry_after=self._settings.retry_after)
+
+    def timeout_for(self, wait: int | None) -> tuple[float, bool]:
+        """Seconds to wait for a reply given ``Prefer: wait``, and whether the preference was honoured."""
+        if wait is None:
+            return self._settings.default_timeout, False
+        if wait > self._settings.max_timeout:
+            return self._settings.max_timeout, False
+        return float(wait), True
+
+    async def call(
+        self,
+        correlation_id: str,
+        method: str,
+        body: bytes,
+        wait: float,
+        *,
+        content_type: str = protocol.DEFAULT_CONTENT_TYPE,
+        trace: protocol.Headers | None = None,
+        extra: protocol.Headers | None = None,
+        disconnected: Callable[[], Awaitable[object]] | None = None,
+    ) -> protocol.Reply:
+        """Send ``method`` with ``body`` and return the worker's reply within ``wait`` seconds.
+
+        ``disconnected``, if given, is awaited alongside: when it returns, the caller
+        has gone and the request is abandoned. Cancelling ``call`` removes the pending
+        entry too; a reply arriving afterwards is dropped and counted as late.
+
+        Raises:
+            NotAcceptingError: starting or draining.
+            OverloadedError: too many requests pending (shed before producing).
+            KafkaUnavailableError: brokers unreachable, or the produce failed definitely.
+            ProducerQueueFullError: librdkafka's queue is full.
+            ReplyTimeout: no reply by the deadline (the request may have run).
+            ClientDisconnectedError: ``disconnected`` returned first.
+        """
+        self.ensure_accepting()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        if wait <= 0:
+            raise ReplyTimeout("the deadline had passed before the request was sent")
+        try:
+            future = self._pending.register(correlation_id)
+        except PendingFullError as exc:
+            self._metrics.shed_requests.labels("pending_cap").inc()
+            raise OverloadedError(
+                str(exc), status=self._settings.shed_status, retry_after=self._settings.retry_after
+            ) from None
+        watcher: asyncio.Future[object] | None = None
+        try:
+            request = protocol.Request(
+                correlation_id=correlation_id,
+                reply_to=self._settings.reply_topic,
+                reply_partition=self._listener.partition,
+                method=method,
+                deadline_ms=int((time.time() + wait) * 1000),
+                body=body,
+                content_type=content_type,
+                trace=trace or [],
+                extra=extra or [],
+            )
+            self._producer.send_request(
+                self._settings.request_topic, body, correlation_id.encode(), request.headers()
+            )
+            if disconnected is not None:
+                watcher = asyncio.ensure_future(disconnected())
+                watcher.add_done_callback(partial(self._abandon, correlation_id))
+            async with asyncio.timeout_at(deadline):
+                return await future
+        except TimeoutError:
+            raise ReplyTimeout(f"no reply within {wait:g} s") from None
+        finally:
+            self._pending.discard(correlation_id)
+            if watcher is not None:
+                watcher.cancel()
+
+    def _abandon(self, correlation_id: str, watcher: asyncio.Future[object]) -> None:
+        if not watcher.cancelled():
+            self._pending.fail(correlation_id, ClientDisconnectedError("the caller closed the connection"))

@@ -1,0 +1,129 @@
+"""`HeaderPolicy`: which caller headers may travel to Kafka, and what ``Prefer`` asks for.
+
+Reserved names (``rpc-*``) sent by a caller are refused with 400 rather than
+stripped, so a hostile or confused client learns at once. ``content-type`` and
+``traceparent``/``tracestate`` are protocol headers: the gateway validates them
+and sets them once itself. Any other header travels only if its name is on the
+configured allow-list; the rest (host, cookies, authorization, ...) stay behind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from workers import protocol
+
+from .errors import BadRequestError, HeadersTooLargeError
+
+PREFER = b"prefer"
+# W3C trace-context: version-traceid-parentid-flags, lowercase hex; later versions may append fields.
+TRACEPARENT_PATTERN = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[\x21-\x7e]*)?")
+TRACESTATE_MAX = 512
+CONTENT_TYPE_MAX = 255
+_CONTENT_TYPE = protocol.CONTENT_TYPE.encode()
+_TRACEPARENT = protocol.TRACEPARENT.encode()
+_TRACESTATE = protocol.TRACESTATE.encode()
+_RESERVED_PREFIX = protocol.RESERVED_PREFIX.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """The parts of a caller's headers that travel with the request."""
+
+    content_type: str = protocol.DEFAULT_CONTENT_TYPE
+    trace: protocol.Headers = field(default_factory=list)
+    extra: protocol.Headers = field(default_factory=list)
+    wait: int | None = None
+    """Seconds from ``Prefer: wait=N`` (RFC 7240), if the caller sent one."""
+
+
+class HeaderPolicy:
+    """Admits caller headers; see the module docstring for the rules."""
+
+    def __init__(self, forward: Iterable[str], max_forward_bytes: int) -> None:
+        self._forward = frozenset(name.lower().encode() for name in forward)
+        self._max_forward_bytes = max_forward_bytes
+
+    def admit(self, raw: Iterable[tuple[bytes, bytes]]) -> Admitted:
+        """Check ``raw`` ASGI headers (lowercase names) and keep what may travel.
+
+        Raises:
+            BadRequestError: a reserved name, a duplicated or malformed protocol header.
+            HeadersTooLargeError: the allow-listed headers exceed the size limit.
+        """
+        content_type: bytes | None = None
+        traceparent: bytes | None = None
+        tracestate: list[bytes] = []
+        extra: protocol.Headers = []
+        size = 0
+        wait: int | None = None
+        for name, value in raw:
+            if name.startswith(_RESERVED_PREFIX):
+                raise BadRequestError(f"header {name.decode('latin-1')!r} is reserved for the gateway")
+            if name == _CONTENT_TYPE:
+                content_type = _once(name, content_type, value)
+            elif name == _TRACEPARENT:
+                traceparent = _once(name, traceparent, value)
+            elif name == _TRACESTATE:
+                tracestate.append(value)
+            elif name == PREFER:
+                wait = prefer_wait(value) if wait is None else wait
+            elif name in self._forward:
+                size += len(name) + len(value)
+                extra.append((name.decode("latin-1"), value))
+        if size > self._max_forward_bytes:
+            raise HeadersTooLargeError(
+                f"forwarded headers take {size} bytes, limit {self._max_forward_bytes}"
+            )
+        return Admitted(
+            content_type=_content_type(content_type),
+            trace=_trace(traceparent, tracestate),
+            extra=extra,
+            wait=wait,
+        )
+
+
+def prefer_wait(value: bytes) -> int | None:
+    """The ``wait`` preference in one ``Prefer`` header value, or None (RFC 7240 §4.3).
+
+    Unknown or malformed preferences are ignored, as RFC 7240 §2 requires.
+    """
+    for preference in value.decode("latin-1").split(","):
+        token, _, rest = preference.split(";", 1)[0].partition("=")
+        if token.strip().lower() != "wait":
+            continue
+        seconds = rest.strip().strip('"')
+        return int(seconds) if seconds.isascii() and seconds.isdigit() else None
+    return None
+
+
+def _once(name: bytes, seen: bytes | None, value: bytes) -> bytes:
+    if seen is not None:
+        raise BadRequestError(f"header {name.decode()!r} must appear at most once")
+    return value
+
+
+def _content_type(value: bytes | None) -> str:
+    if value is None:
+        return protocol.DEFAULT_CONTENT_TYPE
+    text = value.decode("latin-1").strip()
+    if not text or len(text) > CONTENT_TYPE_MAX or not text.isascii() or not text.isprintable():
+        raise BadRequestError("header 'content-type' is not a valid media type")
+    return text
+
+
+def _trace(traceparent: bytes | None, tracestate: list[bytes]) -> protocol.Headers:
+    trace: protocol.Headers = []
+    if traceparent is not None:
+        if TRACEPARENT_PATTERN.fullmatch(traceparent) is None or traceparent.startswith(b"ff"):
+            raise BadRequestError("header 'traceparent' is not W3C trace context")
+        trace.append((protocol.TRACEPARENT, traceparent))
+        if tracestate:
+            # Several tracestate fields combine into one list (W3C trace-context §3.3.1).
+            combined = b",".join(tracestate)
+            if len(combined) > TRACESTATE_MAX:
+                raise BadRequestError(f"header 'tracestate' exceeds {TRACESTATE_MAX} bytes")
+            trace.append((protocol.TRACESTATE, combined))
+    return trace

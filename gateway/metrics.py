@@ -1,0 +1,126 @@
+"""Prometheus metrics of one gateway, on their own registry (one per app, so tests can build many).
+
+Names follow Prometheus conventions: ``rpcgw_`` prefix, base units, ``_total`` for
+counters (prometheus-client appends it). Method names come from callers, so the
+``method`` label is capped: past `GatewaySettings.metric_methods_limit` distinct
+names, new ones share the label ``_other``; invalid names are ``_invalid``.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    gc_collector,
+    generate_latest,
+    platform_collector,
+    process_collector,
+)
+
+from workers import protocol
+
+PREFIX = "rpcgw"
+OTHER_METHOD = "_other"
+INVALID_METHOD = "_invalid"
+# Latency buckets in seconds; the configured max timeout is appended as the last finite bucket.
+BASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
+
+
+class GatewayMetrics:
+    """Every metric the gateway exports."""
+
+    def __init__(self, max_timeout: float, methods_limit: int) -> None:
+        self.registry = CollectorRegistry()
+        self._methods: set[str] = set()
+        self._methods_limit = methods_limit
+        registry = self.registry
+        process_collector.ProcessCollector(registry=registry)
+        platform_collector.PlatformCollector(registry=registry)
+        gc_collector.GCCollector(registry=registry)
+        buckets = sorted({b for b in BASE_BUCKETS if b < max_timeout} | {max_timeout})
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "RPC requests by method and outcome.",
+            ["method", "outcome"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "End-to-end RPC latency, from request received to response ready.",
+            ["method"],
+            buckets=buckets,
+            registry=registry,
+        )
+        self.timeouts = Counter(
+            f"{PREFIX}_timeouts",
+            "RPC requests answered 504 at their deadline.",
+            ["method"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            f"{PREFIX}_pending_requests", "RPC requests awaiting a reply.", registry=registry
+        )
+        self.late_replies = Counter(
+            f"{PREFIX}_late_replies",
+            "Replies to this instance's requests nobody awaits any more (timed out, abandoned, duplicate).",
+            registry=registry,
+        )
+        self.unmatched_replies = Counter(
+            f"{PREFIX}_unmatched_replies",
+            "Replies to ids this process never issued: another replica's, or orphans of a restart.",
+            registry=registry,
+        )
+        self.malformed_replies = Counter(
+            f"{PREFIX}_malformed_replies", "Reply records that break the wire contract.", registry=registry
+        )
+        self.produce_errors = Counter(
+            f"{PREFIX}_produce_errors",
+            "Failed produces by librdkafka error name.",
+            ["error"],
+            registry=registry,
+        )
+        self.shed_requests = Counter(
+            f"{PREFIX}_shed_requests",
+            "Requests refused to keep memory bounded.",
+            ["reason"],
+            registry=registry,
+        )
+        self.reply_consumer_lag = Gauge(
+            f"{PREFIX}_reply_consumer_lag",
+            "Replies on the reply partition not yet read by this instance (records).",
+            registry=registry,
+        )
+        self.published = Counter(
+            f"{PREFIX}_published",
+            "Fire-and-forget publishes by topic and outcome.",
+            ["topic", "outcome"],
+            registry=registry,
+        )
+        Info(f"{PREFIX}_build", "Gateway build.", registry=registry).info({"version": _version()})
+
+    def method_label(self, method: str) -> str:
+        """A bounded label value for ``method``."""
+        if method in self._methods:
+            return method
+        if not protocol.valid_method(method):
+            return INVALID_METHOD
+        if len(self._methods) >= self._methods_limit:
+            return OTHER_METHOD
+        self._methods.add(method)
+        return method
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("kafka-rpc-gateway")
+    except metadata.PackageNotFoundError:
+        return "unknown"

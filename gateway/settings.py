@@ -1,0 +1,99 @@
+"""Gateway settings, read once from ``GATEWAY_*`` environment variables and passed down."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers import protocol
+
+# librdkafka's default ``message.max.bytes``: the largest record the producer will send.
+LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
+# Room left for the key, reserved headers, forwarded caller headers and batch framing.
+HEADER_ROOM_BYTES = 16_384
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway process can be told; Kafka connection lives in `KafkaSettings`."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    """Interface uvicorn binds."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """HTTP port for the API, /metrics, /healthz and /readyz."""
+    request_topic: str = "requests"
+    """Topic RPC requests are produced to (never created by the gateway)."""
+    reply_topic: str = "replies"
+    """Topic workers reply to (never created by the gateway)."""
+    reply_partition: int | None = Field(default=None, ge=0)
+    """Reply partition this replica reads; unset picks one at random at start."""
+    default_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to wait for a reply when the caller sends no ``Prefer: wait``."""
+    max_timeout: float = Field(default=30.0, gt=0)
+    """Upper bound for ``Prefer: wait``; also bounds librdkafka ``message.timeout.ms``."""
+    max_pending: int = Field(default=10_000, gt=0)
+    """Requests awaiting a reply at once; above it new requests are shed."""
+    shed_status: int = 503
+    """Status for shed requests: 503 (server overloaded) or 429 (caller should slow down)."""
+    retry_after: int = Field(default=1, ge=0)
+    """Seconds sent in ``Retry-After`` with 429/503 answers."""
+    max_body_bytes: int | None = Field(default=None, gt=0)
+    """Largest request body; unset follows librdkafka ``message.max.bytes`` minus header room."""
+    forward_headers: list[str] = Field(
+        default_factory=lambda: ["accept", "accept-language", "idempotency-key", "x-request-id"]
+    )
+    """Caller headers copied onto the request record (JSON list); every other one stays behind."""
+    max_forward_header_bytes: int = Field(default=8_192, gt=0)
+    """Total size of forwarded caller headers; above it the answer is 431."""
+    publish_topics: list[str] = Field(default_factory=list)
+    """Topics ``POST /publish/{topic}`` may write to (JSON list); empty disables publishing."""
+    stream_topics: list[str] = Field(default_factory=list)
+    """Topics ``GET /stream/{topic}`` (SSE) and ``/ws/{topic}`` may follow (JSON list); empty disables."""
+    max_streams: int = Field(default=100, gt=0)
+    """Open streams at once (each holds a consumer and a thread); above it new ones get 503."""
+    metric_methods_limit: int = Field(default=100, gt=0)
+    """Distinct method names given their own metric label; later ones share ``_other``."""
+    consume_batch_size: int = Field(default=500, gt=0)
+    """Most replies the consumer thread hands to the event loop at once."""
+    startup_timeout: float = Field(default=10.0, gt=0)
+    """Seconds one Kafka metadata or watermark call may take during start-up and probes."""
+    flush_timeout: float = Field(default=5.0, ge=0)
+    """Seconds the producer may spend flushing at shutdown."""
+    shutdown_grace: float | None = Field(default=None, gt=0)
+    """Seconds uvicorn waits for in-flight requests after SIGTERM; unset means max_timeout + 5."""
+    log_level: str = "INFO"
+    """Root log level of the JSON logs."""
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _no_reserved(cls, names: list[str]) -> list[str]:
+        reserved = [name for name in names if protocol.is_reserved(name)]
+        if reserved:
+            raise ValueError(f"reserved headers cannot be forwarded: {reserved}")
+        return [name.lower() for name in names]
+
+    @field_validator("shed_status")
+    @classmethod
+    def _shed_status(cls, status: int) -> int:
+        if status not in (429, 503):
+            raise ValueError("shed_status must be 429 or 503")
+        return status
+
+    @model_validator(mode="after")
+    def _bounded_default(self) -> GatewaySettings:
+        if self.default_timeout > self.max_timeout:
+            raise ValueError("default_timeout must not exceed max_timeout")
+        return self
+
+    def body_limit(self, kafka_config: dict[str, object]) -> int:
+        """The body size limit: explicit, or the producer's ``message.max.bytes`` minus header room."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        message_max = int(str(kafka_config.get("message.max.bytes", LIBRDKAFKA_MESSAGE_MAX_BYTES)))
+        return message_max - HEADER_ROOM_BYTES
+
+    @property
+    def graceful_shutdown_seconds(self) -> float:
+        """How long SIGTERM waits for in-flight requests before cancelling them."""
+        return self.shutdown_grace if self.shutdown_grace is not None else self.max_timeout + 5.0

@@ -1,0 +1,65 @@
+"""Fixtures: the real gateway app over the in-memory cluster, driven through httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from gateway.app import Gateway, create_app
+from gateway.settings import GatewaySettings
+from workers.connection import KafkaSettings
+
+from .fakes import FakeClients, FakeCluster
+
+
+@dataclass
+class Harness:
+    app: FastAPI
+    http: httpx.AsyncClient
+    cluster: FakeCluster
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.app.state.gateway  # type: ignore[no-any-return]
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.gateway.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@pytest.fixture
+def cluster() -> FakeCluster:
+    return FakeCluster({"requests": 2, "replies": 3, "events": 1})
+
+
+@pytest.fixture
+def settings() -> GatewaySettings:
+    return GatewaySettings(
+        default_timeout=2.0, max_timeout=5.0, max_pending=50, publish_topics=["events", "absent"]
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: GatewaySettings, cluster: FakeCluster, *, wait: bool = True
+) -> AsyncIterator[Harness]:
+    """The app with its lifespan running (httpx's ASGITransport does not run it)."""
+    app = create_app(settings, KafkaSettings(bootstrap_servers="fake:9092"), FakeClients(cluster))
+    async with app.router.lifespan_context(app):
+        if wait:
+            await asyncio.wait_for(app.state.gateway.client.started.wait(), 5)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield Harness(app, http, cluster)
+
+
+@pytest.fixture
+async def harness(settings: GatewaySettings, cluster: FakeCluster) -> AsyncIterator[Harness]:
+    async with running(settings, cluster) as h:
+        yield h

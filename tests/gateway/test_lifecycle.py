@@ -1,0 +1,217 @@
+"""Readiness, Kafka outages, draining, disconnects and cancellation: the map never leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import orjson
+from confluent_kafka import KafkaError
+from starlette.types import Message, Scope
+
+from gateway.client import State
+from gateway.settings import GatewaySettings
+from workers import protocol
+
+from .conftest import Harness, running
+from .fakes import FakeCluster, FakeWorker, echo
+
+
+async def test_not_ready_until_kafka_answers_and_the_consumer_is_positioned(
+    settings: GatewaySettings, cluster: FakeCluster
+) -> None:
+    cluster.down = True
+    async with running(settings, cluster, wait=False) as harness:
+        readyz = await harness.http.get("/readyz")
+        assert readyz.status_code == 503
+        assert orjson.loads(readyz.content)["checks"]["reply_consumer"] == "starting"
+        assert (await harness.http.get("/healthz")).status_code == 200
+        refused = await harness.http.post("/rpc/echo", content=b"x")
+        assert refused.status_code == 503
+        assert "retry-after" in refused.headers
+        cluster.down = False
+        await asyncio.wait_for(harness.gateway.client.started.wait(), 10)
+        ready = await harness.http.get("/readyz")
+        assert ready.status_code == 200
+        assert orjson.loads(ready.content)["reply_consumer"] == "positioned"
+    assert cluster.records("requests") == []
+
+
+async def test_missing_topic_keeps_the_gateway_unready_and_creates_nothing(cluster: FakeCluster) -> None:
+    settings = GatewaySettings(reply_topic="no-such-topic")
+    async with running(settings, cluster, wait=False) as harness:
+        assert (await harness.http.get("/readyz")).status_code == 503
+        assert harness.gateway.client.state is State.STARTING
+    assert "no-such-topic" not in cluster.partitions
+
+
+async def test_replies_sent_right_after_ready_are_not_missed(harness: Harness) -> None:
+    """The consumer is positioned at the high watermark read before readiness."""
+    partition = harness.gateway.listener.partition
+    assert partition is not None
+    before = [m for m in harness.cluster.records("replies") if m.partition() == partition]
+    assert before == []
+    with FakeWorker(harness.cluster, {"echo": echo}):
+        responses = await asyncio.gather(
+            *(harness.http.post("/rpc/echo", content=b"%d" % i) for i in range(20))
+        )
+    assert [r.content for r in responses] == [b"%d" % i for i in range(20)]
+
+
+async def test_fixed_reply_partition_is_used_and_checked(cluster: FakeCluster) -> None:
+    async with running(GatewaySettings(reply_partition=2), cluster) as harness:
+        assert harness.gateway.listener.partition == 2
+    async with running(GatewaySettings(reply_partition=3), cluster, wait=False) as harness:
+        await asyncio.gather(
+            *[t for t in asyncio.all_tasks() if t.get_name() == "rpcgw-start"], return_exceptions=True
+        )
+        assert not harness.gateway.client.ready
+
+
+async def test_all_brokers_down_fails_fast_then_recovers(harness: Harness) -> None:
+    harness.cluster.down = True
+    harness.cluster.error_event(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    await asyncio.sleep(0)  # error_cb crosses to the loop with call_soon_threadsafe
+    assert (await harness.http.get("/readyz")).status_code == 503
+    response = await harness.http.post("/rpc/echo", content=b"x")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert harness.cluster.records("requests") == []
+    recovery = harness.gateway.health.recovery
+    assert recovery is not None
+    harness.cluster.down = False
+    await asyncio.wait_for(recovery, 10)
+    assert (await harness.http.get("/readyz")).status_code == 200
+
+
+async def test_fatal_client_error_fails_liveness(harness: Harness) -> None:
+    harness.gateway.health.on_error(KafkaError(KafkaError._FATAL, "producer fenced", fatal=True))
+    await asyncio.sleep(0)  # error_cb crosses to the loop with call_soon_threadsafe
+    assert (await harness.http.get("/healthz")).status_code == 503
+    assert (await harness.http.get("/readyz")).status_code == 503
+
+
+async def test_drain_refuses_new_requests_and_lets_pending_ones_finish(harness: Harness) -> None:
+    release = threading.Event()
+
+    def held(request: protocol.Request) -> protocol.Reply:
+        release.wait(10)
+        return echo(request)
+
+    with FakeWorker(harness.cluster, {"held": held}) as worker:
+        pending = asyncio.create_task(harness.http.post("/rpc/held", content=b"in flight"))
+        assert await asyncio.to_thread(worker.wait_requests, 1)
+        harness.gateway.client.drain()
+        assert (await harness.http.get("/readyz")).status_code == 503
+        refused = await harness.http.post("/rpc/held", content=b"new")
+        release.set()
+        finished = await pending
+    assert refused.status_code == 503
+    assert finished.status_code == 200
+    assert finished.content == b"in flight"
+    assert len(worker.requests) == 1
+
+
+async def test_stop_waits_for_pending_replies_then_closes_clients(
+    settings: GatewaySettings, cluster: FakeCluster
+) -> None:
+    release = threading.Event()
+
+    def held(request: protocol.Request) -> protocol.Reply:
+        release.wait(10)
+        return echo(request)
+
+    async with running(settings, cluster) as harness:
+        client = harness.gateway.client
+        with FakeWorker(cluster, {"held": held}) as worker:
+            call = asyncio.create_task(client.call(harness.gateway.ids.new(), "held", b"x", 5.0))
+            assert await asyncio.to_thread(worker.wait_requests, 1)
+            stopping = asyncio.create_task(client.stop(drain_timeout=5.0, flush_timeout=1.0))
+            await asyncio.sleep(0)
+            assert client.state.value == "draining"
+            release.set()
+            reply = await call
+            await stopping
+    assert reply.body == b"x"
+    assert client.state is State.STOPPED
+    assert all(consumer.closed for consumer in cluster.consumers if consumer.config)
+
+
+async def test_cancelled_call_leaves_nothing_pending(harness: Harness) -> None:
+    with FakeWorker(harness.cluster, {"slow": lambda request: None}) as worker:
+        call = asyncio.create_task(harness.gateway.client.call(harness.gateway.ids.new(), "slow", b"x", 5.0))
+        assert await asyncio.to_thread(worker.wait_requests, 1)
+        assert len(harness.gateway.client._pending) == 1
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+    assert call.cancelled()
+    assert len(harness.gateway.client._pending) == 0
+
+
+async def test_client_disconnect_abandons_the_request(harness: Harness) -> None:
+    """Raw ASGI: the caller sends its body, then disconnects while the worker is busy."""
+    disconnect = asyncio.Event()
+    sent: list[Message] = []
+    messages = [{"type": "http.request", "body": b"x", "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/rpc/slow",
+        "raw_path": b"/rpc/slow",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gateway")],
+        "client": ("127.0.0.1", 1),
+        "server": ("gateway", 80),
+        "state": {},
+    }
+    with FakeWorker(harness.cluster, {"slow": lambda request: None}) as worker:
+        call = asyncio.create_task(harness.app(scope, receive, send))
+        assert await asyncio.to_thread(worker.wait_requests, 1)
+        assert len(harness.gateway.client._pending) == 1
+        disconnect.set()
+        await asyncio.wait_for(call, 5)
+    assert len(harness.gateway.client._pending) == 0
+    assert sent[0]["status"] == 499
+    assert harness.metric("rpcgw_requests_total", method="slow", outcome="disconnected") == 1
+
+
+async def test_health_endpoints_answer_without_kafka_calls(harness: Harness) -> None:
+    assert (await harness.http.get("/healthz")).json() == {"status": "ok"}
+    ready = (await harness.http.get("/readyz")).json()
+    assert ready == {
+        "status": "ready",
+        "state": "running",
+        "kafka": "reachable",
+        "reply_consumer": "positioned",
+    }
+
+
+async def test_many_concurrent_calls_each_get_their_own_reply(harness: Harness) -> None:
+    with FakeWorker(harness.cluster, {"echo": echo}):
+        bodies = [b"request-%d" % i for i in range(300)]
+        slots = asyncio.Semaphore(40)  # below the fixture's max_pending of 50
+
+        async def call(body: bytes) -> httpx.Response:
+            async with slots:
+                return await harness.http.post("/rpc/echo", content=body)
+
+        responses = await asyncio.gather(*(call(b) for b in bodies))
+    assert [r.content for r in responses] == bodies
+    ids = {r.headers["x-correlation-id"] for r in responses}
+    assert len(ids) == len(bodies)
+    assert len(harness.gateway.client._pending) == 0
