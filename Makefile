@@ -6,16 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format unit integration kafka-libs clean
+.PHONY: run test lint format unit integration kafka-libs helm chart-check clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
 
-test: lint kafka-libs  ## Lint, type-check and the full suite (unit and real-Kafka integration tests).
+test: lint kafka-libs helm  ## Lint, type-check and the full suite: unit, chart, and real-Kafka integration tests.
 	$(BIN)/pytest
 
-unit: $(STAMP)  ## Unit tests only (no broker).
-	$(BIN)/pytest --ignore=tests/integration
+unit: $(STAMP)  ## Unit tests only (no broker, no chart).
+	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart
 
 integration: $(STAMP) kafka-libs  ## Integration tests only (real broker).
 	$(BIN)/pytest tests/integration
@@ -28,6 +28,12 @@ lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict.
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+helm:  ## Build (once) the real helm binary into ~/.cache/kafka-rpc-gateway; prints its path.
+	tools/helm.sh
+
+chart-check: $(STAMP) helm  ## Helm chart: lint, render every ci/ values file, strict manifest validation, assertions.
+	$(BIN)/pytest tests/chart
 
 kafka-libs: $(STAMP)  ## Resolve the Kafka broker jars with Maven into the cache (once).
 	$(BIN)/python -c "from devstack.jars import broker_classpath; broker_classpath()"
