@@ -32,8 +32,8 @@ EXAMPLE_HANDLERS = "workers.examples:registry"
 GRACE_SECONDS = 30.0
 
 
-class _GatewayNotReady(Exception):
-    """``/readyz`` does not answer 200 yet."""
+class _NotReady(Exception):
+    """A ``/readyz`` does not answer 200 yet."""
 
 
 def main() -> int:
@@ -50,11 +50,14 @@ def main() -> int:
         kafka.create_topics(TOPICS)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
         port = env.setdefault("GATEWAY_PORT", "8080")
+        worker_port = env.setdefault("WORKER_METRICS_PORT", "9090")
         children.append(
             ("worker", _spawn([sys.executable, "-m", "workers", "--handlers", EXAMPLE_HANDLERS], env))
         )
         children.append(("gateway", _spawn([sys.executable, "-m", "gateway"], env)))
-        _wait_until_ready(f"http://127.0.0.1:{port}/readyz", children, stop)
+        # Both ready: the gateway's reply consumer is positioned and the worker owns partitions.
+        for url in (f"http://127.0.0.1:{worker_port}/readyz", f"http://127.0.0.1:{port}/readyz"):
+            _wait_until_ready(url, children, stop)
         print(_banner(port, kafka.bootstrap_servers), flush=True)
         _wait_for_stop_or_exit(children, stop)
     except LocalKafkaError as error:
@@ -80,20 +83,20 @@ def _wait_until_ready(
     for attempt in Retrying(
         stop=stop_after_delay(60),
         wait=wait_fixed(0.2),
-        retry=retry_if_exception_type(_GatewayNotReady),
+        retry=retry_if_exception_type(_NotReady),
         reraise=True,
     ):
         with attempt:
             _raise_if_exited(children)
             if stop.is_set():
-                raise LocalKafkaError("interrupted before the gateway was ready")
+                raise LocalKafkaError("interrupted before the system was ready")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback URL we built)
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError) as error:
-                raise _GatewayNotReady(str(error)) from error
-            raise _GatewayNotReady(url)
+                raise _NotReady(str(error)) from error
+            raise _NotReady(url)
 
 
 def _wait_for_stop_or_exit(
