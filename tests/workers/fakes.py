@@ -173,11 +173,12 @@ class FakeConsumer:
                 self.assigned = [tp for tp in self.assigned if tp not in partitions]
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        # Like librdkafka: wait until num_messages records are there (or an event) or the timeout ends.
         assert not self.closed
         self._serve_events()
         self._auto_commit()
         with self.broker.changed:
-            self.broker.changed.wait_for(lambda: self._available() or self._events, timeout)
+            self.broker.changed.wait_for(lambda: self._available() >= num_messages or self._events, timeout)
             batch: list[FakeMessage] = []
             for tp in self.assigned:
                 if tp in self.paused:
@@ -188,9 +189,13 @@ class FakeConsumer:
                 batch.extend(take)
         return batch
 
-    def _available(self) -> bool:
-        return any(
-            len(self.broker.topics[t][p]) > self.positions[(t, p)]
+    def poll(self, timeout: float = -1) -> FakeMessage | None:
+        batch = self.consume(1, timeout)
+        return batch[0] if batch else None
+
+    def _available(self) -> int:
+        return sum(
+            len(self.broker.topics[t][p]) - self.positions[(t, p)]
             for t, p in self.assigned
             if (t, p) not in self.paused
         )
