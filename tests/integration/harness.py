@@ -85,20 +85,31 @@ class Topics:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """uvicorn in this loop on a socket bound up front; yields the base URL once the gateway is ready."""
+async def listening(app: FastAPI) -> AsyncIterator[str]:
+    """uvicorn in this loop on a socket bound up front; yields the base URL at once.
+
+    The socket listens before uvicorn starts, so clients may connect immediately: the
+    kernel queues them until the server accepts.
+    """
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await asyncio.wait_for(app.state.started.wait(), 60)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """`listening`, yielding the base URL once the gateway accepts requests."""
+    async with listening(app) as url:
+        await asyncio.wait_for(app.state.started.wait(), 60)
+        yield url
 
 
 @contextlib.asynccontextmanager

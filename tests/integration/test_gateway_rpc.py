@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 
 import httpx
 import orjson
-import uvicorn
 from confluent_kafka.admin import AdminClient
 
 from gateway.app import create_app
 from workers import protocol
 
-from .harness import REQUEST_PARTITIONS, Gate, Topics, gateway_of, metric, serving, working
+from .harness import REQUEST_PARTITIONS, Gate, Topics, gateway_of, listening, metric, serving, working
 
 
 async def test_thousand_concurrent_requests_each_get_exactly_their_own_reply(topics: Topics) -> None:
@@ -206,20 +204,10 @@ async def test_publish_is_202_after_delivery_and_limited_to_existing_allow_liste
 async def test_not_ready_while_the_reply_topic_is_missing_and_it_is_never_created(topics: Topics) -> None:
     absent = f"absent-replies-{topics.unique}"
     app = create_app(topics.settings(reply_topic=absent, startup_timeout=2.0), topics.kafka_settings())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as http:
-            assert (await http.get("/healthz")).status_code == 200
-            readyz = await http.get("/readyz")
-            rpc = await http.post("/rpc/echo", content=b"x")
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with listening(app) as url, httpx.AsyncClient(base_url=url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        readyz = await http.get("/readyz")
+        rpc = await http.post("/rpc/echo", content=b"x")
     assert readyz.status_code == 503
     assert rpc.status_code == 503
     admin = AdminClient({"bootstrap.servers": topics.kafka.bootstrap_servers})
