@@ -50,7 +50,8 @@ class HeaderPolicy:
         """Check ``raw`` ASGI headers (lowercase names) and keep what may travel.
 
         Raises:
-            BadRequestError: a reserved name, a duplicated or malformed protocol header.
+            BadRequestError: a reserved name, a duplicated or malformed protocol header, or a
+                duplicated forwarded header.
             HeadersTooLargeError: the allow-listed headers exceed the size limit.
         """
         content_type: bytes | None = None
@@ -71,8 +72,13 @@ class HeaderPolicy:
             elif name == PREFER:
                 wait = prefer_wait(value) if wait is None else wait
             elif name in self._forward:
+                # One value per name: readers of a record disagree on which duplicate wins
+                # (an idempotency key must not depend on who reads it).
+                text = name.decode("latin-1")
+                if any(seen == text for seen, _ in extra):
+                    raise BadRequestError(f"header {text!r} must appear at most once")
                 size += len(name) + len(value)
-                extra.append((name.decode("latin-1"), value))
+                extra.append((text, value))
         if size > self._max_forward_bytes:
             raise HeadersTooLargeError(
                 f"forwarded headers take {size} bytes, limit {self._max_forward_bytes}"

@@ -44,6 +44,8 @@ class GatewaySettings(BaseSettings):
         default_factory=lambda: ["accept", "accept-language", "idempotency-key", "x-request-id"]
     )
     """Caller headers copied onto the request record (JSON list); every other one stays behind."""
+    max_header_bytes: int = Field(default=16_384, ge=1_024)
+    """Request line plus all headers; above it the answer is 431 before the app runs."""
     max_forward_header_bytes: int = Field(default=8_192, gt=0)
     """Total size of forwarded caller headers; above it the answer is 431."""
     publish_topics: list[str] = Field(default_factory=list)
