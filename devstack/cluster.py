@@ -92,7 +92,7 @@ class KafkaCluster:
             spec = NodeSpec(
                 index + 1, client_ports[index], controller_ports[index], self._directory / f"node{index + 1}"
             )
-            node = KafkaNode(spec, self._properties(spec, voters), java_binary, classpath)
+            node = KafkaNode(spec, self.node_properties(spec, voters), java_binary, classpath)
             node.format(cluster_id)
             self.nodes.append(node)
         try:
@@ -128,7 +128,8 @@ class KafkaCluster:
     ) -> None:
         self.stop()
 
-    def _properties(self, spec: NodeSpec, voters: str) -> dict[str, str]:
+    def node_properties(self, spec: NodeSpec, voters: str) -> dict[str, str]:
+        """``server.properties`` of one node; subclasses may add listeners (fault-injection proxies)."""
         replicas = str(self.replication_factor)
         min_isr = str(min(self.replication_factor, 2))
         return {
@@ -187,9 +188,14 @@ class KafkaCluster:
 
 
 def _cluster_id() -> str:
-    # KRaft cluster ids are 16 random bytes in URL-safe base64 without padding,
-    # the same thing `StorageTool random-uuid` prints, without a JVM start.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # KRaft cluster ids are 16 random bytes in URL-safe base64 without padding, the same
+    # thing `StorageTool random-uuid` prints, without a JVM start. Like Kafka's own
+    # Uuid.randomUuid, redraw ids that start with "-": the tool's parser takes them for an
+    # option (1 draw in 64 did, and failed the start).
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def _sweep_stale_directories() -> None:
