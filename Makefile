@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format unit integration kafka-libs helm chart-check clean
+.PHONY: run test lint format unit integration chaos kafka-libs helm chart-check clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
@@ -15,10 +15,13 @@ test: lint kafka-libs helm  ## Lint, type-check and the full suite: unit, chart,
 	$(BIN)/pytest
 
 unit: $(STAMP)  ## Unit tests only (no broker, no chart).
-	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart
+	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/chaos
 
 integration: $(STAMP) kafka-libs  ## Integration tests only (real broker).
 	$(BIN)/pytest tests/integration
+
+chaos: $(STAMP) kafka-libs  ## Fault-injection and bad-input suite on real Kafka (about 8 min, loopback only).
+	$(BIN)/python -m chaos
 
 lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict.
 	$(BIN)/ruff check .

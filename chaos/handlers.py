@@ -1,0 +1,85 @@
+"""Worker handlers for the chaos suite: ``--handlers chaos.handlers:registry``.
+
+    chaos.echo   echoes the body back and applies one side effect per Idempotency-Key
+    chaos.stall  freezes the whole worker process while holding the GIL (librdkafka's own
+                 threads keep heartbeating, so only ``max.poll.interval.ms`` can evict it)
+
+The side effect is the creation of a marker file named after the key (``O_CREAT|O_EXCL``, atomic
+across processes), which is how a real handler dedupes with a shared store. Every execution is
+appended to ``executions.log`` and every applied effect to ``effects.log`` (``CHAOS_LEDGER`` is
+the directory), so the harness can count redeliveries and duplicate side effects separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+from pathlib import Path
+
+import orjson
+
+from workers.protocol import Request
+from workers.registry import HandlerRegistry, Response
+
+registry = HandlerRegistry()
+
+LEDGER_ENV = "CHAOS_LEDGER"
+IDEMPOTENCY_KEY = "idempotency-key"
+EXECUTIONS = "executions.log"
+EFFECTS = "effects.log"
+# PyDLL calls keep the GIL: the Python threads stop, librdkafka's C threads do not.
+_LIBC = ctypes.PyDLL(None)
+
+
+def _ledger() -> Path:
+    return Path(os.environ[LEDGER_ENV])
+
+
+def _append(path: Path, line: bytes) -> None:
+    # O_APPEND writes of one short line are not interleaved between processes.
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, line)
+    finally:
+        os.close(descriptor)
+
+
+def _key_of(request: Request) -> str | None:
+    for name, value in request.extra:
+        if name == IDEMPOTENCY_KEY and value is not None:
+            return value.decode()
+    return None
+
+
+def apply_once(ledger: Path, key: str) -> bool:
+    """Apply the side effect for ``key`` unless some process already did; True if applied now."""
+    marker = ledger / "keys" / key
+    try:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    _append(ledger / EFFECTS, f"{key}\n".encode())
+    return True
+
+
+@registry.handler("chaos.echo")
+async def echo(request: Request) -> Response:
+    """Record the execution, apply the effect once per key, echo the body (after ``delay`` s)."""
+    ledger = _ledger()
+    key = _key_of(request)
+    if key is not None:  # calls without a key (bad-input probes) are not part of the accounting
+        _append(ledger / EXECUTIONS, f"{key} {request.correlation_id} {os.getpid()}\n".encode())
+        apply_once(ledger, key)
+    delay = float(orjson.loads(request.body).get("delay", 0)) if request.body.startswith(b"{") else 0.0
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return Response(request.body, 200, request.content_type)
+
+
+@registry.handler("chaos.stall")
+async def stall(request: Request) -> Response:
+    """Freeze this process for ``seconds`` without releasing the GIL."""
+    seconds = int(orjson.loads(request.body)["seconds"])
+    _LIBC.sleep(seconds)
+    return Response(b"{}", 200, "application/json")

@@ -1,0 +1,51 @@
+"""What a scenario is: a name, the cluster it needs, whether CI runs it, and its coroutine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Literal
+
+from chaos.load import Load, Outcome
+from chaos.report import Figures
+from chaos.stack import Kafka, Stack
+
+ClusterKind = Literal["single", "triple", "proxied"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One fault-injection scenario."""
+
+    name: str
+    cluster: ClusterKind
+    quick: bool
+    """Part of the CI subset (`python -m chaos --quick`)."""
+    injected: str
+    """The fault, in one line, for the report."""
+    run: Callable[[Kafka, Figures], Coroutine[None, None, None]]
+
+
+async def under_fault(load: Load, fault: Awaitable[None], stack: Stack) -> list[Outcome]:
+    """Run the load and the fault schedule together; the fault waits on load progress.
+
+    Meanwhile the gateways' CPU run-queue waits are sampled, to explain late answers.
+    """
+    watch = stack.watch_gateways()
+    sampler = asyncio.create_task(watch.run())
+    try:
+        outcomes, _ = await asyncio.gather(load.run(), fault)
+    finally:
+        sampler.cancel()
+    return outcomes
+
+
+@contextlib.asynccontextmanager
+async def closing(stack: Stack, figures: Figures) -> AsyncIterator[Stack]:
+    """Tear the stack down and check the invariants whatever happens inside."""
+    try:
+        yield stack
+    finally:
+        await asyncio.to_thread(stack.close, figures)

@@ -1,0 +1,177 @@
+"""One scenario's system: fresh topics, gateway and worker processes, the ledger; torn down after."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+import uuid
+from typing import Protocol
+
+from chaos import service
+from chaos.ledger import Ledger
+from chaos.load import Load, Outcome
+from chaos.report import DEADLINE_SLACK, Figures
+from chaos.schedstat import RunQueueWatch
+from chaos.service import Service
+
+PENDING = "rpcgw_pending_requests"
+# uvicorn (>= 0.29) re-raises the signal it handled once it has shut down, so a gateway that
+# drained cleanly on SIGTERM reports -15; workers exit 0.
+CLEAN_EXITS = (0, -signal.SIGTERM)
+
+
+class Kafka(Protocol):
+    """What the suite needs of a cluster (devstack's `KafkaCluster` fits)."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+    def create_topics(self, topics: dict[str, int], config: dict[str, str] | None = None) -> None: ...
+
+
+class Stack:
+    """Topics ``<name>-<uuid>``; gateways read distinct reply partitions; workers share one group."""
+
+    def __init__(
+        self,
+        kafka: Kafka,
+        name: str,
+        *,
+        request_partitions: int = 6,
+        reply_partitions: int = 4,
+        gateway_bootstrap: str | None = None,
+    ) -> None:
+        unique = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.kafka = kafka
+        self.requests = f"requests-{unique}"
+        self.replies = f"replies-{unique}"
+        self.dead_letters = f"requests-{unique}.dlt"
+        self.group = f"workers-{unique}"
+        self.ledger = Ledger()
+        self.gateways: list[Service] = []
+        self.workers: list[Service] = []
+        self._gateway_bootstrap = gateway_bootstrap or kafka.bootstrap_servers
+        self._reply_partitions = reply_partitions
+        self._watch: RunQueueWatch | None = None
+        kafka.create_topics(
+            {self.requests: request_partitions, self.replies: reply_partitions, self.dead_letters: 1}
+        )
+
+    def add_gateway(self, **env: str) -> Service:
+        """Start a gateway (not yet awaited ready) on its own reply partition."""
+        settings = {
+            "GATEWAY_REQUEST_TOPIC": self.requests,
+            "GATEWAY_REPLY_TOPIC": self.replies,
+            "GATEWAY_REPLY_PARTITION": str(len(self.gateways) % self._reply_partitions),
+            "GATEWAY_MAX_TIMEOUT": "10",
+            "GATEWAY_DEFAULT_TIMEOUT": "5",
+            **env,
+        }
+        started = service.gateway(f"gateway{len(self.gateways) + 1}", self._gateway_bootstrap, settings)
+        self.gateways.append(started)
+        return started
+
+    def add_worker(self, kafka: dict[str, object] | None = None, **env: str) -> Service:
+        """Start a worker in the scenario's group (not yet awaited ready)."""
+        settings = {
+            "WORKER_REQUEST_TOPIC": self.requests,
+            "WORKER_REPLY_TOPICS": self.replies,
+            "WORKER_DEAD_LETTER_TOPIC": self.dead_letters,
+            "WORKER_GROUP_ID": self.group,
+            "CHAOS_LEDGER": str(self.ledger.path),
+            **env,
+        }
+        started = service.worker(
+            f"worker{len(self.workers) + 1}", self.kafka.bootstrap_servers, settings, kafka
+        )
+        self.workers.append(started)
+        return started
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Every process answers ``/readyz`` 200."""
+        for child in [*self.workers, *self.gateways]:
+            child.wait_ready(timeout)
+
+    @property
+    def urls(self) -> list[str]:
+        """Base URLs of the gateways."""
+        return [g.url for g in self.gateways]
+
+    def settle(self, gateways: list[Service], timeout: float) -> list[float]:
+        """Poll each live gateway's pending gauge until 0 or ``timeout``; the last values seen."""
+        deadline = time.monotonic() + timeout
+        values = [g.metric(PENDING) for g in gateways]
+        while any(values) and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling another process's gauge; there is no event to await
+            values = [g.metric(PENDING) for g in gateways]
+        return values
+
+    def watch_gateways(self) -> RunQueueWatch:
+        """A run-queue sampler over the current gateway processes, kept for `account`."""
+        self._watch = RunQueueWatch([g.process.pid for g in self.gateways])
+        return self._watch
+
+    def account(self, figures: Figures, *loads: Load) -> None:
+        """Fold the loads' outcomes and the ledger into ``figures``."""
+        outcomes = [o for load in loads for o in load.outcomes]
+        figures.add_outcomes(outcomes)
+        figures.harness_loop_lag = max(figures.harness_loop_lag, *(load.loop_lag for load in loads))
+        self.explain_late(figures, outcomes)
+        effects = self.ledger.effects()
+        executions = self.ledger.executions()
+        figures.lost_acknowledged += sum(
+            1 for o in outcomes if 200 <= o.status < 300 and effects[o.nonce] == 0
+        )
+        figures.duplicate_effects += sum(1 for n in effects.values() if n > 1)
+        figures.redelivered += sum(n - 1 for n in executions.values() if n > 1)
+        figures.refused_but_executed += sum(
+            1 for o in outcomes if o.status in (429, 503) and executions[o.nonce] > 0
+        )
+
+    def explain_late(self, figures: Figures, outcomes: list[Outcome]) -> None:
+        """For calls late by more than the slack (net of harness stalls): was the gateway starved?
+
+        For each, how long a gateway's event-loop thread sat runnable without a CPU between the
+        deadline and the answer; close to the overrun means the machine, not the gateway's logic.
+        """
+        late = [o for o in outcomes if o.past_deadline_net > DEADLINE_SLACK]
+        if not late or self._watch is None:
+            return
+        watch = self._watch
+        starved = [watch.waited(o.sent_at + o.wait, o.sent_at + o.elapsed) for o in late]
+        worst = max(range(len(late)), key=lambda i: late[i].past_deadline_net)
+        figures.notes["late calls (net > 100 ms): count; worst overrun / gateway CPU wait in it"] = (
+            f"{len(late)}; {late[worst].past_deadline_net * 1000:.0f} ms / {starved[worst] * 1000:.0f} ms"
+        )
+        figures.notes["late calls whose overrun is at least half gateway CPU wait"] = sum(
+            1 for o, s in zip(late, starved, strict=True) if s >= 0.5 * o.past_deadline_net
+        )
+
+    def close(self, figures: Figures, settle_timeout: float = 15.0) -> None:
+        """Read the pending gauges, record crashes, stop everything (even after a failure)."""
+        try:
+            live = [g for g in self.gateways if g.process.poll() is None]
+            figures.pending_after = self.settle(live, settle_timeout)
+        finally:
+            children = [*self.gateways, *self.workers]
+            intended = {id(child): child.killed_on_purpose for child in children}
+            for child in children:
+                child.terminate()
+            for child in children:
+                code = child.stopped()
+                if child.crashes:
+                    figures.crashes.append(f"{child.name} exited {child.crashes}")
+                elif code not in CLEAN_EXITS and not (intended[id(child)] and code == -signal.SIGKILL):
+                    figures.crashes.append(f"{child.name} exited {code} on SIGTERM")
+            figures.check_invariants()
+            self._clean_up(figures)
+
+    def _clean_up(self, figures: Figures) -> None:
+        """Delete the ledger; keep the process logs only when the scenario failed (named in its notes)."""
+        shutil.rmtree(self.ledger.path, ignore_errors=True)
+        children = [*self.gateways, *self.workers]
+        if figures.passed:
+            for child in children:
+                child.log.unlink(missing_ok=True)
+        else:
+            figures.notes["process logs"] = [str(child.log) for child in children]
