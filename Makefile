@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format unit integration chaos kafka-libs helm chart-check clean
+.PHONY: run test lint format unit integration chaos bench kafka-libs helm chart-check clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
@@ -15,13 +15,16 @@ test: lint kafka-libs helm  ## Lint, type-check and the full suite: unit, chart,
 	$(BIN)/pytest
 
 unit: $(STAMP)  ## Unit tests only (no broker, no chart).
-	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/chaos
+	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/chaos -m 'not integration'
 
 integration: $(STAMP) kafka-libs  ## Integration tests only (real broker).
 	$(BIN)/pytest tests/integration
 
 chaos: $(STAMP) kafka-libs  ## Fault-injection and bad-input suite on real Kafka (about 8 min, loopback only).
 	$(BIN)/python -m chaos
+
+bench: $(STAMP) kafka-libs  ## Benchmark vs this machine's limits (~10 min; BENCH_ARGS=--quick ~3 min): docs/benchmarks/.
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict.
 	$(BIN)/ruff check .

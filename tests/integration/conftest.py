@@ -3,14 +3,14 @@
 `kafka` is one KRaft broker started once per test run from Maven jars (or the cluster
 ``KAFKA_BOOTSTRAP_SERVERS`` names); `kafka_cluster` is three brokers with replication
 factor 3 for fault tests, started only when a test asks for it. A broker that cannot
-start is a test error with its cause, and a skip in this tier is turned into a failure:
-integration tests never pass by not running.
+start is a test error with its cause, and (tests/conftest.py) a skip of any integration test
+is turned into a failure: integration tests never pass by not running.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,17 +23,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in item.nodeid:
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.skipped and item.get_closest_marker("integration") and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        report.longrepr = f"integration test skipped, which this tier forbids: {report.longrepr}"
-    return report
 
 
 def _announce(config: pytest.Config, text: str) -> None:

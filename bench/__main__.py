@@ -1,0 +1,153 @@
+"""``python -m bench``: the whole benchmark (``--quick`` for a short one, ``--soak N`` to add a soak).
+
+Starts a broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` names one), the worker, the gateway and
+the B1 echo server, runs `bench.suite.Suite`, evaluates the targets and writes JSON,
+Markdown and a PNG plot under ``--out`` (default docs/benchmarks). Every process it
+started is stopped before it exits. Gateway and worker take configuration from the
+environment as in production (``KAFKA_PROPERTIES``, ``GATEWAY_*``, ``WORKER_*``), so an A/B
+experiment is two runs with different environments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+
+from . import report
+from .profile import PROFILES
+from .stack import REPO_ROOT, ServerOptions, Stack
+from .suite import Suite
+from .targets import evaluate
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, write the report, print where it is; exit status 0 unless the run failed."""
+    args = _parser().parse_args(argv)
+    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    options = ServerOptions(
+        loop=args.loop,
+        http=args.http,
+        worker_loop=args.worker_loop,
+        gateway_env=_pairs(args.gateway_env),
+        worker_env=_pairs(args.worker_env),
+    )
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    load_before = _load()
+    _log(f"profile {profile.name}, load average {load_before}")
+    with Stack(options) as stack:
+        _log(f"stack up: Kafka {stack.kafka.bootstrap_servers}, pids {stack.pids}")
+        suite = Suite(stack, profile, _log)
+        try:
+            results = suite.run(args.soak, args.soak_rate)
+        finally:
+            suite.close()
+        kafka_version = str(stack.kafka.version)
+    figures, targets = evaluate(results)
+    document: dict[str, Any] = {
+        "meta": {
+            "started": started,
+            "profile": profile.name,
+            "commit": _commit(),
+            "kafka": kafka_version,
+            "librdkafka": confluent_kafka.libversion()[0],
+            "confluent_kafka": confluent_kafka.version()[0],
+            "python": sys.version.split()[0],
+            "load_before": load_before,
+            "load_after": _load(),
+            "kafka_properties": os.environ.get("KAFKA_PROPERTIES", ""),
+            "options": {
+                "loop": options.loop,
+                "http": options.http,
+                "worker_loop": options.worker_loop,
+                "env": {**options.gateway_env, **options.worker_env},
+            },
+            "label": args.label,
+        },
+        "profile": dataclasses.asdict(profile),
+        "figures": figures,
+        "targets": targets,
+        "results": results,
+    }
+    for path in report.write(document, Path(args.out), args.name):
+        _log(f"wrote {path}")
+    for row in targets:
+        _log(f"  {row['target']}: {row['measured']} (limit {row['limit']}) met={row['met']}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="about 3 minutes instead of about 9")
+    size.add_argument("--smoke", action="store_true", help="seconds; proves the harness, figures meaningless")
+    parser.add_argument("--soak", type=int, metavar="N", help="add a soak of N requests (e.g. 1000000)")
+    parser.add_argument(
+        "--soak-rate",
+        type=float,
+        metavar="R",
+        help="soak rate per second (default: half the sustained rate, >= 300)",
+    )
+    parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "benchmarks"), help="output directory")
+    parser.add_argument("--name", default="results", help="file name stem of the outputs")
+    parser.add_argument("--label", default="", help="free text recorded in the report (the experiment)")
+    parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"], help="gateway event loop")
+    parser.add_argument(
+        "--http", default="httptools", choices=["httptools", "h11"], help="gateway HTTP parser"
+    )
+    parser.add_argument(
+        "--worker-loop", default="asyncio", choices=["asyncio", "uvloop"], help="worker event loop"
+    )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the gateway only (repeatable)",
+    )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the worker only (repeatable)",
+    )
+    return parser
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items)
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}{'+dirty' if dirty else ''}"
+
+
+def _log(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""CPU and memory accounting per process from ``/proc/<pid>/stat`` and ``/proc/<pid>/status``.
+
+On two shared cores the ceiling is CPU-seconds per request summed over every process
+on the path (PERFORMANCE.md 8.1), so each step records utime+stime of the broker JVM,
+the gateway, the worker and the load generator, and divides by the requests served.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Fields 14 and 15 of /proc/<pid>/stat, counted after the ")" that ends the command name
+# (which may itself contain spaces), are utime and stime in clock ticks.
+_UTIME_AFTER_NAME = 11
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of ``pid`` so far, in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[_UTIME_AFTER_NAME]) + int(fields[_UTIME_AFTER_NAME + 1])) / CLOCK_TICKS
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of ``pid`` so far.
+
+    Each hand-over between a Kafka client thread and the event loop costs at least one;
+    per request it shows how many times the process went to sleep and woke up again.
+    """
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue  # the thread exited between listing and reading
+        for line in text.splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (``VmRSS``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds per process name at one instant."""
+
+    seconds: dict[str, float]
+    switches: dict[str, int]
+
+    def only(self, names: Collection[str]) -> CpuSample:
+        """The same sample restricted to ``names`` (the processes on one target's path)."""
+        return CpuSample(
+            {name: value for name, value in self.seconds.items() if name in names},
+            {name: value for name, value in self.switches.items() if name in names},
+        )
+
+
+class CpuMeter:
+    """Samples a fixed set of named processes; a step is the difference of two samples."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids)
+
+    def sample(self) -> CpuSample:
+        """CPU seconds used so far by each process that is still alive."""
+        seconds: dict[str, float] = {}
+        switches: dict[str, int] = {}
+        for name, pid in self.pids.items():
+            try:
+                seconds[name] = cpu_seconds(pid)
+                switches[name] = context_switches(pid)
+            except (OSError, ValueError, IndexError):
+                continue  # exited: it simply has no figure for this step
+        return CpuSample(seconds, switches)
+
+    @staticmethod
+    def per_request(before: CpuSample, after: CpuSample, requests: int) -> dict[str, float]:
+        """CPU microseconds per request of each process between two samples, plus their total."""
+        if requests <= 0:
+            return {}
+        used = {
+            name: (after.seconds[name] - before.seconds[name]) * 1e6 / requests
+            for name in after.seconds
+            if name in before.seconds
+        }
+        used["total"] = sum(used.values())
+        return {name: round(value, 1) for name, value in used.items()}
+
+    @staticmethod
+    def switches_per_request(before: CpuSample, after: CpuSample, requests: int) -> dict[str, float]:
+        """Context switches per request of each process between two samples."""
+        if requests <= 0:
+            return {}
+        return {
+            name: round((after.switches[name] - before.switches[name]) / requests, 2)
+            for name in after.switches
+            if name in before.switches
+        }
+
+    @staticmethod
+    def utilisation(before: CpuSample, after: CpuSample, seconds: float) -> dict[str, float]:
+        """Share of one core each process used between two samples (1.0 = one core busy)."""
+        if seconds <= 0:
+            return {}
+        return {
+            name: round((after.seconds[name] - before.seconds[name]) / seconds, 3)
+            for name in after.seconds
+            if name in before.seconds
+        }

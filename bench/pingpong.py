@@ -1,0 +1,254 @@
+"""Baseline B2: raw Kafka request-reply with no HTTP, against the real worker.
+
+Requests are built with `workers.protocol` and produced with the gateway's own producer
+config; the worker's ``echo`` answers on a reply topic of the bench's own (so the
+gateway never sees these replies); a consumer ``assign()``ed to that partition reads
+them. One thread does everything: produce, then wait in ``poll()`` (which releases the
+GIL and returns as soon as a record arrives). That is the floor a Python client on
+librdkafka can reach, with no event loop and no HTTP.
+
+* `open_loop`: requests at fixed intended times whatever is in flight; latency from the
+  intended send time. The like-for-like baseline of the HTTP open loop (the targets use it).
+* `paced`: strictly one request in flight at a fixed rate; a slow reply delays the next
+  send, and that delay is counted, so a single stall is charged to every request behind it.
+* `pipelined`: ``window`` requests in flight, a new one per reply (closed loop):
+  maximum rate and CPU per request; its latency is coordinated-omission affected.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, cast
+
+import confluent_kafka
+
+from gateway.kafka import consumer_config, producer_config
+from gateway.settings import GatewaySettings
+from workers import protocol
+from workers.connection import KafkaSettings
+
+from .latency import Latencies
+from .request import RequestTemplate
+from .step import Step
+
+POLL_SECONDS = 0.1
+SPIN_SECONDS = 0.0015
+DEADLINE_SECONDS = 10.0
+
+
+class PingPong:
+    """A request-reply client on one thread; see the module docstring."""
+
+    def __init__(
+        self, kafka: KafkaSettings, request_topic: str, reply_topic: str, body_bytes: int = 256
+    ) -> None:
+        self._request_topic = request_topic
+        self._reply_topic = reply_topic
+        self._template = RequestTemplate("kafka", 0, "/", body_bytes)
+        self._index = 0
+        self.exchanges = 0
+        """Requests sent so far, warm-up included (the denominator of CPU per request)."""
+        gateway = GatewaySettings(request_topic=request_topic, reply_topic=reply_topic)
+        self._producer = confluent_kafka.Producer(producer_config(gateway, kafka, "bench-pingpong"))
+        self._consumer = confluent_kafka.Consumer(
+            consumer_config(kafka, f"bench-pingpong-{uuid.uuid4().hex}")
+        )
+        partition = confluent_kafka.TopicPartition(reply_topic, 0)
+        watermarks = self._consumer.get_watermark_offsets(partition, timeout=10)
+        self._consumer.assign([confluent_kafka.TopicPartition(reply_topic, 0, watermarks[1])])
+        self._in_flight: dict[str, tuple[float, bytes]] = {}
+
+    def close(self) -> None:
+        """Flush and close both clients."""
+        self._producer.flush(5)
+        self._producer.close()
+        self._consumer.close()
+
+    def paced(self, rate: float, seconds: float, warmup: float) -> Step:
+        """One in flight at ``rate`` per second; latency from the intended send time."""
+        latencies = Latencies()
+        counts = {"sent": 0, "ok": 0, "errors": 0, "timeouts": 0}
+        start = time.perf_counter()
+        window_start = start + warmup
+        total = round((warmup + seconds) * rate)
+        last_done = window_start
+        for index in range(total):
+            intended = start + index / rate
+            delay = intended - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)  # pacing the generator, not synchronising with the system
+            correlation_id = self._send(intended)
+            outcome = self._await(correlation_id, intended + DEADLINE_SECONDS)
+            done = time.perf_counter()
+            if intended < window_start:
+                continue
+            last_done = done
+            counts["sent"] += 1
+            if outcome is None:
+                counts["timeouts"] += 1
+            elif outcome:
+                counts["ok"] += 1
+                latencies.add(int((done - intended) * 1e9))
+            else:
+                counts["errors"] += 1
+        span = max(last_done - window_start, seconds)
+        return self._step(
+            "one-in-flight",
+            rate=rate,
+            window=1,
+            seconds=seconds,
+            counts=counts,
+            latencies=latencies,
+            span=span,
+        )
+
+    def open_loop(self, rate: float, seconds: float, warmup: float) -> Step:
+        """Requests at fixed intended times, however many are in flight (like the HTTP open loop).
+
+        At a low rate this is one in flight; unlike `paced`, one slow reply does not delay the
+        requests after it, so a stall is charged once, as it is to the HTTP targets.
+        """
+        latencies = Latencies()
+        counts = {"sent": 0, "ok": 0, "errors": 0, "timeouts": 0}
+        start = time.perf_counter()
+        window_start, window_end = start + warmup, start + warmup + seconds
+        total = round((warmup + seconds) * rate)
+        give_up = window_end + DEADLINE_SECONDS
+        sent = 0
+        last_done = window_start
+        while (sent < total or self._in_flight) and time.perf_counter() < give_up:
+            now = time.perf_counter()
+            while sent < total and start + sent / rate <= now:
+                self._send(start + sent / rate)
+                sent += 1
+            self._producer.poll(0)
+            # poll() counts whole milliseconds: wait in it until just before the next send is
+            # due, then spin with poll(0), so sends leave on time and replies are not delayed.
+            next_due = start + sent / rate - time.perf_counter() if sent < total else POLL_SECONDS
+            for intended, ok in self._receive(max(0.0, min(next_due - SPIN_SECONDS, POLL_SECONDS))):
+                done = time.perf_counter()
+                if not window_start <= intended < window_end:
+                    continue
+                last_done = done
+                counts["sent"] += 1
+                counts["ok" if ok else "errors"] += 1
+                if ok:
+                    latencies.add(int((done - intended) * 1e9))
+        late = [sent_at for sent_at, _ in self._in_flight.values() if window_start <= sent_at < window_end]
+        counts["sent"] += len(late)
+        counts["timeouts"] += len(late)
+        self._in_flight.clear()
+        span = max(last_done - window_start, seconds)
+        return self._step(
+            "open", rate=rate, window=1, seconds=seconds, counts=counts, latencies=latencies, span=span
+        )
+
+    def pipelined(self, window: int, seconds: float, warmup: float) -> Step:
+        """``window`` requests in flight; a new one leaves per reply."""
+        latencies = Latencies()
+        counts = {"sent": 0, "ok": 0, "errors": 0, "timeouts": 0}
+        start = time.perf_counter()
+        window_start, window_end = start + warmup, start + warmup + seconds
+        for _ in range(window):
+            self._send(time.perf_counter())
+        while self._in_flight:
+            now = time.perf_counter()
+            if now > window_end + DEADLINE_SECONDS:
+                counts["timeouts"] += len(self._in_flight)
+                self._in_flight.clear()
+                break
+            for sent_at, ok in self._receive():
+                done = time.perf_counter()
+                if window_start <= sent_at < window_end:
+                    counts["sent"] += 1
+                    counts["ok" if ok else "errors"] += 1
+                    if ok:
+                        latencies.add(int((done - sent_at) * 1e9))
+                if done < window_end:
+                    self._send(done)
+            self._producer.poll(0)
+        step = self._step(
+            "pipelined",
+            rate=None,
+            window=window,
+            seconds=seconds,
+            counts=counts,
+            latencies=latencies,
+            span=seconds,
+        )
+        step.coordinated_omission = True
+        return step
+
+    def _send(self, sent_at: float) -> str:
+        correlation_id = uuid.uuid4().hex
+        body, _ = self._template.build(self._index)
+        self._index += 1
+        self.exchanges += 1
+        request = protocol.Request(
+            correlation_id=correlation_id,
+            reply_to=self._reply_topic,
+            reply_partition=0,
+            method="echo",
+            deadline_ms=int((time.time() + DEADLINE_SECONDS) * 1000),
+            body=body,
+            content_type="application/json",
+        )
+        headers: Any = request.headers()
+        self._producer.produce(self._request_topic, body, correlation_id.encode(), headers=headers)
+        self._in_flight[correlation_id] = (sent_at, body)
+        return correlation_id
+
+    def _await(self, correlation_id: str, deadline: float) -> bool | None:
+        """Wait for one reply: True if correct, False if wrong, None on timeout."""
+        self._producer.poll(0)
+        while correlation_id in self._in_flight:
+            if time.perf_counter() > deadline:
+                del self._in_flight[correlation_id]
+                return None
+            for _, ok in self._receive():
+                if not ok:
+                    return False
+        return True
+
+    def _receive(self, timeout: float = POLL_SECONDS) -> list[tuple[float, bool]]:
+        """Replies that arrived: (send time, correct?) per reply to a request of ours."""
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        results = []
+        for message in [first, *self._consumer.consume(num_messages=500, timeout=0)]:
+            if message.error() is not None:
+                continue
+            # Consumed records carry (str, bytes) header pairs; the stub's type is wider.
+            headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
+            reply = protocol.Reply.from_record(message.value(), headers)
+            sent = self._in_flight.pop(reply.correlation_id, None)
+            if sent is not None:
+                results.append((sent[0], reply.status == 200 and reply.body == sent[1]))
+        return results
+
+    @staticmethod
+    def _step(
+        mode: str,
+        *,
+        rate: float | None,
+        window: int,
+        seconds: float,
+        counts: dict[str, int],
+        latencies: Latencies,
+        span: float,
+    ) -> Step:
+        return Step(
+            target="B2",
+            mode=mode,
+            offered_rate=rate,
+            concurrency=window,
+            seconds=seconds,
+            sent=counts["sent"],
+            ok=counts["ok"],
+            errors=counts["errors"],
+            timeouts=counts["timeouts"],
+            achieved_rate=round(counts["ok"] / span, 1) if span > 0 else 0.0,
+            latency_ms=latencies.summary(),
+        )

@@ -1,0 +1,151 @@
+"""Writes a run's figures: ``<name>.json``, a Markdown table ``<name>.md`` and ``<name>.png``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import orjson
+
+mpl.use("Agg")  # no display: files only
+import matplotlib.pyplot as plt
+
+PERCENTILES = ("p50", "p90", "p99", "p99_9")
+
+
+def write(document: dict[str, Any], directory: Path, name: str = "results") -> list[Path]:
+    """Write the three files; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.json", directory / f"{name}.md", directory / f"{name}.png"]
+    paths[0].write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    paths[1].write_text(markdown(document, paths[2].name))
+    plot(document, paths[2])
+    return paths
+
+
+def markdown(document: dict[str, Any], image: str) -> str:
+    """The human summary: targets, baselines vs system, CPU, sweep, stages."""
+    meta, figures = document["meta"], document["figures"]
+    lines = [
+        f"# Benchmark run {meta['started']} ({meta['profile']})",
+        "",
+        f"Commit `{meta['commit']}`, Kafka {meta['kafka']}, librdkafka {meta['librdkafka']}, "
+        f"{figures['cores']} cores; load average {meta['load_before']} before, {meta['load_after']} after.",
+        f"Gateway: loop {meta['options']['loop']}, http {meta['options']['http']}; "
+        f"KAFKA_PROPERTIES `{meta['kafka_properties'] or '{}'}`; extra env {meta['options']['env']}.",
+        "",
+        "## Targets",
+        "",
+        "| target | rule | measured | limit | ratio | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in document["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
+        columns = (row["target"], row["rule"], row["measured"], row["limit"], row["ratio"], met)
+        lines.append("| " + " | ".join(str(column) for column in columns) + " |")
+    lines += ["", "## Baselines and system (medians over rounds)", ""]
+    lines += ["| | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | max rate /s | CPU-µs/req (closed loop) |"]
+    lines += ["|---|---|---|---|---|---|---|---|"]
+    names = {
+        "B1": "B1 HTTP echo (FastAPI, no Kafka)",
+        "B2": "B2 Kafka ping-pong (no HTTP), open loop",
+        "B2_one": "B2 one in flight (paced; not used in targets)",
+        "S": "S full system",
+    }
+    for target, title in names.items():
+        if target not in figures["low"]:
+            continue
+        latency = figures["low"][target]
+        cpu = figures["cpu_us_per_request"].get(target.split("_")[0], {}) if target != "B2_one" else {}
+        cpu_text = ", ".join(f"{k} {v:g}" for k, v in cpu.items())
+        cells = " | ".join(str(latency.get(p, "")) for p in (*PERCENTILES, "max"))
+        max_rate = figures["max_rate"].get(target, "")
+        lines.append(f"| {title} | {cells} | {max_rate} | {cpu_text} |")
+    lines += [
+        "",
+        f"Low load: open loop at {document['profile']['low_rate']:g}/s, latency from the intended send time. "
+        f"Max rate and CPU: closed loop ({document['profile']['closed_connections']} connections; "
+        f"B2 {document['profile']['pipeline_window']} in flight), latency there is not reported "
+        f"(coordinated omission). CPU bound = {figures['cores']} cores / (B1 + B2 CPU per request) = "
+        f"{figures['cpu_bound']}/s; sustained rate at p99 <= 25 ms: {figures['sustained_rate']}/s.",
+        "",
+        f"Unhealthy sweep rates below the sustained rate (noise): "
+        f"{document['results'].get('unhealthy_below_sustained', [])}. "
+        f"Idle CPU after warm-up (cores): {figures['idle_cores']}.",
+        "",
+        "## CPU-µs and context switches per request, by process (closed loop, medians)",
+        "",
+        "| | client | echo | gateway | worker | broker | total | switches/request |",
+        "|---|---|---|---|---|---|---|---|",
+        *[_cpu_row(target, figures) for target in ("B1", "B2", "S")],
+        "",
+        "## S open-loop sweep",
+        "",
+        "| offered /s | achieved /s | p50 | p90 | p99 | p99.9 | max | errors | timeouts "
+        "| CPU-µs/req | pending after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for step in document["results"]["sweep"]:
+        latency = step["latency_ms"]
+        cells = " | ".join(str(latency.get(p, "")) for p in (*PERCENTILES, "max"))
+        cpu = step["cpu_us_per_request"]
+        cpu_text = ", ".join(f"{k} {v:g}" for k, v in cpu.items())
+        lines.append(
+            f"| {step['offered_rate']:g} | {step['achieved_rate']:g} | {cells} | {step['errors']} | "
+            f"{step['timeouts']} | {cpu_text} | {step['pending_after']} |"
+        )
+    stages = document["results"].get("stages", {})
+    lines += [
+        "",
+        f"## Stage breakdown ({stages.get('requests', 0)} requests, ms, from record CreateTime)",
+        "",
+    ]
+    lines += ["| segment | p50 | p90 | mean |", "|---|---|---|---|"]
+    for segment, values in stages.items():
+        if isinstance(values, dict) and "mean" in values:
+            lines.append(f"| {segment} | {values['p50']} | {values['p90']} | {values['mean']} |")
+    if "soak" in document["results"]:
+        soak = document["results"]["soak"]
+        lines += ["", f"## Soak: {soak['requests']} requests at {soak['rate']:g}/s", ""]
+        lines.append(
+            f"RSS growth after the first tenth: {soak['rss_growth']}; errors {soak['step']['errors']}, "
+            f"timeouts {soak['step']['timeouts']}."
+        )
+    lines += ["", f"![latency percentiles vs offered rate]({image})", ""]
+    return "\n".join(lines)
+
+
+def _cpu_row(target: str, figures: dict[str, Any]) -> str:
+    cpu = figures["cpu_us_per_request"][target]
+    switches = figures["switches_per_request"][target]
+    cells = [str(cpu.get(name, "")) for name in ("client", "echo", "gateway", "worker", "broker", "total")]
+    switch_text = ", ".join(f"{k} {v:g}" for k, v in switches.items())
+    return f"| {target} | {' | '.join(cells)} | {switch_text} |"
+
+
+def plot(document: dict[str, Any], path: Path) -> None:
+    """Latency percentiles of S against offered rate, with the baselines' sums and the SLO."""
+    sweep = sorted(document["results"]["sweep"], key=lambda s: s["offered_rate"])
+    figure, axes = plt.subplots(figsize=(8, 5))
+    rates = [s["offered_rate"] for s in sweep]
+    for name in PERCENTILES:
+        values = [s["latency_ms"].get(name) for s in sweep]
+        axes.plot(rates, values, marker="o", label=f"S {name.replace('_', '.')}")
+    low = document["figures"]["low"]
+    for name, style in (("p50", ":"), ("p99", "--")):
+        base = low["B1"].get(name, 0) + low["B2"].get(name, 0)
+        axes.axhline(base, linestyle=style, color="grey", label=f"B1 + B2 {name} ({base:.2f} ms)")
+    axes.axhline(document["profile"]["slo_p99_ms"], color="red", linewidth=0.8, label="SLO p99")
+    bound = document["figures"].get("cpu_bound")
+    if bound:
+        axes.axvline(bound, color="black", linewidth=0.8, label=f"CPU bound {bound:.0f}/s")
+    axes.set_yscale("log")
+    axes.set_xlabel("offered rate (requests/s, open loop)")
+    axes.set_ylabel("latency from intended send time (ms)")
+    axes.set_title(f"Kafka RPC Gateway, {document['meta']['started']}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

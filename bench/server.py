@@ -1,0 +1,64 @@
+"""``python -m bench.server {echo,raw,gateway,worker} [--port N] --loop L --http H``.
+
+B1 (`bench.echo`) runs here under uvicorn with the gateway's flags. The gateway runs here
+only for A/B experiments on the event loop or HTTP parser, which ``python -m gateway``
+fixes at uvloop and httptools; the worker only to try it on uvloop (``python -m workers``
+runs the stdlib loop). Everything else about them comes from their own settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+import uvloop
+from starlette.types import ASGIApp
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from workers.__main__ import main as worker_main
+from workers.connection import KafkaSettings
+
+from .echo import create_echo_app, raw_echo_app
+
+
+def build(kind: str) -> ASGIApp:
+    """The app to serve: ``echo`` (B1), ``raw`` (B1a) or ``gateway`` (the real one, settings from env)."""
+    if kind == "echo":
+        return create_echo_app()
+    if kind == "raw":
+        return raw_echo_app
+    return create_app(GatewaySettings(), KafkaSettings())
+
+
+def main() -> None:
+    """Serve until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m bench.server")
+    parser.add_argument("kind", choices=["echo", "raw", "gateway", "worker"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
+    parser.add_argument("--http", default="httptools", choices=["httptools", "h11"])
+    args = parser.parse_args()
+    if args.kind == "worker":
+        if args.loop == "uvloop":
+            uvloop.install()  # asyncio.run() in Worker.run then builds a uvloop loop
+        sys.exit(worker_main([]))
+    logging.basicConfig(level=logging.WARNING)
+    # The same flags as gateway/__main__.py: no access log, lifespan on.
+    uvicorn.run(
+        build(args.kind),
+        host=args.host,
+        port=args.port,
+        loop=args.loop,
+        http=args.http,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""`Stack`: the processes under test — broker, worker, gateway and the B1 echo server.
+
+Everything listens on 127.0.0.1. The broker comes from devstack (or the cluster that
+``KAFKA_BOOTSTRAP_SERVERS`` names, whose CPU then cannot be measured). Topics carry a
+random suffix so runs never read each other's records. Children start in their own
+session with a parent-death signal, log to files under a temporary directory, and are
+stopped (SIGTERM, then SIGKILL) by `close` or when this process dies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from devstack import KafkaCluster, kafka_from_environment
+from devstack.ports import claim
+from workers.connection import KafkaSettings
+
+from .child import Child, StackError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+READY_TIMEOUT = 90.0
+STOP_GRACE = 20.0
+PENDING_GAUGE = "rpcgw_pending_requests"
+
+
+class _NotYet(Exception):
+    """A readiness probe has not answered 200 yet."""
+
+
+@dataclass
+class ServerOptions:
+    """How the gateway is launched and configured (the knobs of A/B experiments)."""
+
+    loop: str = "uvloop"
+    http: str = "httptools"
+    worker_loop: str = "asyncio"
+    """``asyncio`` runs ``python -m workers`` as shipped; ``uvloop`` runs it on uvloop."""
+    gateway_env: dict[str, str] = field(default_factory=dict)
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stock(self) -> bool:
+        """Whether ``python -m gateway`` itself can run it (it fixes uvloop and httptools)."""
+        return self.loop == "uvloop" and self.http == "httptools"
+
+
+class Stack:
+    """Starts and stops the processes under test; use as a context manager."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.suffix = uuid.uuid4().hex[:8]
+        self.request_topic = f"bench-requests-{self.suffix}"
+        self.reply_topic = f"bench-replies-{self.suffix}"
+        self.pingpong_topic = f"bench-pingpong-{self.suffix}"
+        self.kafka = kafka_from_environment()
+        self.children: dict[str, Child] = {}
+        self.gateway_port, self.echo_port, self.worker_port = claim(3)
+        self._logs = Path(tempfile.mkdtemp(prefix="rpcgw-bench-"))
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def kafka_settings(self) -> KafkaSettings:
+        """The connection the bench's own Kafka clients use (KAFKA_PROPERTIES applies)."""
+        return KafkaSettings(bootstrap_servers=self.kafka.bootstrap_servers)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ids by role, the broker JVM included when it is ours."""
+        pids = {name: child.pid for name, child in self.children.items()}
+        if isinstance(self.kafka, KafkaCluster):
+            for number, node in enumerate(self.kafka.nodes):
+                if node.pid is not None:
+                    pids["broker" if number == 0 else f"broker{number}"] = node.pid
+        return pids
+
+    def start(self) -> None:
+        """Broker, topics, worker, gateway and echo server, each ready before returning."""
+        self.kafka.start()
+        self.kafka.create_topics(
+            {
+                self.request_topic: 1,
+                self.reply_topic: 1,
+                self.pingpong_topic: 1,
+                f"{self.request_topic}.dlt": 1,
+            }
+        )
+        worker = [sys.executable, "-m", "workers"]
+        if self.options.worker_loop != "asyncio":
+            worker = [sys.executable, "-m", "bench.server", "worker", "--loop", self.options.worker_loop]
+        self._spawn("worker", worker, self._worker_env())
+        gateway = [sys.executable, "-m", "gateway"]
+        if not self.options.stock:
+            gateway = [*self._server("gateway", self.gateway_port)]
+        self._spawn("gateway", gateway, self._gateway_env())
+        self._spawn("echo", self._server("echo", self.echo_port), self._base_env())
+        self._wait_ready("worker", f"http://127.0.0.1:{self.worker_port}/readyz")
+        self._wait_ready("gateway", f"http://127.0.0.1:{self.gateway_port}/readyz")
+        self._wait_ready("echo", f"http://127.0.0.1:{self.echo_port}/healthz")
+
+    def close(self) -> None:
+        """Stop the gateway first (it drains while the worker still answers), then the rest."""
+        for name in ("gateway", "echo", "worker"):
+            child = self.children.pop(name, None)
+            if child is not None:
+                child.stop(STOP_GRACE)
+        self.kafka.stop()
+        shutil.rmtree(self._logs, ignore_errors=True)
+
+    def check_alive(self) -> None:
+        """Raise if a child has exited."""
+        for child in self.children.values():
+            code = child.process.poll()
+            if code is not None:
+                raise StackError(f"the {child.name} exited with status {code}:\n{child.tail()}")
+
+    def pending(self) -> int:
+        """The gateway's pending-map gauge, read from its /metrics."""
+        url = f"http://127.0.0.1:{self.gateway_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith(PENDING_GAUGE + " "):
+                return int(float(line.split()[1]))
+        raise StackError(f"{PENDING_GAUGE} missing from the gateway's /metrics")
+
+    def _server(self, kind: str, port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "bench.server",
+            kind,
+            "--port",
+            str(port),
+            "--loop",
+            self.options.loop,
+            "--http",
+            self.options.http,
+        ]
+
+    def _base_env(self) -> dict[str, str]:
+        # The repository root on the path, so ``-m bench.server`` works from any directory.
+        path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        return {**os.environ, "PYTHONPATH": path, "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers}
+
+    def _worker_env(self) -> dict[str, str]:
+        return {
+            **self._base_env(),
+            "WORKER_HANDLERS": "workers.examples:registry",
+            "WORKER_GROUP_ID": f"bench-workers-{self.suffix}",
+            "WORKER_REQUEST_TOPIC": self.request_topic,
+            "WORKER_REPLY_TOPICS": f"{self.reply_topic},{self.pingpong_topic}",
+            "WORKER_DEAD_LETTER_TOPIC": f"{self.request_topic}.dlt",
+            "WORKER_METRICS_HOST": "127.0.0.1",
+            "WORKER_METRICS_PORT": str(self.worker_port),
+            "WORKER_LOG_LEVEL": "WARNING",
+            **self.options.worker_env,
+        }
+
+    def _gateway_env(self) -> dict[str, str]:
+        return {
+            **self._base_env(),
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(self.gateway_port),
+            "GATEWAY_REQUEST_TOPIC": self.request_topic,
+            "GATEWAY_REPLY_TOPIC": self.reply_topic,
+            "GATEWAY_REPLY_PARTITION": "0",
+            "GATEWAY_LOG_LEVEL": "WARNING",
+            **self.options.gateway_env,
+        }
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.children[name] = Child.spawn(name, command, env, self._logs / f"{name}.log")
+
+    def _wait_ready(self, name: str, url: str) -> None:
+        # Readiness is another process's state: polling its probe is the only way to learn it.
+        for attempt in Retrying(
+            stop=stop_after_delay(READY_TIMEOUT),
+            wait=wait_fixed(0.2),
+            retry=retry_if_exception_type(_NotYet),
+            reraise=True,
+        ):
+            with attempt:
+                self.check_alive()
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                        if response.status == 200:
+                            return
+                except (urllib.error.URLError, OSError) as error:
+                    raise _NotYet(f"{name}: {error}") from error
+                raise _NotYet(name)

@@ -1,0 +1,126 @@
+"""The issue's targets, evaluated as ratios of same-run baselines (medians over rounds).
+
+low-load p50   S <= 1.3 x (B1 + B2) + 0.3 ms
+low-load p99   S <= 2 x (B1 + B2)
+sustained rate with p99 <= SLO >= 60 % of the CPU bound, where
+               CPU bound = cores x 10^6 / (B1 + B2 CPU-µs per request, closed loop)
+gateway CPU    <= 1.5 x (B1 server + B2 client) CPU-µs per request (PERFORMANCE.md 8.7)
+zero errors below the knee; pending map back to 0 after every run; RSS growth < 5 %
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from typing import Any
+
+RSS_GROWTH_LIMIT = 0.05
+
+
+def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(derived figures, one row per target) from `Suite.results`."""
+    low, closed = results["low"], results["closed"]
+    figures: dict[str, Any] = {
+        "cores": os.cpu_count() or 1,
+        "low": {t: _median_latency(low, t) for t in ("B1", "B2", "B2_one", "S") if low and t in low[0]},
+        "max_rate": {t: _median(closed, t, lambda s: s["achieved_rate"]) for t in ("B1", "B2", "S")},
+        "cpu_us_per_request": {
+            t: _median_by_process(closed, t, "cpu_us_per_request") for t in ("B1", "B2", "S")
+        },
+        "switches_per_request": {
+            t: _median_by_process(closed, t, "switches_per_request") for t in ("B1", "B2", "S")
+        },
+        "low_cpu_us_per_request": {
+            t: _median_by_process(low, t, "cpu_us_per_request") for t in ("B1", "B2", "S")
+        },
+        "idle_cores": results.get("idle_cores", {}),
+    }
+    b1_cpu, b2_cpu = figures["cpu_us_per_request"]["B1"], figures["cpu_us_per_request"]["B2"]
+    summed = b1_cpu.get("total", 0) + b2_cpu.get("total", 0)
+    figures["cpu_bound"] = round(figures["cores"] * 1e6 / summed, 1) if summed else None
+    figures["sustained_rate"] = results.get("sustained_rate")
+    rows = [
+        _latency_row(low, "p50", lambda base: 1.3 * base + 0.3, "<= 1.3 x (B1 + B2) + 0.3 ms"),
+        _latency_row(low, "p99", lambda base: 2 * base, "<= 2 x (B1 + B2)"),
+    ]
+    bound, sustained = figures["cpu_bound"], figures["sustained_rate"]
+    rows.append(
+        _row(
+            "sustained rate (p99 <= 25 ms), req/s",
+            f">= 0.6 x CPU bound ({bound})",
+            sustained,
+            0.6 * bound if bound else None,
+            higher_is_better=True,
+        )
+    )
+    gateway = figures["cpu_us_per_request"]["S"].get("gateway")
+    server = b1_cpu.get("echo", 0) + b2_cpu.get("client", 0)
+    rows.append(_row("gateway CPU-µs per request", "<= 1.5 x (B1 server + B2 client)", gateway, 1.5 * server))
+    below_knee = [s for s in results["sweep"] if sustained and s["offered_rate"] <= sustained]
+    errors = sum(s["errors"] + s["timeouts"] for s in below_knee + [r["S"] for r in low])
+    rows.append(_row("errors + timeouts below the knee", "0", errors, 0))
+    pending = max(results["pending_after"], default=None)
+    rows.append(_row("pending map after every run (max)", "0", pending, 0))
+    if "soak" in results:
+        growth = results["soak"]["rss_growth"].get("gateway")
+        rows.append(
+            _row(
+                f"gateway RSS growth over {results['soak']['requests']} requests",
+                "< 5 %",
+                growth,
+                RSS_GROWTH_LIMIT,
+            )
+        )
+    return figures, rows
+
+
+def _median(rounds: list[dict[str, Any]], target: str, pick: Any) -> float | None:
+    values = [pick(r[target]) for r in rounds if r[target]["ok"]]
+    return round(statistics.median(values), 3) if values else None
+
+
+def _median_latency(rounds: list[dict[str, Any]], target: str) -> dict[str, float]:
+    names = rounds[0][target]["latency_ms"].keys() if rounds and rounds[0][target]["latency_ms"] else []
+    return {name: _median(rounds, target, lambda s, n=name: s["latency_ms"][n]) or 0.0 for name in names}
+
+
+def _median_by_process(rounds: list[dict[str, Any]], target: str, key: str) -> dict[str, float]:
+    names = {name for r in rounds for name in r[target].get(key, {})}
+    return {
+        name: round(statistics.median(r[target][key].get(name, 0.0) for r in rounds), 2)
+        for name in sorted(names)
+    }
+
+
+def _latency_row(low: list[dict[str, Any]], name: str, limit_of: Any, text: str) -> dict[str, Any]:
+    """Per round: S against the limit from that round's baselines; the medians are reported."""
+    measured, limits = [], []
+    for round_ in low:
+        s, b1, b2 = (round_[t]["latency_ms"].get(name) for t in ("S", "B1", "B2"))
+        if s is None or b1 is None or b2 is None:
+            continue
+        measured.append(s)
+        limits.append(limit_of(b1 + b2))
+    value = statistics.median(measured) if measured else None
+    limit = statistics.median(limits) if limits else None
+    row = _row(f"low-load {name} (ms)", text, value, limit)
+    row["rounds"] = [{"S": m, "limit": round(x, 3)} for m, x in zip(measured, limits, strict=True)]
+    return row
+
+
+def _row(
+    name: str, target: str, measured: float | None, limit: float | None, *, higher_is_better: bool = False
+) -> dict[str, Any]:
+    met: bool | None = None
+    ratio: float | None = None
+    if measured is not None and limit is not None:
+        met = measured >= limit if higher_is_better else measured <= limit
+        ratio = round(measured / limit, 3) if limit else None
+    return {
+        "target": name,
+        "rule": target,
+        "measured": None if measured is None else round(measured, 3),
+        "limit": None if limit is None else round(limit, 3),
+        "ratio": ratio,
+        "met": met,
+    }

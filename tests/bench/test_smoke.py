@@ -1,0 +1,101 @@
+"""Smoke run of the whole harness against the real stack: a broker, the worker, the gateway.
+
+Seconds at a low rate; the figures themselves are not judged (CI machines are noisy),
+only that every step ran, every reply was checked and counted, and the report is whole.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PERCENTILES = ("p50", "p90", "p99", "p99_9", "max")
+PATHS = {
+    "B1": {"client", "echo"},
+    "B2": {"client", "worker", "broker"},
+    "S": {"client", "gateway", "worker", "broker"},
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out, orjson.loads((out / "results.json").read_bytes())
+
+
+def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
+    results = document["results"]
+    rounds = results["low"] + results["closed"]
+    steps: list[dict[str, Any]] = [step for round_ in rounds for step in round_.values()]
+    sweep: list[dict[str, Any]] = results["sweep"]
+    return steps + sweep
+
+
+@pytest.mark.integration
+def test_every_step_served_and_checked_every_request(report: tuple[Path, dict[str, Any]]) -> None:
+    steps = _steps(report[1])
+    assert {step["target"] for step in steps} == {"B1", "B2", "S"}
+    for step in steps:
+        assert step["sent"] > 0, step
+        assert step["ok"] == step["sent"], step  # a low rate on loopback: every reply correct
+        assert step["errors"] == step["timeouts"] == 0, step
+        assert step["achieved_rate"] > 0, step
+
+
+@pytest.mark.integration
+def test_latency_percentiles_are_ordered_and_plausible(report: tuple[Path, dict[str, Any]]) -> None:
+    document = report[1]
+    for step in _steps(document):
+        values = [step["latency_ms"][name] for name in PERCENTILES]
+        assert values == sorted(values), step
+        assert 0 < values[0] < 5_000, step
+        assert step["coordinated_omission"] == (step["mode"] in ("closed", "pipelined")), step
+    low = document["figures"]["low"]
+    # Two Kafka hops can never be cheaper than no Kafka at all.
+    assert low["S"]["p50"] > low["B1"]["p50"]
+
+
+@pytest.mark.integration
+def test_cpu_is_accounted_per_process_on_each_path(report: tuple[Path, dict[str, Any]]) -> None:
+    for step in _steps(report[1]):
+        cpu = step["cpu_us_per_request"]
+        assert set(cpu) == PATHS[step["target"]] | {"total"}, step
+        assert cpu["total"] > 0, step
+    assert report[1]["figures"]["cpu_bound"] > 0
+
+
+@pytest.mark.integration
+def test_pending_map_is_empty_after_every_gateway_run(report: tuple[Path, dict[str, Any]]) -> None:
+    pending = report[1]["results"]["pending_after"]
+    assert pending, "no gateway step recorded its pending gauge"
+    assert set(pending) == {0}
+
+
+@pytest.mark.integration
+def test_report_has_targets_stages_table_and_plot(report: tuple[Path, dict[str, Any]]) -> None:
+    out, document = report
+    names = [row["target"] for row in document["targets"]]
+    assert any(name.startswith("low-load p50") for name in names)
+    assert any(name.startswith("sustained rate") for name in names)
+    stages = document["results"]["stages"]
+    assert stages["requests"] > 0
+    for segment in ("http_in_to_produced", "produced_to_worker_out", "worker_out_to_http_out"):
+        assert stages[segment]["p50"] > -1.0, stages  # clocks agree to within CreateTime's millisecond
+    table = (out / "results.md").read_text()
+    assert "| target | rule | measured | limit | ratio | met |" in table
+    assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
