@@ -62,7 +62,7 @@ def test_librdkafka_properties_pass_through_but_message_timeout_stays_bounded() 
 def test_reply_consumer_reads_without_a_group_protocol() -> None:
     config = consumer_config(KafkaSettings(), "tag")
     assert config["enable.auto.commit"] is False
-    assert config["fetch.wait.max.ms"] == 10
+    assert config["fetch.wait.max.ms"] == 100
     assert config["group.id"] == "rpc-gateway-tag"
 
 
