@@ -23,14 +23,17 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from devstack import KafkaCluster, kafka_from_environment
 from devstack.ports import claim
+from devstack.process import Child
 from workers.connection import KafkaSettings
-
-from .child import Child, StackError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 90.0
 STOP_GRACE = 20.0
 PENDING_GAUGE = "rpcgw_pending_requests"
+
+
+class StackError(RuntimeError):
+    """A process of the stack failed to start or died."""
 
 
 class _NotYet(Exception):

@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from devstack.ports import claim
+from devstack.process import Child
 
 ROOT = Path(__file__).resolve().parents[1]
 # The broker's minimum session timeout: a killed worker's partitions move after ~6 s.
@@ -35,10 +36,8 @@ class Service:
         self.process = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as out:
-            return subprocess.Popen(
-                [sys.executable, *self._argv], cwd=ROOT, env=self._env, stdout=out, stderr=subprocess.STDOUT
-            )
+        command = [sys.executable, *self._argv]
+        return Child.spawn(self.name, command, self._env, self.log, cwd=ROOT, append=True).process
 
     @property
     def url(self) -> str:

@@ -16,13 +16,12 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from devstack.errors import LocalKafkaError
 from devstack.existing import kafka_from_environment
-from devstack.process import die_with_parent
+from devstack.process import Child
 
 log = logging.getLogger("devstack")
 
@@ -44,17 +43,16 @@ def main() -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     kafka = kafka_from_environment()
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: list[Child] = []
     try:
         kafka.start()
         kafka.create_topics(TOPICS)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
         port = env.setdefault("GATEWAY_PORT", "8080")
         worker_port = env.setdefault("WORKER_METRICS_PORT", "9090")
-        children.append(
-            ("worker", _spawn([sys.executable, "-m", "workers", "--handlers", EXAMPLE_HANDLERS], env))
-        )
-        children.append(("gateway", _spawn([sys.executable, "-m", "gateway"], env)))
+        worker = [sys.executable, "-m", "workers", "--handlers", EXAMPLE_HANDLERS]
+        children.append(Child.spawn("worker", worker, env))
+        children.append(Child.spawn("gateway", [sys.executable, "-m", "gateway"], env))
         # Both ready: the gateway's reply consumer is positioned and the worker owns partitions.
         for url in (f"http://127.0.0.1:{worker_port}/readyz", f"http://127.0.0.1:{port}/readyz"):
             _wait_until_ready(url, children, stop)
@@ -65,21 +63,14 @@ def main() -> int:
         return 1
     finally:
         # Gateway first, so it drains while workers still answer; Kafka last.
-        for name, child in reversed(children):
-            _stop(name, child)
+        for child in reversed(children):
+            _stop(child)
         kafka.stop()
         log.info("stopped")
     return 0
 
 
-def _spawn(command: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # A session of its own: Ctrl-C reaches only this parent, which stops children in order.
-    return subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509 (main thread)
-
-
-def _wait_until_ready(
-    url: str, children: list[tuple[str, subprocess.Popen[bytes]]], stop: threading.Event
-) -> None:
+def _wait_until_ready(url: str, children: list[Child], stop: threading.Event) -> None:
     for attempt in Retrying(
         stop=stop_after_delay(60),
         wait=wait_fixed(0.2),
@@ -99,12 +90,10 @@ def _wait_until_ready(
             raise _NotReady(url)
 
 
-def _wait_for_stop_or_exit(
-    children: list[tuple[str, subprocess.Popen[bytes]]], stop: threading.Event
-) -> None:
+def _wait_for_stop_or_exit(children: list[Child], stop: threading.Event) -> None:
     # A watcher thread per child turns "a child exited" into the same event as Ctrl-C.
-    for _, child in children:
-        threading.Thread(target=_set_when_exited, args=(child, stop), daemon=True).start()
+    for child in children:
+        threading.Thread(target=_set_when_exited, args=(child.process, stop), daemon=True).start()
     stop.wait()
     _raise_if_exited(children)
 
@@ -114,22 +103,16 @@ def _set_when_exited(child: subprocess.Popen[bytes], stop: threading.Event) -> N
     stop.set()
 
 
-def _raise_if_exited(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    for name, child in children:
-        code = child.poll()
+def _raise_if_exited(children: list[Child]) -> None:
+    for child in children:
+        code = child.process.poll()
         if code is not None:
-            raise LocalKafkaError(f"the {name} exited with status {code}; its log is above")
+            raise LocalKafkaError(f"the {child.name} exited with status {code}; its log is above")
 
 
-def _stop(name: str, child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.terminate()
-        try:
-            child.wait(timeout=GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0f s; killing it", name, GRACE_SECONDS)
-            child.kill()
-            child.wait()
+def _stop(child: Child) -> None:
+    if child.process.poll() is None and child.stop(GRACE_SECONDS) == -signal.SIGKILL:
+        log.warning("%s did not stop within %.0f s and was killed", child.name, GRACE_SECONDS)
 
 
 def _banner(port: str, bootstrap_servers: str) -> str:

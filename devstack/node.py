@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.errors import LocalKafkaError
-from devstack.process import die_with_parent
+from devstack.process import Child
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 _VERSION_LINE = re.compile(r"Kafka version: (\S+)")
@@ -105,15 +105,9 @@ class KafkaNode:
             "kafka.Kafka",
             str(self.spec.directory / "server.properties"),
         ]
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 (started from the main thread)
-            )
+        self._process = Child.spawn(
+            f"kafka-{self.spec.node_id}", command, None, self.log_path, append=True
+        ).process
         (self.spec.directory / "broker.pid").write_text(str(self._process.pid))
 
     def stop(self, grace: float = 15.0) -> None:

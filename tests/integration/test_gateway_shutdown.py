@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 
 import httpx
 import orjson
 import pytest
+
+from devstack.ports import claim
 
 from .harness import Gate, Topics, working
 
@@ -51,16 +52,9 @@ class GatewayProcess:
         return code
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def gateway_process(topics: Topics) -> AsyncIterator[tuple[GatewayProcess, str]]:
-    port = free_port()
+    port = claim(1)[0]
     env = {
         **os.environ,
         "GATEWAY_HOST": "127.0.0.1",

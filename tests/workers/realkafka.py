@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from devstack.ports import claim
+from devstack.process import Child
 from workers.protocol import Reply, Request
 
 # Low session timeout (the broker's minimum is 6 s) so a killed worker's partitions move quickly.
@@ -124,14 +124,8 @@ class WorkerProcess:
             "WORKER_METRICS_PORT": str(self.port),
             **env,
         }
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "workers", "--handlers", handlers],
-                cwd=ROOT,
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        command = [sys.executable, "-m", "workers", "--handlers", handlers]
+        self.process = Child.spawn("worker", command, full_env, self.log, cwd=ROOT).process
 
     def get(self, path: str) -> httpx.Response | None:
         try:
