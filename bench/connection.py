@@ -25,8 +25,12 @@ class Connection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def exchange(self, request: bytes) -> tuple[int, bytes]:
-        """Send ``request``; return the response status and body (reconnecting if needed)."""
+    async def exchange(self, request: bytes) -> tuple[int, bytes, bytes]:
+        """Send ``request``; return the response status, head and body (reconnecting if needed).
+
+        The head (status line and headers, raw) is returned as read, for callers that need
+        a header; parsing it is theirs, so the load generator's hot path pays nothing.
+        """
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
         self._writer.write(request)
@@ -41,7 +45,7 @@ class Connection:
         body = await self._reader.readexactly(length)
         if CLOSE in lowered:
             self.close()
-        return status, body
+        return status, head, body
 
     def close(self) -> None:
         """Drop the connection; the next exchange opens a new one."""

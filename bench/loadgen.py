@@ -141,7 +141,7 @@ class LoadGenerator:
         sent_wall = time.time_ns()
         try:
             async with asyncio.timeout(self.timeout):
-                status, reply = await conn.exchange(request)
+                status, _, reply = await conn.exchange(request)
         except TimeoutError:
             conn.close()  # the late response would otherwise answer the next request
             return "timeout"
