@@ -19,10 +19,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-
 from devstack import KafkaCluster, kafka_from_environment
 from devstack.ports import claim
+from devstack.probes import NotReadyError, wait_until_ready
 from devstack.process import Child
 from workers.connection import KafkaSettings
 
@@ -34,10 +33,6 @@ PENDING_GAUGE = "rpcgw_pending_requests"
 
 class StackError(RuntimeError):
     """A process of the stack failed to start or died."""
-
-
-class _NotYet(Exception):
-    """A readiness probe has not answered 200 yet."""
 
 
 @dataclass
@@ -196,19 +191,7 @@ class Stack:
         self.children[name] = Child.spawn(name, command, env, self._logs / f"{name}.log")
 
     def _wait_ready(self, name: str, url: str) -> None:
-        # Readiness is another process's state: polling its probe is the only way to learn it.
-        for attempt in Retrying(
-            stop=stop_after_delay(READY_TIMEOUT),
-            wait=wait_fixed(0.2),
-            retry=retry_if_exception_type(_NotYet),
-            reraise=True,
-        ):
-            with attempt:
-                self.check_alive()
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-                        if response.status == 200:
-                            return
-                except (urllib.error.URLError, OSError) as error:
-                    raise _NotYet(f"{name}: {error}") from error
-                raise _NotYet(name)
+        try:
+            wait_until_ready(url, READY_TIMEOUT, self.check_alive)
+        except NotReadyError as error:
+            raise StackError(f"the {name} is not ready: {error}") from error

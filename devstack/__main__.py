@@ -14,13 +14,11 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
-
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from functools import partial
 
 from devstack.errors import LocalKafkaError
 from devstack.existing import kafka_from_environment
+from devstack.probes import wait_until_ready
 from devstack.process import Child
 
 log = logging.getLogger("devstack")
@@ -29,10 +27,7 @@ log = logging.getLogger("devstack")
 TOPICS = {"requests": 6, "replies": 4, "requests.dlt": 1}
 EXAMPLE_HANDLERS = "workers.examples:registry"
 GRACE_SECONDS = 30.0
-
-
-class _NotReady(Exception):
-    """A ``/readyz`` does not answer 200 yet."""
+READY_TIMEOUT = 60.0
 
 
 def main() -> int:
@@ -55,7 +50,7 @@ def main() -> int:
         children.append(Child.spawn("gateway", [sys.executable, "-m", "gateway"], env))
         # Both ready: the gateway's reply consumer is positioned and the worker owns partitions.
         for url in (f"http://127.0.0.1:{worker_port}/readyz", f"http://127.0.0.1:{port}/readyz"):
-            _wait_until_ready(url, children, stop)
+            wait_until_ready(url, READY_TIMEOUT, partial(_check, children, stop))
         print(_banner(port, kafka.bootstrap_servers), flush=True)
         _wait_for_stop_or_exit(children, stop)
     except LocalKafkaError as error:
@@ -70,24 +65,10 @@ def main() -> int:
     return 0
 
 
-def _wait_until_ready(url: str, children: list[Child], stop: threading.Event) -> None:
-    for attempt in Retrying(
-        stop=stop_after_delay(60),
-        wait=wait_fixed(0.2),
-        retry=retry_if_exception_type(_NotReady),
-        reraise=True,
-    ):
-        with attempt:
-            _raise_if_exited(children)
-            if stop.is_set():
-                raise LocalKafkaError("interrupted before the system was ready")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback URL we built)
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError) as error:
-                raise _NotReady(str(error)) from error
-            raise _NotReady(url)
+def _check(children: list[Child], stop: threading.Event) -> None:
+    _raise_if_exited(children)
+    if stop.is_set():
+        raise LocalKafkaError("interrupted before the system was ready")
 
 
 def _wait_for_stop_or_exit(children: list[Child], stop: threading.Event) -> None:
