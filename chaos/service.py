@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from devstack.ports import claim
+from devstack.probes import metric_total
 from devstack.process import Child
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,11 +77,7 @@ class Service:
         response = self.get("/metrics")
         if response is None:
             raise RuntimeError(f"{self.name} /metrics does not answer:\n{self.output()}")
-        return sum(
-            float(line.rpartition(" ")[2])
-            for line in response.text.splitlines()
-            if line.split("{", 1)[0].split(" ", 1)[0] == name
-        )
+        return metric_total(response.text, name)
 
     def signal(self, signum: signal.Signals) -> None:
         """Send a signal; SIGKILL marks the next exit as intended."""

@@ -1,4 +1,4 @@
-"""Waiting for another process's ``/readyz``: polling its probe is the only way to learn it."""
+"""Reading another process's probes: waiting for ``/readyz``, summing ``/metrics`` samples."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from prometheus_client.parser import text_string_to_metric_families
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from devstack.errors import LocalKafkaError
@@ -42,3 +43,13 @@ def wait_until_ready(url: str, timeout: float, check: Callable[[], None] | None 
             except (urllib.error.URLError, OSError) as error:
                 raise NotReadyError(f"{url}: {error}") from error
             raise NotReadyError(f"{url} is not ready")
+
+
+def metric_total(exposition: str, name: str) -> float:
+    """Sum of every sample called ``name`` (all label sets) in a Prometheus text exposition; 0 if none."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name
+    )

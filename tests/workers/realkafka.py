@@ -17,6 +17,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from devstack.ports import claim
+from devstack.probes import metric_total
 from devstack.process import Child
 from workers.protocol import Reply, Request
 
@@ -150,11 +151,7 @@ class WorkerProcess:
     def handled(self) -> float:
         response = self.get("/metrics")
         assert response is not None, self.output()
-        return sum(
-            float(line.rpartition(" ")[2])
-            for line in response.text.splitlines()
-            if line.startswith("rpcworker_handled_total{")
-        )
+        return metric_total(response.text, "rpcworker_handled_total")
 
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
