@@ -1,60 +1,82 @@
-"""Baseline B1: HTTP echo through the gateway's FastAPI HTTP layer, with no Kafka.
+"""Baseline B1: HTTP echo through the gateway's own app and endpoint, with no Kafka.
 
-The app is built like `gateway.app.create_app` (same FastAPI options, the same
-problem+json handlers) and its ``POST /rpc/{method}`` does the gateway route's
-HTTP-side work: method-name check, caller-header admission (`HeaderPolicy`), the
-size-limited body read (`gateway.routes.read_body`) and the pass-through response with
-the correlation header. Only the Kafka round trip is replaced by returning the body,
-so S - B1 - B2 is what joining HTTP to Kafka costs.
+The app is the gateway's `GatewayAPI` (same FastAPI options, problem+json handlers,
+``/rpc/`` served by the same `RpcEndpoint`: method check, caller-header admission,
+size-limited body read, metrics, pass-through response with the correlation header),
+served by the gateway's `GatewayServer`. Only the `Caller` differs: `EchoCaller`
+returns the body where the gateway would produce it and wait for the reply, so
+S - B1 - B2 is what joining HTTP to Kafka costs.
 """
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway import problems
-from gateway.errors import BadRequestError
+from gateway.app import GatewayAPI
+from gateway.correlation import CorrelationIds
 from gateway.headers import HeaderPolicy
-from gateway.routes import read_body
+from gateway.metrics import GatewayMetrics
+from gateway.rpc import RpcEndpoint
 from gateway.settings import GatewaySettings
 from workers import protocol
 
 
-def create_echo_app(settings: GatewaySettings | None = None) -> FastAPI:
+class EchoCaller:
+    """A `gateway.rpc.Caller` that answers every call with its own body."""
+
+    def ensure_accepting(self) -> None:
+        """Always accepting."""
+
+    def timeout_for(self, wait: int | None) -> tuple[float, bool]:
+        """No reply is awaited, so any wait is honoured."""
+        return float(wait or 0), wait is not None
+
+    async def call(
+        self,
+        correlation_id: str,
+        method: str,
+        body: bytes,
+        wait: float,
+        *,
+        content_type: str,
+        trace: protocol.Headers,
+        extra: protocol.Headers,
+        timing: str,
+        disconnected: Callable[[], Awaitable[object]] | None,
+    ) -> protocol.Reply:
+        """The body back, as a 200 reply."""
+        return protocol.Reply(correlation_id, 200, body, content_type)
+
+
+def create_echo_app(settings: GatewaySettings | None = None) -> GatewayAPI:
     """The B1 app; ``GET /healthz`` answers once it serves."""
     settings = settings or GatewaySettings()
-    policy = HeaderPolicy(settings.forward_headers, settings.max_forward_header_bytes)
-    limit = settings.body_limit({})
-    router = APIRouter()
+    app = GatewayAPI(title="B1 echo", docs_url=None, redoc_url=None, openapi_url=None)
+    problems.install(app)
+    app.rpc = RpcEndpoint(
+        ids=CorrelationIds(),
+        metrics=GatewayMetrics(settings.max_timeout, settings.metric_methods_limit),
+        headers=HeaderPolicy(settings.forward_headers, settings.max_forward_header_bytes),
+        body_limit=settings.body_limit({}),
+        caller=EchoCaller(),
+        timing=False,
+    )
 
-    @router.post("/rpc/{method}")
-    async def rpc(method: str, request: Request) -> Response:
-        if not protocol.valid_method(method):
-            raise BadRequestError(f"{method!r} is not a valid method name")
-        admitted = policy.admit(request.headers.raw)
-        body = await read_body(request, limit)
-        response = Response(body, headers={"content-type": admitted.content_type})
-        response.headers[problems.CORRELATION_HEADER] = secrets.token_hex(16)
-        return response
-
-    @router.get("/healthz")
+    @app.get("/healthz")
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    app = FastAPI(title="B1 echo", docs_url=None, redoc_url=None, openapi_url=None)
-    problems.install(app)
-    app.include_router(router)
     return app
 
 
 async def raw_echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     """B1a: the same echo as a bare ASGI callable, the floor of uvicorn itself.
 
-    B1 minus B1a is what FastAPI and the gateway's HTTP-side checks cost per request.
+    B1 minus B1a is what the gateway's HTTP-side checks cost per request.
     """
     if scope["type"] != "http":
         return  # lifespan: nothing to start

@@ -20,11 +20,11 @@ from .connection import Connection, ReplyError
 from .latency import Latencies
 from .request import RequestTemplate
 from .schedule import Schedule
+from .stages import Trace
 from .step import Step
 
 OK = 200
-Trace = dict[str, tuple[int, int]]
-"""nonce -> (send, receive) wall-clock nanoseconds, for the stage breakdown."""
+SERVER_TIMING = b"\r\nserver-timing: "
 
 
 @dataclass
@@ -138,10 +138,10 @@ class LoadGenerator:
         """One request; returns ``ok``, ``timeout`` or an error kind."""
         body, request = self.template.build(index)
         self.exchanges += 1
-        sent_wall = time.time_ns()
+        sent = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
-                status, _, reply = await conn.exchange(request)
+                status, head, reply = await conn.exchange(request)
         except TimeoutError:
             conn.close()  # the late response would otherwise answer the next request
             return "timeout"
@@ -149,7 +149,7 @@ class LoadGenerator:
             conn.close()
             return "connection"
         if trace is not None:
-            trace[self.template.nonce(index)] = (sent_wall, time.time_ns())
+            trace.append(((time.perf_counter() - sent) * 1000, _header(head, SERVER_TIMING)))
         if status != OK:
             return f"status {status}"
         return "ok" if reply == body else "wrong body"
@@ -190,6 +190,16 @@ class LoadGenerator:
         )
         step.notes.extend(f"{count} x {kind}" for kind, count in sorted(tally.failures.items()))
         return step
+
+
+def _header(head: bytes, marker: bytes) -> bytes:
+    """The value of the header whose ``marker`` (CRLF, lowercase name, colon) is in ``head``."""
+    start = head.find(marker)
+    if start < 0:
+        return b""
+    start += len(marker)
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)]
 
 
 def connections_for(rate: float) -> int:

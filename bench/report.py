@@ -98,7 +98,8 @@ def markdown(document: dict[str, Any], image: str) -> str:
     stages = document["results"].get("stages", {})
     lines += [
         "",
-        f"## Stage breakdown ({stages.get('requests', 0)} requests, ms, from record CreateTime)",
+        f"## Stage breakdown ({stages.get('requests', 0)} requests at the low-load rate, ms, "
+        "from the gateway's Server-Timing)",
         "",
     ]
     lines += ["| segment | p50 | p90 | mean |", "|---|---|---|---|"]

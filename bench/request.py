@@ -34,12 +34,3 @@ class RequestTemplate:
         """(body, full request bytes) of request ``index``."""
         body = self._prefix + self.nonce(index).encode() + self._suffix
         return body, self._head + body
-
-    @staticmethod
-    def nonce_of(body: bytes) -> str | None:
-        """The nonce inside a body built by any template (for the stage tap)."""
-        start = body.find(b'"nonce":"')
-        if start < 0:
-            return None
-        start += len(b'"nonce":"')
-        return body[start : start + RequestTemplate.NONCE_WIDTH].decode("ascii", "replace")

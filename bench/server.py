@@ -1,6 +1,7 @@
 """``python -m bench.server {echo,raw,gateway,worker} [--port N] --loop L --http H``.
 
-B1 (`bench.echo`) runs here under uvicorn with the gateway's flags. The gateway runs here
+B1 (`bench.echo`) runs here under the gateway's own server (`GatewayServer`), unless
+``--loop``/``--http`` ask for something else. The gateway runs here
 only for A/B experiments on the event loop or HTTP parser, which ``python -m gateway``
 fixes at uvloop and httptools; the worker only to try it on uvloop (``python -m workers``
 runs the stdlib loop). Everything else about them comes from their own settings.
@@ -17,6 +18,7 @@ import uvloop
 from starlette.types import ASGIApp
 
 from gateway.app import create_app
+from gateway.server import GatewayServer
 from gateway.settings import GatewaySettings
 from workers.__main__ import main as worker_main
 from workers.connection import KafkaSettings
@@ -47,6 +49,10 @@ def main() -> None:
             uvloop.install()  # asyncio.run() in Worker.run then builds a uvloop loop
         sys.exit(worker_main([]))
     logging.basicConfig(level=logging.WARNING)
+    if args.kind == "echo" and args.loop == "uvloop" and args.http == "httptools":
+        settings = GatewaySettings(host=args.host, port=args.port)
+        GatewayServer(create_echo_app(settings), settings).run()
+        return
     # The same flags as gateway/__main__.py: no access log, lifespan on.
     uvicorn.run(
         build(args.kind),

@@ -184,6 +184,8 @@ class Stack:
             "GATEWAY_REPLY_TOPIC": self.reply_topic,
             "GATEWAY_REPLY_PARTITION": "0",
             "GATEWAY_LOG_LEVEL": "WARNING",
+            # Server-Timing feeds the stage breakdown; its cost is counted in every S step.
+            "GATEWAY_TIMING": "true",
             **self.options.gateway_env,
         }
 

@@ -1,99 +1,47 @@
-"""Stage breakdown from what can be observed without changing the gateway or worker.
+"""Stage breakdown from the gateway's ``Server-Timing`` answers (``GATEWAY_TIMING=true``).
 
-A tap consumer reads the request and reply partitions during a low-rate step. librdkafka
-stamps each record's CreateTime when ``produce()`` is called, so the request record
-says when the gateway produced it and the reply record when the worker produced the
-reply. With the load generator's wall-clock send and receive times (one host, one
-clock), each request splits into:
-
-    client send   -> request produced   HTTP in, parse, header admission, produce() call
-    request produced -> reply produced  request hop: linger, broker, worker fetch, dispatch, handler
-    reply produced   -> client receive  reply hop: linger, broker, gateway fetch, loop wake-up, HTTP out
-
-CreateTime has millisecond resolution: it is taken as the middle of its millisecond
-(+0.5 ms), which removes the truncation bias from medians but leaves ±0.5 ms on each
-single record. Splitting further needs timestamps in headers (see docs/PERFORMANCE.md).
+The gateway and worker stamp each request on its way (`gateway.timing`): HTTP in ->
+produced -> worker in -> worker out -> reply fetched -> reply routed -> HTTP out,
+in microseconds on one host's clock. The load generator adds what lies outside the
+gateway: end-to-end latency minus the gateway's ``total`` is the client, the loopback
+network and uvicorn's parsing and writing (``outside``).
 """
 
 from __future__ import annotations
 
 import statistics
-import uuid
-from collections.abc import Iterable
 
-import confluent_kafka
+from gateway.timing import SEGMENTS as GATEWAY_SEGMENTS
 
-from workers.connection import KafkaSettings
+Trace = list[tuple[float, bytes]]
+"""Per request: end-to-end milliseconds and the raw ``Server-Timing`` value."""
 
-from .loadgen import Trace
-from .request import RequestTemplate
-
-SEGMENTS = ("http_in_to_produced", "produced_to_worker_out", "worker_out_to_http_out")
-MIDPOINT_NS = 500_000
-DRAIN_SECONDS = 10.0
+SEGMENTS = (*(name for name, _, _ in GATEWAY_SEGMENTS), "outside")
 
 
-class StageTap:
-    """Reads record CreateTimes from the request and reply topics; start it before the load."""
-
-    def __init__(self, kafka: KafkaSettings, topics: Iterable[str]) -> None:
-        self._consumer = confluent_kafka.Consumer(
-            kafka.client_config(
-                {
-                    "group.id": f"bench-tap-{uuid.uuid4().hex}",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": False,
-                    "fetch.wait.max.ms": 10,
-                }
-            )
-        )
-        self._topics = list(topics)
-        self._ends: dict[str, int] = {}
-        assignment = []
-        for topic in self._topics:
-            low_high = self._consumer.get_watermark_offsets(
-                confluent_kafka.TopicPartition(topic, 0), timeout=10
-            )
-            assignment.append(confluent_kafka.TopicPartition(topic, 0, low_high[1]))
-        self._consumer.assign(assignment)
-
-    def collect(self) -> dict[str, dict[str, int]]:
-        """Per topic, nonce -> CreateTime in ns, for everything produced since the tap started."""
-        for topic in self._topics:
-            high = self._consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, 0), timeout=10)
-            self._ends[topic] = high[1]
-        stamps: dict[str, dict[str, int]] = {topic: {} for topic in self._topics}
-        positions = {topic: -1 for topic in self._topics}
-        waited = 0.0
-        while any(positions[t] + 1 < self._ends[t] for t in self._topics) and waited < DRAIN_SECONDS:
-            message = self._consumer.poll(0.2)
-            if message is None:
-                waited += 0.2
-                continue
-            where = message.topic()
-            if message.error() is not None or where is None:
-                continue
-            topic = where
-            positions[topic] = message.offset() or 0
-            nonce = RequestTemplate.nonce_of(message.value() or b"")
-            kind, millis = message.timestamp()
-            if nonce is not None and kind == confluent_kafka.TIMESTAMP_CREATE_TIME:
-                stamps[topic][nonce] = millis * 1_000_000 + MIDPOINT_NS
-        self._consumer.close()
-        return stamps
+def server_timing(value: bytes) -> dict[str, float]:
+    """``name -> milliseconds`` from a ``Server-Timing`` value (``name;dur=ms, ...``)."""
+    found: dict[str, float] = {}
+    for metric in value.decode("latin-1").split(","):
+        name, _, params = metric.strip().partition(";")
+        for param in params.split(";"):
+            key, _, number = param.strip().partition("=")
+            if key == "dur":
+                found[name] = float(number)
+    return found
 
 
-def breakdown(trace: Trace, produced: dict[str, int], replied: dict[str, int]) -> dict[str, object]:
-    """Median, p90 and mean of each segment in milliseconds, over requests seen at every point."""
+def breakdown(trace: Trace) -> dict[str, object]:
+    """Median, p90 and mean of each segment in milliseconds, over requests with every segment."""
     samples: dict[str, list[float]] = {name: [] for name in SEGMENTS}
-    for nonce, (sent, received) in trace.items():
-        request_at, reply_at = produced.get(nonce), replied.get(nonce)
-        if request_at is None or reply_at is None:
+    for end_to_end, value in trace:
+        durations = server_timing(value)
+        if any(name not in durations for name in SEGMENTS[:-1]):
             continue
-        samples["http_in_to_produced"].append((request_at - sent) / 1e6)
-        samples["produced_to_worker_out"].append((reply_at - request_at) / 1e6)
-        samples["worker_out_to_http_out"].append((received - reply_at) / 1e6)
-    result: dict[str, object] = {"requests": len(samples[SEGMENTS[0]])}
+        durations["outside"] = end_to_end - durations["total"]
+        for name in SEGMENTS:
+            samples[name].append(durations[name])
+    result: dict[str, object] = {"requests": len(samples["total"])}
     for name, values in samples.items():
         if len(values) >= 2:
             result[name] = {

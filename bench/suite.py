@@ -16,11 +16,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .cpu import CpuMeter, rss_bytes
-from .loadgen import LoadGenerator, Trace, connections_for, new_loop
+from .loadgen import LoadGenerator, connections_for, new_loop
 from .pingpong import PingPong
 from .profile import Profile
 from .stack import Stack
-from .stages import StageTap, breakdown
+from .stages import Trace, breakdown
 from .step import Step
 
 # Processes on each target's path (the bench process is the HTTP load generator or Kafka client).
@@ -160,14 +160,12 @@ class Suite:
     def _stages(self) -> dict[str, Any]:
         p = self.profile
         self.log("stage breakdown")
-        tap = StageTap(self.stack.kafka_settings, [self.stack.request_topic, self.stack.reply_topic])
-        trace: Trace = {}
+        trace: Trace = []
         run = self.gateway.open_loop(
             p.low_rate, p.stage_seconds, p.warmup, connections_for(p.low_rate), trace
         )
         step = self._http("S", self.gateway, run)
-        stamps = tap.collect()
-        result = breakdown(trace, stamps[self.stack.request_topic], stamps[self.stack.reply_topic])
+        result = breakdown(trace)
         result["end_to_end_ms"] = step.latency_ms
         return result
 

@@ -10,13 +10,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from workers import protocol
 
-from . import problems, routes, streams
+from . import problems, routes, rpc, streams
 from .client import RequestReplyClient
 from .correlation import CorrelationIds
 from .headers import HeaderPolicy
@@ -29,6 +29,8 @@ from .publisher import TopicPublisher
 from .replies import ReplyListener, ReplyRouter
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from workers.connection import KafkaSettings
 
     from .settings import GatewaySettings
@@ -54,11 +56,31 @@ class Gateway:
     streams: streams.Streams
 
 
+class GatewayAPI(FastAPI):
+    """FastAPI, with ``/rpc/`` requests handed to `RpcEndpoint` ahead of its middleware and routing."""
+
+    rpc: rpc.RpcEndpoint | None = None
+    """Set once the lifespan has built the Kafka side; until then ``/rpc/`` is FastAPI's 404."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.rpc is not None and scope["type"] == "http" and scope["path"].startswith(rpc.PREFIX):
+            await self.rpc(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, plus the endpoint it does not route."""
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            schema["paths"] = {f"{rpc.PREFIX}{{method}}": rpc.OPENAPI_PATH, **schema.get("paths", {})}
+        return self.openapi_schema or {}
+
+
 def create_app(
     settings: GatewaySettings,
     kafka_settings: KafkaSettings,
     clients: KafkaClients | None = None,
-) -> FastAPI:
+) -> GatewayAPI:
     """The gateway ASGI app; Kafka clients start in the lifespan.
 
     Start-up runs in the background, so /healthz answers and /readyz reports 503
@@ -68,9 +90,17 @@ def create_app(
     started = asyncio.Event()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         gateway = _assemble(settings, kafka_settings, clients or ConfluentClients())
         app.state.gateway = gateway
+        app.rpc = rpc.RpcEndpoint(
+            ids=gateway.ids,
+            metrics=gateway.metrics,
+            headers=gateway.headers,
+            body_limit=gateway.body_limit,
+            caller=gateway.client,
+            timing=settings.timing,
+        )
         starting = asyncio.create_task(_start(gateway.client, started), name="rpcgw-start")
         try:
             yield
@@ -83,7 +113,7 @@ def create_app(
             await gateway.client.stop(settings.max_timeout, settings.flush_timeout)
             log.info("gateway stopped")
 
-    app = FastAPI(
+    app = GatewayAPI(
         title="Kafka RPC Gateway",
         lifespan=lifespan,
         docs_url=None,

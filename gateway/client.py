@@ -160,10 +160,12 @@ class RequestReplyClient:
         content_type: str = protocol.DEFAULT_CONTENT_TYPE,
         trace: protocol.Headers | None = None,
         extra: protocol.Headers | None = None,
+        timing: str = "",
         disconnected: Callable[[], Awaitable[object]] | None = None,
     ) -> protocol.Reply:
         """Send ``method`` with ``body`` and return the worker's reply within ``wait`` seconds.
 
+        ``timing``, if not empty, gets the ``produced`` stamp and travels as ``rpc-timing``.
         ``disconnected``, if given, is awaited alongside: when it returns, the caller
         has gone and the request is abandoned. Cancelling ``call`` removes the pending
         entry too; a reply arriving afterwards is dropped and counted as late.
@@ -200,6 +202,7 @@ class RequestReplyClient:
                 content_type=content_type,
                 trace=trace or [],
                 extra=extra or [],
+                timing=protocol.stamp(timing, "produced") if timing else "",
             )
             self._producer.send_request(
                 self._settings.request_topic, body, correlation_id.encode(), request.headers()

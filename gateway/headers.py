@@ -18,6 +18,7 @@ from workers import protocol
 from .errors import BadRequestError, HeadersTooLargeError
 
 PREFER = b"prefer"
+CONTENT_LENGTH = b"content-length"
 # W3C trace-context: version-traceid-parentid-flags, lowercase hex; later versions may append fields.
 TRACEPARENT_PATTERN = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[\x21-\x7e]*)?")
 TRACESTATE_MAX = 512
@@ -37,6 +38,8 @@ class Admitted:
     extra: protocol.Headers = field(default_factory=list)
     wait: int | None = None
     """Seconds from ``Prefer: wait=N`` (RFC 7240), if the caller sent one."""
+    content_length: int | None = None
+    """The announced body size, if the caller sent a well-formed one (the server enforces it)."""
 
 
 class HeaderPolicy:
@@ -60,6 +63,7 @@ class HeaderPolicy:
         extra: protocol.Headers = []
         size = 0
         wait: int | None = None
+        content_length: int | None = None
         for name, value in raw:
             if name.startswith(_RESERVED_PREFIX):
                 raise BadRequestError(f"header {name.decode('latin-1')!r} is reserved for the gateway")
@@ -71,6 +75,8 @@ class HeaderPolicy:
                 tracestate.append(value)
             elif name == PREFER:
                 wait = prefer_wait(value) if wait is None else wait
+            elif name == CONTENT_LENGTH:
+                content_length = int(value) if value.isdigit() else None
             elif name in self._forward:
                 # One value per name: readers of a record disagree on which duplicate wins
                 # (an idempotency key must not depend on who reads it).
@@ -88,6 +94,7 @@ class HeaderPolicy:
             trace=_trace(traceparent, tracestate),
             extra=extra,
             wait=wait,
+            content_length=content_length,
         )
 
 

@@ -67,6 +67,12 @@ def worker_error(reply: protocol.Reply) -> WorkerError:
     return WorkerError(detail, worker_status=reply.status)
 
 
+def crash(exc: Exception) -> Response:
+    """The 500 for a bug: the traceback goes to the log, never to the caller."""
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "Internal Server Error", "the gateway failed; see its logs")
+
+
 def install(app: FastAPI) -> None:
     """Answer framework errors (unknown route, bad path, crashes) with problem+json too."""
 
@@ -83,14 +89,13 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, GatewayError)
         return from_error(exc)
 
-    async def crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc)
-        return problem(500, "Internal Server Error", "the gateway failed; see its logs")
+    async def crash_handler(request: Request, exc: Exception) -> Response:
+        return crash(exc)
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(GatewayError, gateway_error)
-    app.add_exception_handler(Exception, crash)
+    app.add_exception_handler(Exception, crash_handler)
 
 
 def _title(status: int) -> str:

@@ -10,8 +10,10 @@ to the loop with one ``call_soon_threadsafe``, where `ReplyRouter` resolves futu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,8 +46,13 @@ class ReplyRouter:
         self._ids = ids
         self._metrics = metrics
 
-    def route(self, batch: Sequence[Message]) -> None:
-        """Resolve the waiter of each reply in ``batch``; never raises on a bad record."""
+    def route(self, batch: Sequence[Message], fetched_at: float) -> None:
+        """Resolve the waiter of each reply in ``batch``; never raises on a bad record.
+
+        ``fetched_at`` (epoch seconds) is when the consumer thread got the batch; replies
+        carrying ``rpc-timing`` get it and the routing time stamped.
+        """
+        routed_at: float | None = None
         for message in batch:
             error = message.error()
             if error is not None:
@@ -66,6 +73,10 @@ class ReplyRouter:
                     },
                 )
                 continue
+            if reply.timing:
+                routed_at = routed_at or time.time()
+                timing = protocol.stamp(reply.timing, "reply_fetched", fetched_at)
+                reply = dataclasses.replace(reply, timing=protocol.stamp(timing, "reply_routed", routed_at))
             if self._pending.resolve(reply.correlation_id, reply):
                 continue
             if self._ids.issued(reply.correlation_id):
@@ -85,7 +96,7 @@ class ReplyListener:
         *,
         clients: KafkaClients,
         config: dict[str, Any],
-        on_batch: Callable[[Sequence[Message]], None],
+        on_batch: Callable[[Sequence[Message], float], None],
         metrics: GatewayMetrics,
         batch_size: int,
         on_kafka_error: Callable[[KafkaError], None],
@@ -148,7 +159,7 @@ class ReplyListener:
             batch = next_batch(self._consumer, self._batch_size, POLL_SECONDS)
             if not batch:
                 continue
-            self._loop_call(self._on_batch, batch)
+            self._loop_call(self._on_batch, batch, time.time())
             last = batch[-1].offset()
             watermarks = self._consumer.get_watermark_offsets(tp, cached=True)
             if watermarks is not None and last is not None:

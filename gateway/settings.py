@@ -64,6 +64,8 @@ class GatewaySettings(BaseSettings):
     """Seconds the producer may spend flushing at shutdown."""
     shutdown_grace: float | None = Field(default=None, gt=0)
     """Seconds uvicorn waits for in-flight requests after SIGTERM; unset means max_timeout + 5."""
+    timing: bool = False
+    """Stamp requests (``rpc-timing``) and answer with a ``Server-Timing`` header of the stages."""
     log_level: str = "INFO"
     """Root log level of the JSON logs."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from workers.protocol import (
     ProtocolError,
     Reply,
     Request,
+    stamp,
 )
 from workers.registry import Registration, Response
 
@@ -144,6 +146,7 @@ class Dispatcher:
     async def _answer(self, registration: Registration, request: Request) -> Reply | None:
         """Run the handler under the deadline; None when the deadline passed first."""
         method = request.method
+        received = self._clock()
         scope = asyncio.timeout(request.deadline_ms / 1000 - self._clock())
         started = time.perf_counter()
         reply: Reply | None
@@ -165,9 +168,31 @@ class Dispatcher:
             return None
         outcome = "ok" if reply.status < 400 else "client_error" if reply.status < 500 else "server_error"
         self._metrics.handled.labels(method, outcome).inc()
+        if request.timing:
+            timing = stamp(stamp(request.timing, "worker_in", received), "worker_out", self._clock())
+            reply = dataclasses.replace(reply, timing=timing)
         return reply
 
     async def _call(self, registration: Registration, request: Request) -> Any:
+        try:
+            return await self._invoke(registration, request)
+        except TransientError as exc:
+            first_failure = exc
+        # Retrying is rare, so tenacity is set up only now (per request it cost ~10 % of the
+        # worker's CPU). It replays the failed first attempt as its own, so the attempt count,
+        # backoff and deadline rule are exactly those of a retry loop around every call.
+        replayed = False
+
+        async def attempt() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                raise first_failure
+            return await self._invoke(registration, request)
+
+        return await self._retrying(request)(attempt)
+
+    def _retrying(self, request: Request) -> AsyncRetrying:
         deadline = request.deadline_ms / 1000
 
         def stop(state: RetryCallState) -> bool:
@@ -177,14 +202,13 @@ class Dispatcher:
                 or self._clock() + (state.upcoming_sleep or 0) >= deadline
             )
 
-        retrying = AsyncRetrying(
+        return AsyncRetrying(
             stop=stop,
             wait=self._wait,
             retry=retry_if_exception_type(TransientError),
             before_sleep=lambda _: self._metrics.retries.labels(request.method).inc(),
             reraise=True,
         )
-        return await retrying(self._invoke, registration, request)
 
     async def _invoke(self, registration: Registration, request: Request) -> Any:
         if registration.is_async:

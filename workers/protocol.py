@@ -15,6 +15,7 @@ A request record carries the caller's body as its value and these headers:
     content-type         media type of the value
     traceparent          W3C trace context, passed through when present
     tracestate
+    rpc-timing           optional: stage timestamps (see TIMING), only when the gateway asks
     + allow-listed caller headers (never a reserved name)
 
 A reply record carries the handler's body as its value and:
@@ -24,11 +25,13 @@ A reply record carries the handler's body as its value and:
                          the value is an RFC 9457 problem+json document
     content-type
     traceparent, tracestate
+    rpc-timing           the request's value plus the worker's stamps, when the request had one
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +46,8 @@ REPLY_PARTITION = "rpc-reply-partition"
 METHOD = "rpc-method"
 DEADLINE = "rpc-deadline"
 STATUS = "rpc-status"
+# Optional diagnostics: comma-separated name=epoch-microseconds pairs, appended by each hop.
+TIMING = "rpc-timing"
 # Set by workers on dead-lettered records.
 DEAD_LETTER_REASON = "rpc-dead-letter-reason"
 DEAD_LETTER_SOURCE = "rpc-dead-letter-source"
@@ -58,7 +63,9 @@ PROTOCOL_HEADERS = frozenset({CONTENT_TYPE, TRACEPARENT, TRACESTATE})
 
 # Headers that must appear at most once on a record; a record with two is
 # rejected, because readers disagree on which copy wins (RELIABILITY.md §1.4).
-SINGLE_VALUED = frozenset({CORRELATION_ID, REPLY_TO, REPLY_PARTITION, METHOD, DEADLINE, STATUS, CONTENT_TYPE})
+SINGLE_VALUED = frozenset(
+    {CORRELATION_ID, REPLY_TO, REPLY_PARTITION, METHOD, DEADLINE, STATUS, CONTENT_TYPE, TIMING}
+)
 
 METHOD_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CORRELATION_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
@@ -84,6 +91,22 @@ def valid_method(method: str) -> bool:
     return METHOD_PATTERN.fullmatch(method) is not None
 
 
+def stamp(timing: str, name: str, at: float | None = None) -> str:
+    """``timing`` with ``name=<epoch µs>`` appended (``at`` in epoch seconds, default now)."""
+    micros = int((time.time() if at is None else at) * 1_000_000)
+    return f"{timing},{name}={micros}" if timing else f"{name}={micros}"
+
+
+def stamps(timing: str) -> dict[str, int]:
+    """The ``name -> epoch µs`` pairs of a timing value; malformed pairs are ignored."""
+    found: dict[str, int] = {}
+    for pair in timing.split(","):
+        name, _, micros = pair.partition("=")
+        if name and micros.isascii() and micros.isdigit():
+            found[name.strip()] = int(micros)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """A request as it travels on the requests topic."""
@@ -106,6 +129,8 @@ class Request:
     """``traceparent``/``tracestate`` headers to pass through unchanged."""
     extra: Headers = field(default_factory=list)
     """Allow-listed caller headers, never reserved names."""
+    timing: str = ""
+    """``rpc-timing`` stamps so far; empty when the gateway does not ask for them."""
 
     def headers(self) -> Headers:
         """The record headers for this request, reserved ones set exactly once."""
@@ -118,6 +143,8 @@ class Request:
         ]
         if self.reply_partition is not None:
             headers.append((REPLY_PARTITION, str(self.reply_partition).encode()))
+        if self.timing:
+            headers.append((TIMING, self.timing.encode()))
         headers.extend(self.trace)
         headers.extend(self.extra)
         return headers
@@ -147,6 +174,7 @@ class Request:
             content_type=single.get(CONTENT_TYPE, DEFAULT_CONTENT_TYPE),
             trace=_trace(headers or ()),
             extra=[(k, v) for k, v in headers or () if v is not None and not is_reserved(k)],
+            timing=single.get(TIMING, ""),
         )
 
 
@@ -164,6 +192,8 @@ class Reply:
     """Media type of ``body``."""
     trace: Headers = field(default_factory=list)
     """``traceparent``/``tracestate`` copied from the request."""
+    timing: str = ""
+    """The request's ``rpc-timing`` plus the worker's stamps; empty when not asked for."""
 
     @property
     def is_error(self) -> bool:
@@ -172,12 +202,15 @@ class Reply:
 
     def headers(self) -> Headers:
         """The record headers for this reply."""
-        return [
+        headers = [
             (CORRELATION_ID, self.correlation_id.encode()),
             (STATUS, str(self.status).encode()),
             (CONTENT_TYPE, self.content_type.encode()),
             *self.trace,
         ]
+        if self.timing:
+            headers.append((TIMING, self.timing.encode()))
+        return headers
 
     @classmethod
     def from_record(cls, value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None) -> Reply:
@@ -196,6 +229,7 @@ class Reply:
             body=value or b"",
             content_type=single.get(CONTENT_TYPE, DEFAULT_CONTENT_TYPE),
             trace=_trace(headers or ()),
+            timing=single.get(TIMING, ""),
         )
 
     @classmethod

@@ -13,6 +13,8 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError
 
+from gateway.errors import ClientDisconnectedError
+from gateway.rpc import read_body
 from gateway.settings import GatewaySettings
 from workers import protocol
 
@@ -73,7 +75,7 @@ async def test_request_record_follows_the_wire_contract(harness: Harness) -> Non
     assert request.reply_partition == harness.gateway.listener.partition
     assert request.method == "echo"
     assert request.content_type == protocol.DEFAULT_CONTENT_TYPE
-    assert before_ms + 2000 <= request.deadline_ms <= time.time() * 1000 + 2000
+    assert int(before_ms) + 2000 <= request.deadline_ms <= time.time() * 1000 + 2000
     assert request.trace == [(protocol.TRACEPARENT, TRACEPARENT.encode()), (protocol.TRACESTATE, b"a=1")]
     assert dict(request.extra) == {"accept": b"*/*", "idempotency-key": b"k-1"}
     names = [name for name, _ in record_headers(record)]
@@ -153,7 +155,7 @@ async def test_wait_above_the_maximum_is_capped_and_not_reported_as_applied(harn
     assert response.status_code == 200
     assert "preference-applied" not in response.headers
     (request,) = worker.requests
-    assert sent_ms + 5000 <= request.deadline_ms <= time.time() * 1000 + 5000
+    assert int(sent_ms) + 5000 <= request.deadline_ms <= time.time() * 1000 + 5000
 
 
 async def test_wait_zero_times_out_without_producing(harness: Harness) -> None:
@@ -322,3 +324,74 @@ async def test_metrics_endpoint_exposes_conventional_names(harness: Harness) -> 
         "process_cpu_seconds_total",
     ):
         assert name in text
+
+
+async def test_other_methods_on_rpc_are_405_with_allow(harness: Harness) -> None:
+    response = await harness.http.get("/rpc/echo")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"] == protocol.PROBLEM_JSON
+
+
+async def test_openapi_still_describes_the_rpc_endpoint(harness: Harness) -> None:
+    document = (await harness.http.get("/openapi.json")).json()
+    assert "post" in document["paths"]["/rpc/{method}"]
+    assert "/publish/{topic}" in document["paths"]
+
+
+async def test_timing_off_by_default_sends_no_stamps_and_no_server_timing(harness: Harness) -> None:
+    def timed_echo(request: protocol.Request) -> protocol.Reply:
+        # A worker stamping on its own does not make the gateway publish timings.
+        return protocol.Reply(request.correlation_id, 200, request.body, timing="worker_in=1,worker_out=2")
+
+    with FakeWorker(harness.cluster, {"echo": timed_echo}) as worker:
+        response = await harness.http.post("/rpc/echo", content=b"x")
+    assert response.status_code == 200
+    assert "server-timing" not in response.headers
+    assert protocol.TIMING not in dict(record_headers(worker.records[0]))
+
+
+async def test_timing_stamps_the_request_and_answers_with_server_timing(cluster: FakeCluster) -> None:
+    def stamping_echo(request: protocol.Request) -> protocol.Reply:
+        timing = protocol.stamp(protocol.stamp(request.timing, "worker_in"), "worker_out")
+        return protocol.Reply(request.correlation_id, 200, request.body, timing=timing)
+
+    async with running(GatewaySettings(timing=True), cluster) as harness:
+        with FakeWorker(cluster, {"echo": stamping_echo}) as worker:
+            before = time.time() * 1_000_000
+            response = await harness.http.post("/rpc/echo", content=b"x")
+    assert response.status_code == 200
+    sent = protocol.stamps(worker.requests[0].timing)
+    assert list(sent) == ["http_in", "produced"]
+    assert before <= sent["http_in"] <= sent["produced"]
+    durations = {
+        name: float(params.split("=")[1])
+        for name, _, params in (part.partition(";") for part in response.headers["server-timing"].split(", "))
+    }
+    parts = ["gateway", "request-hop", "worker", "reply-hop", "handoff", "respond"]
+    assert list(durations) == [*parts, "total"]
+    assert all(value >= 0 for value in durations.values())
+    assert sum(durations[name] for name in parts) == pytest.approx(durations["total"], abs=0.01)
+
+
+async def test_a_bug_in_the_endpoint_is_a_500_problem_and_logged(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(wait: int | None) -> tuple[float, bool]:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(harness.gateway.client, "timeout_for", broken)
+    response = await harness.http.post("/rpc/echo", content=b"x")
+    body = assert_problem(response, 500)
+    assert "secret" not in response.text
+    assert any(record.exc_info and "secret internals" in str(record.exc_info[1]) for record in caplog.records)
+
+
+async def test_a_caller_leaving_mid_body_is_a_disconnect_not_a_crash() -> None:
+    messages = iter([{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    with pytest.raises(ClientDisconnectedError):
+        await read_body(receive, 100, None)

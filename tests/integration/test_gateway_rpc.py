@@ -7,6 +7,7 @@ import contextlib
 import time
 
 import httpx
+import pytest
 import orjson
 from confluent_kafka.admin import AdminClient
 
@@ -212,3 +213,23 @@ async def test_not_ready_while_the_reply_topic_is_missing_and_it_is_never_create
     assert rpc.status_code == 503
     admin = AdminClient({"bootstrap.servers": topics.kafka.bootstrap_servers})
     assert absent not in admin.list_topics(timeout=10).topics
+
+
+async def test_server_timing_splits_a_real_round_trip_into_its_stages(topics: Topics) -> None:
+    app = create_app(topics.settings(timing=True), topics.kafka_settings())
+    async with working(topics), serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+        started = time.perf_counter()
+        response = await http.post("/rpc/echo", content=b'{"timed": true}')
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    assert response.status_code == 200
+    durations = {}
+    for metric_text in response.headers["server-timing"].split(", "):
+        name, _, duration = metric_text.partition(";dur=")
+        durations[name] = float(duration)
+    stages = ["gateway", "request-hop", "worker", "reply-hop", "handoff", "respond"]
+    assert list(durations) == [*stages, "total"]
+    assert all(durations[name] >= 0 for name in stages)
+    assert sum(durations[name] for name in stages) == pytest.approx(durations["total"], abs=0.01)
+    # Both Kafka hops happened inside the gateway's total, which fits in what the caller saw.
+    assert durations["request-hop"] > 0 and durations["reply-hop"] > 0
+    assert durations["total"] <= elapsed_ms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,7 @@ from tests.workers.conftest import request, settings
 from tests.workers.fakes import FakeMessage
 from workers.dispatcher import Dispatcher
 from workers.errors import TransientError
+from workers import protocol
 from workers.metrics import WorkerMetrics
 from workers.protocol import CORRELATION_ID, REPLY_TO, Request
 from workers.registry import HandlerRegistry
@@ -107,3 +109,61 @@ async def test_an_expired_unknown_method_is_dead_lettered_without_reply() -> Non
     outcome = await dispatcher(HandlerRegistry()).dispatch(message(request("ghost", deadline_in=-1)))
     assert outcome.reply is None
     assert outcome.dead_letter is not None
+
+
+async def test_a_transient_failure_is_retried_once_and_then_answers() -> None:
+    calls: list[int] = []
+    registry = HandlerRegistry()
+
+    @registry.handler("flaky")
+    async def flaky(req: Request) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TransientError("blip")
+        return "fine"
+
+    metrics = WorkerMetrics()
+    flaky_dispatcher = Dispatcher(
+        registry, settings(retry_attempts=3, retry_backoff=0.001), metrics, ThreadPoolExecutor(1)
+    )
+    outcome = await flaky_dispatcher.dispatch(message(request("flaky")))
+    assert len(calls) == 2
+    assert outcome.reply is not None
+    assert (outcome.reply.status, outcome.reply.body) == (200, b"fine")
+    assert metrics.registry.get_sample_value("rpcworker_retries_total", {"method": "flaky"}) == 1.0
+
+
+async def test_one_attempt_means_no_retry() -> None:
+    calls: list[int] = []
+    registry = HandlerRegistry()
+
+    @registry.handler("down")
+    async def down(req: Request) -> None:
+        calls.append(1)
+        raise TransientError("down")
+
+    outcome = await dispatcher(registry, retry_attempts=1).dispatch(message(request("down")))
+    assert len(calls) == 1
+    assert outcome.reply is not None
+    assert outcome.reply.status == 503
+
+
+async def test_a_timed_request_gets_the_workers_stamps_appended_in_order() -> None:
+    registry = HandlerRegistry()
+    registry.add("m", lambda req: "ok")
+    timed = dataclasses.replace(request("m"), timing="http_in=1,produced=2")
+    before = int(time.time() * 1_000_000)
+    outcome = await dispatcher(registry).dispatch(message(timed))
+    assert outcome.reply is not None
+    stamps = protocol.stamps(outcome.reply.timing)
+    assert list(stamps) == ["http_in", "produced", "worker_in", "worker_out"]
+    assert before <= stamps["worker_in"] <= stamps["worker_out"] <= int(time.time() * 1_000_000)
+
+
+async def test_an_untimed_request_gets_an_untimed_reply() -> None:
+    registry = HandlerRegistry()
+    registry.add("m", lambda req: "ok")
+    outcome = await dispatcher(registry).dispatch(message(request("m")))
+    assert outcome.reply is not None
+    assert outcome.reply.timing == ""
+    assert protocol.TIMING not in dict(outcome.reply.headers())

@@ -1,0 +1,222 @@
+"""`RpcEndpoint`: ``POST /rpc/{method}``, the hot path, as a bare ASGI app.
+
+The gateway's app sends every ``/rpc/`` request here before FastAPI's middleware,
+routing and dependency solving, which cost more CPU per request than the endpoint's
+own work (docs/PERFORMANCE.md). Every other route stays with FastAPI, and the
+endpoint is still described in ``/openapi.json`` (`OPENAPI_PATH`).
+
+Per request: method check, caller-header admission, the size-limited body read, one
+`Caller.call` and the pass-through response, all answered with problem+json on
+failure and counted in the same metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from workers import protocol
+
+from . import problems
+from .errors import (
+    BadRequestError,
+    ClientDisconnectedError,
+    GatewayError,
+    PayloadTooLargeError,
+    ReplyTimeout,
+)
+from .timing import server_timing
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.types import Receive, Scope, Send
+
+    from .correlation import CorrelationIds
+    from .headers import HeaderPolicy
+    from .metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/rpc/"
+# Statuses whose responses must not carry a body (RFC 9110 §6.4.1).
+BODYLESS = frozenset({204, 304})
+_CORRELATION_HEADER = problems.CORRELATION_HEADER.encode()
+
+
+class Caller(Protocol):
+    """The Kafka side of the endpoint: `RequestReplyClient` (or the benchmark's echo)."""
+
+    def ensure_accepting(self) -> None:
+        """Raise a `GatewayError` unless requests are accepted now."""
+
+    def timeout_for(self, wait: int | None) -> tuple[float, bool]:
+        """Seconds to wait given ``Prefer: wait``, and whether the preference was honoured."""
+
+    async def call(
+        self,
+        correlation_id: str,
+        method: str,
+        body: bytes,
+        wait: float,
+        *,
+        content_type: str,
+        trace: protocol.Headers,
+        extra: protocol.Headers,
+        timing: str,
+        disconnected: Callable[[], Awaitable[object]] | None,
+    ) -> protocol.Reply:
+        """The worker's reply to ``method`` with ``body``, within ``wait`` seconds."""
+
+
+class RpcEndpoint:
+    """Serves ``POST /rpc/{method}``; one instance per app, built once Kafka clients exist."""
+
+    def __init__(
+        self,
+        *,
+        ids: CorrelationIds,
+        metrics: GatewayMetrics,
+        headers: HeaderPolicy,
+        body_limit: int,
+        caller: Caller,
+        timing: bool,
+    ) -> None:
+        self._ids = ids
+        self._metrics = metrics
+        self._headers = headers
+        self._body_limit = body_limit
+        self._caller = caller
+        self._timing = timing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            response = problems.problem(405, "Method Not Allowed", "use POST")
+            response.raw_headers.append((b"allow", b"POST"))
+            await response(scope, receive, send)
+            return
+        try:
+            await self._serve(scope["path"][len(PREFIX) :], scope, receive, send)
+        except Exception as exc:  # the framework's last-resort handler is bypassed here
+            await problems.crash(exc)(scope, receive, send)
+
+    async def _serve(self, method: str, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        timing = protocol.stamp("", "http_in") if self._timing else ""
+        correlation_id = self._ids.new()
+        label = self._metrics.method_label(method)
+        applied: bytes | None = None
+        try:
+            if not protocol.valid_method(method):
+                raise BadRequestError(f"{method!r} is not a valid method name")
+            self._caller.ensure_accepting()
+            admitted = self._headers.admit(scope["headers"])
+            body = await read_body(receive, self._body_limit, admitted.content_length)
+            timeout, honoured = self._caller.timeout_for(admitted.wait)
+            applied = f"wait={admitted.wait}".encode() if honoured else None
+            reply = await self._caller.call(
+                correlation_id,
+                method,
+                body,
+                timeout,
+                content_type=admitted.content_type,
+                trace=admitted.trace,
+                extra=admitted.extra,
+                timing=timing,
+                disconnected=partial(wait_disconnect, receive),
+            )
+            status, body, headers = reply_parts(reply)
+            headers.append((_CORRELATION_HEADER, correlation_id.encode()))
+            outcome = "ok" if status < 400 else "rejected"
+        except GatewayError as error:
+            outcome = error.outcome
+            if isinstance(error, ReplyTimeout):
+                self._metrics.timeouts.labels(label).inc()
+            log.info(
+                "rpc failed",
+                extra={"method": method, "outcome": outcome, "status": error.status, "detail": error.detail},
+            )
+            problem = problems.from_error(error)  # carries the correlation id already
+            status, body, headers = problem.status_code, bytes(problem.body), problem.raw_headers
+            reply = None
+        self._metrics.requests.labels(label, outcome).inc()
+        self._metrics.request_duration.labels(label).observe(time.perf_counter() - started)
+        if applied is not None:
+            headers.append((b"preference-applied", applied))
+        if self._timing and reply is not None and reply.timing:
+            headers.append((b"server-timing", server_timing(reply.timing, time.time()).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, limit: int, announced: int | None) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit``.
+
+    Raises:
+        PayloadTooLargeError: ``Content-Length`` or the bytes received exceed ``limit``.
+    """
+    if announced is not None and announced > limit:
+        raise PayloadTooLargeError(f"the body has {announced} bytes, limit {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError("the caller disconnected while sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Return when the caller disconnects (the body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def reply_parts(reply: protocol.Reply) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, body and headers answering a worker reply: passed through below 500.
+
+    Raises:
+        WorkerError: a 5xx, a non-final status or an unusable content type.
+    """
+    if reply.status >= 500 or reply.status < 200:
+        raise problems.worker_error(reply)
+    content_type = reply.content_type
+    # The worker is untrusted: a content type with CR/LF would split the HTTP response.
+    if not content_type.isascii() or not content_type.isprintable():
+        raise problems.worker_error(reply)
+    body = b"" if reply.status in BODYLESS else reply.body
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    return reply.status, body, headers
+
+
+OPENAPI_PATH: dict[str, Any] = {
+    "post": {
+        "summary": "Call a worker method",
+        "description": (
+            "Sends the body to a worker as `method` over Kafka and answers with the worker's reply: "
+            "its status (below 500), content type and body. `Prefer: wait=N` sets the timeout. "
+            "Failures are RFC 9457 problem+json: 400, 413, 429/503 with Retry-After, 502, 504."
+        ),
+        "operationId": "rpc",
+        "parameters": [
+            {"name": "method", "in": "path", "required": True, "schema": {"type": "string"}},
+        ],
+        "requestBody": {"content": {"*/*": {"schema": {}}}},
+        "responses": {
+            "200": {"description": "The worker's reply"},
+            "default": {
+                "description": "A problem",
+                "content": {protocol.PROBLEM_JSON: {"schema": {"type": "object"}}},
+            },
+        },
+    }
+}
+"""The OpenAPI path item of ``/rpc/{method}``, merged into FastAPI's generated document."""

@@ -1,0 +1,45 @@
+"""Stage timings of one request, from its ``rpc-timing`` stamps to a ``Server-Timing`` header.
+
+With ``GATEWAY_TIMING`` on, a request is stamped on its way (epoch microseconds; one
+host's clock when gateway and worker share a machine, NTP-close otherwise):
+
+    http_in        the endpoint received the request head (gateway)
+    produced       just before ``produce()`` (gateway)
+    worker_in      the worker started on the record (worker)
+    worker_out     the worker built the reply (worker)
+    reply_fetched  the reply consumer thread got the record's batch (gateway)
+    reply_routed   the event loop matched the reply to its request (gateway)
+    http_out       the response is about to be sent (gateway, not on the wire)
+
+and the answer carries the W3C ``Server-Timing`` header with the segments between them.
+"""
+
+from __future__ import annotations
+
+from workers import protocol
+
+SEGMENTS = (
+    ("gateway", "http_in", "produced"),
+    ("request-hop", "produced", "worker_in"),
+    ("worker", "worker_in", "worker_out"),
+    ("reply-hop", "worker_out", "reply_fetched"),
+    ("handoff", "reply_fetched", "reply_routed"),
+    ("respond", "reply_routed", "http_out"),
+    ("total", "http_in", "http_out"),
+)
+"""``Server-Timing`` metric names and the stamps each one spans."""
+
+
+def server_timing(timing: str, http_out: float) -> str:
+    """The ``Server-Timing`` value for a reply's stamps, ending at ``http_out`` (epoch seconds).
+
+    Segments whose stamps are missing (an older worker, a clock that went backwards)
+    are left out rather than guessed.
+    """
+    found = protocol.stamps(timing)
+    found["http_out"] = int(http_out * 1_000_000)
+    parts = []
+    for name, start, end in SEGMENTS:
+        if start in found and end in found and found[end] >= found[start]:
+            parts.append(f"{name};dur={(found[end] - found[start]) / 1000:.3f}")
+    return ", ".join(parts)
