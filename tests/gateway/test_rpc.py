@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -382,13 +382,15 @@ async def test_a_bug_in_the_endpoint_is_a_500_problem_and_logged(
 
     monkeypatch.setattr(harness.gateway.client, "timeout_for", broken)
     response = await harness.http.post("/rpc/echo", content=b"x")
-    body = assert_problem(response, 500)
+    assert_problem(response, 500)
     assert "secret" not in response.text
     assert any(record.exc_info and "secret internals" in str(record.exc_info[1]) for record in caplog.records)
 
 
 async def test_a_caller_leaving_mid_body_is_a_disconnect_not_a_crash() -> None:
-    messages = iter([{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}])
+    messages: Iterator[dict[str, Any]] = iter(
+        [{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}]
+    )
 
     async def receive() -> dict[str, Any]:
         return next(messages)

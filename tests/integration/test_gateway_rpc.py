@@ -7,8 +7,8 @@ import contextlib
 import time
 
 import httpx
-import pytest
 import orjson
+import pytest
 from confluent_kafka.admin import AdminClient
 
 from gateway.app import create_app
@@ -231,5 +231,6 @@ async def test_server_timing_splits_a_real_round_trip_into_its_stages(topics: To
     assert all(durations[name] >= 0 for name in stages)
     assert sum(durations[name] for name in stages) == pytest.approx(durations["total"], abs=0.01)
     # Both Kafka hops happened inside the gateway's total, which fits in what the caller saw.
-    assert durations["request-hop"] > 0 and durations["reply-hop"] > 0
+    assert durations["request-hop"] > 0
+    assert durations["reply-hop"] > 0
     assert durations["total"] <= elapsed_ms

@@ -11,9 +11,9 @@ import pytest
 
 from tests.workers.conftest import request, settings
 from tests.workers.fakes import FakeMessage
+from workers import protocol
 from workers.dispatcher import Dispatcher
 from workers.errors import TransientError
-from workers import protocol
 from workers.metrics import WorkerMetrics
 from workers.protocol import CORRELATION_ID, REPLY_TO, Request
 from workers.registry import HandlerRegistry
