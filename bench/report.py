@@ -24,6 +24,10 @@ def write(document: dict[str, Any], directory: Path, name: str = "results") -> l
     return paths
 
 
+def _cells(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:g}" for name, value in cpu.items())
+
+
 def markdown(document: dict[str, Any], image: str) -> str:
     """The human summary: targets, baselines vs system, CPU, sweep, stages."""
     meta, figures = document["meta"], document["figures"]
@@ -95,6 +99,21 @@ def markdown(document: dict[str, Any], image: str) -> str:
             f"| {step['offered_rate']:g} | {step['achieved_rate']:g} | {cells} | {step['errors']} | "
             f"{step['timeouts']} | {cpu_text} | {step['pending_after']} |"
         )
+    equal = figures.get("equal_rate")
+    if equal:
+        servers = equal["servers"]
+        lines += [
+            "",
+            f"## Server-side CPU at S's sustained rate ({equal['rate']:g}/s, open loop, clients excluded)",
+            "",
+            "| | per process (CPU-µs/request) | total |",
+            "|---|---|---|",
+            f"| S | {_cells(servers['S'])} | {equal['system_total']} |",
+            f"| B1 + B2 | {_cells(servers['B1'])}; {_cells(servers['B2'])} | {equal['baselines_total']} |",
+            "",
+            f"S / (B1 + B2) at equal rate: {equal['ratio']} (informational; the CPU bound uses the "
+            "closed-loop figures).",
+        ]
     stages = document["results"].get("stages", {})
     lines += [
         "",

@@ -71,6 +71,8 @@ class Suite:
             self.results["closed"].append(self._closed_round())
         s_max = statistics.median(r["S"]["achieved_rate"] for r in self.results["closed"])
         self._sweep(s_max)
+        if self.results["sustained_rate"]:
+            self.results["equal_rate"] = self._equal_rate(self.results["sustained_rate"])
         self.results["stages"] = self._stages()
         if soak:
             self.results["soak"] = self._soak(soak, soak_rate)
@@ -148,6 +150,20 @@ class Suite:
         self.results["unhealthy_below_sustained"] = sorted(
             r for r in unhealthy if sustained and r < sustained
         )
+
+    def _equal_rate(self, rate: float) -> dict[str, Any]:
+        """B1 and B2 open loop at S's sustained rate: the baselines' CPU where S was measured.
+
+        The CPU bound uses the baselines' closed-loop CPU, where every process serves bursts;
+        here they get S's arrival pattern instead. Only the servers' CPU is comparable: the
+        B2 client spins between sends, so its own CPU says nothing at this rate.
+        """
+        p = self.profile
+        self.log(f"baselines open loop at S's sustained rate, {rate:g}/s")
+        conns = connections_for(rate)
+        b1 = self._http("B1", self.echo, self.echo.open_loop(rate, p.sweep_seconds, p.warmup, conns))
+        b2 = self._measure("B2", lambda: self.pingpong.open_loop(rate, p.sweep_seconds, p.warmup))
+        return {"rate": rate, "B1": b1.to_json(), "B2": b2.to_json()}
 
     def _sweep_step(self, rate: float) -> Step:
         p = self.profile

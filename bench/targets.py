@@ -39,6 +39,7 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     summed = b1_cpu.get("total", 0) + b2_cpu.get("total", 0)
     figures["cpu_bound"] = round(figures["cores"] * 1e6 / summed, 1) if summed else None
     figures["sustained_rate"] = results.get("sustained_rate")
+    figures["equal_rate"] = _equal_rate(results)
     rows = [
         _latency_row(low, "p50", lambda base: 1.3 * base + 0.3, "<= 1.3 x (B1 + B2) + 0.3 ms"),
         _latency_row(low, "p99", lambda base: 2 * base, "<= 2 x (B1 + B2)"),
@@ -72,6 +73,32 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
             )
         )
     return figures, rows
+
+
+SERVERS = {"B1": ("echo",), "B2": ("worker", "broker"), "S": ("gateway", "worker", "broker")}
+"""The processes that serve requests; the clients are the harness."""
+
+
+def _equal_rate(results: dict[str, Any]) -> dict[str, Any] | None:
+    """Server-side CPU-µs per request of S and of B1 + B2, all open loop at S's sustained rate."""
+    equal = results.get("equal_rate")
+    sustained = results.get("sustained_rate")
+    s_step = next((s for s in reversed(results["sweep"]) if s["offered_rate"] == sustained), None)
+    if equal is None or s_step is None:
+        return None
+    servers = {
+        name: {process: step["cpu_us_per_request"].get(process, 0.0) for process in SERVERS[name]}
+        for name, step in (("B1", equal["B1"]), ("B2", equal["B2"]), ("S", s_step))
+    }
+    baselines = sum(servers["B1"].values()) + sum(servers["B2"].values())
+    system = sum(servers["S"].values())
+    return {
+        "rate": sustained,
+        "servers": servers,
+        "baselines_total": round(baselines, 1),
+        "system_total": round(system, 1),
+        "ratio": round(system / baselines, 3) if baselines else None,
+    }
 
 
 def _median(rounds: list[dict[str, Any]], target: str, pick: Any) -> float | None:

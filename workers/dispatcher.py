@@ -1,7 +1,7 @@
 """From a consumed record to what must be produced: a reply, a dead letter, both or nothing.
 
 No Kafka client here: `Dispatcher.dispatch` decodes and validates the record, checks the
-deadline, runs the handler (retrying `TransientError` with tenacity, never past the
+deadline, runs the handler (retrying `TransientError` with `RetryPolicy`, never past the
 deadline) and returns an `Outcome` for the runtime to publish.
 """
 
@@ -21,7 +21,6 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
 from workers import logs
 from workers.deadletter import DeadLetter, Reason, dead_letter_for
@@ -38,6 +37,7 @@ from workers.protocol import (
     stamp,
 )
 from workers.registry import Registration, Response
+from workers.retries import RetryPolicy
 
 if TYPE_CHECKING:
     from workers.clients import Message, RecordHeaders
@@ -78,10 +78,13 @@ class Dispatcher:
         self._metrics = metrics
         self._executor = executor
         self._clock = clock
-        # Exponential backoff with jitter, so retries of many requests do not synchronise.
-        self._wait = wait_exponential(
-            multiplier=settings.retry_backoff, max=settings.retry_backoff_max
-        ) + wait_random(0, settings.retry_backoff)
+        self._retries = RetryPolicy(
+            attempts=settings.retry_attempts,
+            backoff=settings.retry_backoff,
+            backoff_max=settings.retry_backoff_max,
+            retries=metrics.retries,
+            clock=clock,
+        )
 
     async def dispatch(self, message: Message) -> Outcome:
         """The outcome for one record; never raises for bad input or failing handlers."""
@@ -152,7 +155,9 @@ class Dispatcher:
         reply: Reply | None
         try:
             async with scope:
-                result = await self._call(registration, request)
+                result = await self._retries.run(
+                    partial(self._invoke, registration, request), method, request.deadline_ms / 1000
+                )
             reply = _success(request, result)
         except TimeoutError as exc:
             reply = None if scope.expired() else _failure(request, exc)
@@ -172,43 +177,6 @@ class Dispatcher:
             timing = stamp(stamp(request.timing, "worker_in", received), "worker_out", self._clock())
             reply = dataclasses.replace(reply, timing=timing)
         return reply
-
-    async def _call(self, registration: Registration, request: Request) -> Any:
-        try:
-            return await self._invoke(registration, request)
-        except TransientError as exc:
-            first_failure = exc
-        # Retrying is rare, so tenacity is set up only now (per request it cost ~10 % of the
-        # worker's CPU). It replays the failed first attempt as its own, so the attempt count,
-        # backoff and deadline rule are exactly those of a retry loop around every call.
-        replayed = False
-
-        async def attempt() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                raise first_failure
-            return await self._invoke(registration, request)
-
-        return await self._retrying(request)(attempt)
-
-    def _retrying(self, request: Request) -> AsyncRetrying:
-        deadline = request.deadline_ms / 1000
-
-        def stop(state: RetryCallState) -> bool:
-            # Out of attempts, or the next attempt would start past the deadline.
-            return (
-                state.attempt_number >= self._settings.retry_attempts
-                or self._clock() + (state.upcoming_sleep or 0) >= deadline
-            )
-
-        return AsyncRetrying(
-            stop=stop,
-            wait=self._wait,
-            retry=retry_if_exception_type(TransientError),
-            before_sleep=lambda _: self._metrics.retries.labels(request.method).inc(),
-            reraise=True,
-        )
 
     async def _invoke(self, registration: Registration, request: Request) -> Any:
         if registration.is_async:

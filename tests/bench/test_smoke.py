@@ -43,7 +43,8 @@ def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
     rounds = results["low"] + results["closed"]
     steps: list[dict[str, Any]] = [step for round_ in rounds for step in round_.values()]
     sweep: list[dict[str, Any]] = results["sweep"]
-    return steps + sweep
+    equal = results.get("equal_rate")
+    return steps + sweep + ([equal["B1"], equal["B2"]] if equal else [])
 
 
 @pytest.mark.integration
@@ -77,6 +78,24 @@ def test_cpu_is_accounted_per_process_on_each_path(report: tuple[Path, dict[str,
         assert set(cpu) == PATHS[step["target"]] | {"total"}, step
         assert cpu["total"] > 0, step
     assert report[1]["figures"]["cpu_bound"] > 0
+
+
+@pytest.mark.integration
+def test_baselines_are_rerun_at_the_sustained_rate_when_there_is_one(
+    report: tuple[Path, dict[str, Any]],
+) -> None:
+    results, figures = report[1]["results"], report[1]["figures"]
+    sustained = results["sustained_rate"]
+    assert ("equal_rate" in results) == (sustained is not None)
+    assert (figures["equal_rate"] is None) == (sustained is None)
+    if sustained is not None:
+        assert (
+            results["equal_rate"]["B1"]["offered_rate"]
+            == results["equal_rate"]["B2"]["offered_rate"]
+            == sustained
+        )
+        assert figures["equal_rate"]["system_total"] > 0
+        assert figures["equal_rate"]["baselines_total"] > 0
 
 
 @pytest.mark.integration
