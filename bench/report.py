@@ -112,7 +112,8 @@ def markdown(document: dict[str, Any], image: str) -> str:
             f"| B1 + B2 | {_cells(servers['B1'])}; {_cells(servers['B2'])} | {equal['baselines_total']} |",
             "",
             f"S / (B1 + B2) at equal rate: {equal['ratio']} (informational; the CPU bound uses the "
-            "closed-loop figures).",
+            "closed-loop figures)."
+            + ("" if equal["baselines_kept_up"] else " A baseline fell behind or failed: no ratio."),
         ]
     stages = document["results"].get("stages", {})
     lines += [

@@ -63,7 +63,7 @@ class GatewayAPI(FastAPI):
     """Set once the lifespan has built the Kafka side; until then ``/rpc/`` is FastAPI's 404."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.rpc is not None and scope["type"] == "http" and scope["path"].startswith(rpc.PREFIX):
+        if self.rpc is not None and scope["type"] == "http" and rpc.serves(scope["path"]):
             await self.rpc(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
@@ -141,7 +141,7 @@ def _assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients:
         on_kafka_error=health.on_error,
     )
     health.attach(producer.client)
-    router = ReplyRouter(pending, ids, metrics)
+    router = ReplyRouter(pending, ids, metrics, timing=settings.timing)
     listener = ReplyListener(
         clients=clients,
         config=consumer_config(kafka_settings, ids.tag),

@@ -40,17 +40,23 @@ class ReplyRouter:
     """Event loop side: match replies to pending requests; drop and count the rest."""
 
     def __init__(
-        self, pending: PendingReplies[protocol.Reply], ids: CorrelationIds, metrics: GatewayMetrics
+        self,
+        pending: PendingReplies[protocol.Reply],
+        ids: CorrelationIds,
+        metrics: GatewayMetrics,
+        *,
+        timing: bool = False,
     ) -> None:
         self._pending = pending
         self._ids = ids
         self._metrics = metrics
+        self._timing = timing
 
     def route(self, batch: Sequence[Message], fetched_at: float) -> None:
         """Resolve the waiter of each reply in ``batch``; never raises on a bad record.
 
         ``fetched_at`` (epoch seconds) is when the consumer thread got the batch; replies
-        carrying ``rpc-timing`` get it and the routing time stamped.
+        carrying ``rpc-timing`` get it and the routing time stamped when timing is on.
         """
         routed_at: float | None = None
         for message in batch:
@@ -73,7 +79,7 @@ class ReplyRouter:
                     },
                 )
                 continue
-            if reply.timing:
+            if self._timing and reply.timing:
                 routed_at = routed_at or time.time()
                 timing = protocol.stamp(reply.timing, "reply_fetched", fetched_at)
                 reply = dataclasses.replace(reply, timing=protocol.stamp(timing, "reply_routed", routed_at))

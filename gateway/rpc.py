@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "/rpc/"
+
+
+def serves(path: str) -> bool:
+    """Whether ``path`` is ``/rpc/{method}`` with a non-empty method and no further segment."""
+    return path.startswith(PREFIX) and len(path) > len(PREFIX) and path.find("/", len(PREFIX)) < 0
+
+
 # Statuses whose responses must not carry a body (RFC 9110 §6.4.1).
 BODYLESS = frozenset({204, 304})
 _CORRELATION_HEADER = problems.CORRELATION_HEADER.encode()
@@ -192,9 +199,11 @@ def reply_parts(reply: protocol.Reply) -> tuple[int, bytes, list[tuple[bytes, by
     # The worker is untrusted: a content type with CR/LF would split the HTTP response.
     if not content_type.isascii() or not content_type.isprintable():
         raise problems.worker_error(reply)
-    body = b"" if reply.status in BODYLESS else reply.body
-    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
-    return reply.status, body, headers
+    headers = [(b"content-type", content_type.encode())]
+    if reply.status in BODYLESS:
+        return reply.status, b"", headers  # no Content-Length either (RFC 9110 §8.6)
+    headers.append((b"content-length", str(len(reply.body)).encode()))
+    return reply.status, reply.body, headers
 
 
 OPENAPI_PATH: dict[str, Any] = {

@@ -91,6 +91,9 @@ def valid_method(method: str) -> bool:
     return METHOD_PATTERN.fullmatch(method) is not None
 
 
+MAX_STAMP_DIGITS = 20
+
+
 def stamp(timing: str, name: str, at: float | None = None) -> str:
     """``timing`` with ``name=<epoch µs>`` appended (``at`` in epoch seconds, default now)."""
     micros = int((time.time() if at is None else at) * 1_000_000)
@@ -102,7 +105,8 @@ def stamps(timing: str) -> dict[str, int]:
     found: dict[str, int] = {}
     for pair in timing.split(","):
         name, _, micros = pair.partition("=")
-        if name and micros.isascii() and micros.isdigit():
+        # 20 digits hold any epoch microsecond; a longer number is garbage, not a time.
+        if name and len(micros) <= MAX_STAMP_DIGITS and micros.isascii() and micros.isdigit():
             found[name.strip()] = int(micros)
     return found
 

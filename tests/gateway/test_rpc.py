@@ -397,3 +397,38 @@ async def test_a_caller_leaving_mid_body_is_a_disconnect_not_a_crash() -> None:
 
     with pytest.raises(ClientDisconnectedError):
         await read_body(receive, 100, None)
+
+
+async def test_a_hostile_timing_header_cannot_break_a_successful_reply(cluster: FakeCluster) -> None:
+    def hostile(request: protocol.Request) -> protocol.Reply:
+        timing = request.timing + ",worker_in=1,worker_out=" + "9" * 5000
+        return protocol.Reply(request.correlation_id, 200, b"fine", timing=timing)
+
+    async with running(GatewaySettings(timing=True), cluster) as harness:
+        with FakeWorker(cluster, {"echo": hostile}):
+            response = await harness.http.post("/rpc/echo", content=b"x")
+    assert response.status_code == 200
+    assert response.content == b"fine"
+    names = [part.split(";")[0] for part in response.headers["server-timing"].split(", ")]
+    # The garbage stamp is dropped; so is the hop it would end (worker_in went backwards).
+    assert names == ["gateway", "handoff", "respond", "total"]
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_bodyless_statuses_carry_no_body_and_no_content_length(harness: Harness, status: int) -> None:
+    def bodyless(request: protocol.Request) -> protocol.Reply:
+        return protocol.Reply(request.correlation_id, status, b"ignored")
+
+    with FakeWorker(harness.cluster, {"m": bodyless}):
+        response = await harness.http.post("/rpc/m", content=b"x")
+    assert response.status_code == status
+    assert response.content == b""
+    assert "content-length" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/rpc/", "/rpc/a/b", "/rpc/echo/"])
+async def test_paths_that_name_no_method_are_404(harness: Harness, path: str) -> None:
+    response = await harness.http.post(path, content=b"x")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == protocol.PROBLEM_JSON
+    assert harness.metric("rpcgw_requests_total", method="_invalid", outcome="bad_request") == 0

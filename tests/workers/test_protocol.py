@@ -32,3 +32,8 @@ def test_a_duplicated_timing_header_is_a_protocol_error() -> None:
     headers = [*protocol.Reply("a" * 32, 200, b"", timing="x=1").headers(), (protocol.TIMING, b"x=2")]
     with pytest.raises(protocol.ProtocolError, match="more than once"):
         protocol.Reply.from_record(b"", headers)
+
+
+def test_absurdly_long_numbers_are_not_stamps() -> None:
+    # int() of thousands of digits raises on Python 3.11; a worker must not crash the gateway.
+    assert protocol.stamps("worker_in=1," + "worker_out=" + "9" * 5000) == {"worker_in": 1}
