@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import asyncio
 
-CONTENT_LENGTH = b"\r\ncontent-length:"
 CLOSE = b"\r\nconnection: close"
+
+
+def header_value(head: bytes, name: bytes) -> bytes | None:
+    """The value of header ``name`` (lowercase) in a raw response head, or None."""
+    marker = b"\r\n" + name + b":"
+    start = head.lower().find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    return head[start : head.index(b"\r\n", start)].strip()
 
 
 class ReplyError(Exception):
@@ -35,15 +44,12 @@ class Connection:
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
         self._writer.write(request)
         head = await self._reader.readuntil(b"\r\n\r\n")
-        lowered = head.lower()
         status = int(head[9:12])
-        start = lowered.find(CONTENT_LENGTH)
-        if start < 0:
+        length = header_value(head, b"content-length")
+        if length is None:
             raise ReplyError("no content-length in the response")
-        start += len(CONTENT_LENGTH)
-        length = int(lowered[start : lowered.index(b"\r\n", start)])
-        body = await self._reader.readexactly(length)
-        if CLOSE in lowered:
+        body = await self._reader.readexactly(int(length))
+        if CLOSE in head.lower():
             self.close()
         return status, head, body
 

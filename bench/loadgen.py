@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import uvloop
 
-from .connection import Connection, ReplyError
+from .connection import Connection, ReplyError, header_value
 from .latency import Latencies
 from .request import RequestTemplate
 from .schedule import Schedule
@@ -24,7 +24,6 @@ from .stages import Trace
 from .step import Step
 
 OK = 200
-SERVER_TIMING = b"\r\nserver-timing: "
 
 
 @dataclass
@@ -149,7 +148,7 @@ class LoadGenerator:
             conn.close()
             return "connection"
         if trace is not None:
-            trace.append(((time.perf_counter() - sent) * 1000, _header(head, SERVER_TIMING)))
+            trace.append(((time.perf_counter() - sent) * 1000, header_value(head, b"server-timing") or b""))
         if status != OK:
             return f"status {status}"
         return "ok" if reply == body else "wrong body"
@@ -190,16 +189,6 @@ class LoadGenerator:
         )
         step.notes.extend(f"{count} x {kind}" for kind, count in sorted(tally.failures.items()))
         return step
-
-
-def _header(head: bytes, marker: bytes) -> bytes:
-    """The value of the header whose ``marker`` (CRLF, lowercase name, colon) is in ``head``."""
-    start = head.find(marker)
-    if start < 0:
-        return b""
-    start += len(marker)
-    end = head.find(b"\r\n", start)
-    return head[start : end if end >= 0 else len(head)]
 
 
 def connections_for(rate: float) -> int:

@@ -76,7 +76,8 @@ class HeaderPolicy:
             elif name == PREFER:
                 wait = prefer_wait(value) if wait is None else wait
             elif name == CONTENT_LENGTH:
-                content_length = int(value) if value.isdigit() else None
+                # Past 20 digits it is over any limit; int() of thousands of digits would raise.
+                content_length = int(value[:21]) if value.isdigit() else None
             elif name in self._forward:
                 # One value per name: readers of a record disagree on which duplicate wins
                 # (an idempotency key must not depend on who reads it).
