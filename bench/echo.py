@@ -10,7 +10,7 @@ S - B1 - B2 is what joining HTTP to Kafka costs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -46,7 +46,7 @@ class EchoCaller:
         trace: protocol.Headers,
         extra: protocol.Headers,
         timing: str,
-        disconnected: Callable[[], Awaitable[object]] | None,
+        disconnected: asyncio.Future[None] | None,
     ) -> protocol.Reply:
         """The body back, as a 200 reply."""
         return protocol.Reply(correlation_id, 200, body, content_type)

@@ -13,7 +13,6 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -161,14 +160,14 @@ class RequestReplyClient:
         trace: protocol.Headers | None = None,
         extra: protocol.Headers | None = None,
         timing: str = "",
-        disconnected: Callable[[], Awaitable[object]] | None = None,
+        disconnected: asyncio.Future[None] | None = None,
     ) -> protocol.Reply:
         """Send ``method`` with ``body`` and return the worker's reply within ``wait`` seconds.
 
         ``timing``, if not empty, gets the ``produced`` stamp and travels as ``rpc-timing``.
-        ``disconnected``, if given, is awaited alongside: when it returns, the caller
-        has gone and the request is abandoned. Cancelling ``call`` removes the pending
-        entry too; a reply arriving afterwards is dropped and counted as late.
+        ``disconnected``, if given, is done once the caller has gone: the request is
+        then abandoned. Cancelling ``call`` removes the pending entry too; a reply
+        arriving afterwards is dropped and counted as late.
 
         Raises:
             NotAcceptingError: starting or draining.
@@ -190,7 +189,12 @@ class RequestReplyClient:
             raise OverloadedError(
                 str(exc), status=self._settings.shed_status, retry_after=self._settings.retry_after
             ) from None
-        watcher: asyncio.Future[object] | None = None
+        # The deadline and a disconnect fail the future from callbacks: cheaper per request
+        # than a timeout scope and a watcher task, and the pending entry goes either way.
+        expiry = loop.call_at(deadline, self._expire, correlation_id, wait)
+        abandon = partial(self._abandon, correlation_id)
+        if disconnected is not None:
+            disconnected.add_done_callback(abandon)
         try:
             request = protocol.Request(
                 correlation_id=correlation_id,
@@ -207,18 +211,16 @@ class RequestReplyClient:
             self._producer.send_request(
                 self._settings.request_topic, body, correlation_id.encode(), request.headers()
             )
-            if disconnected is not None:
-                watcher = asyncio.ensure_future(disconnected())
-                watcher.add_done_callback(partial(self._abandon, correlation_id))
-            async with asyncio.timeout_at(deadline):
-                return await future
-        except TimeoutError:
-            raise ReplyTimeout(f"no reply within {wait:g} s") from None
+            return await future
         finally:
+            expiry.cancel()
+            if disconnected is not None:
+                disconnected.remove_done_callback(abandon)
             self._pending.discard(correlation_id)
-            if watcher is not None:
-                watcher.cancel()
 
-    def _abandon(self, correlation_id: str, watcher: asyncio.Future[object]) -> None:
-        if not watcher.cancelled():
+    def _expire(self, correlation_id: str, wait: float) -> None:
+        self._pending.fail(correlation_id, ReplyTimeout(f"no reply within {wait:g} s"))
+
+    def _abandon(self, correlation_id: str, disconnected: asyncio.Future[None]) -> None:
+        if not disconnected.cancelled():
             self._pending.fail(correlation_id, ClientDisconnectedError("the caller closed the connection"))

@@ -12,9 +12,10 @@ failure and counted in the same metrics.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workers import protocol
@@ -27,10 +28,11 @@ from .errors import (
     PayloadTooLargeError,
     ReplyTimeout,
 )
+from .server import CONNECTION_CLOSED
 from .timing import server_timing
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Iterator
 
     from starlette.types import Receive, Scope, Send
 
@@ -73,7 +75,7 @@ class Caller(Protocol):
         trace: protocol.Headers,
         extra: protocol.Headers,
         timing: str,
-        disconnected: Callable[[], Awaitable[object]] | None,
+        disconnected: asyncio.Future[None] | None,
     ) -> protocol.Reply:
         """The worker's reply to ``method`` with ``body``, within ``wait`` seconds."""
 
@@ -123,17 +125,18 @@ class RpcEndpoint:
             body = await read_body(receive, self._body_limit, admitted.content_length)
             timeout, honoured = self._caller.timeout_for(admitted.wait)
             applied = f"wait={admitted.wait}".encode() if honoured else None
-            reply = await self._caller.call(
-                correlation_id,
-                method,
-                body,
-                timeout,
-                content_type=admitted.content_type,
-                trace=admitted.trace,
-                extra=admitted.extra,
-                timing=timing,
-                disconnected=partial(wait_disconnect, receive),
-            )
+            with disconnection(scope, receive) as disconnected:
+                reply = await self._caller.call(
+                    correlation_id,
+                    method,
+                    body,
+                    timeout,
+                    content_type=admitted.content_type,
+                    trace=admitted.trace,
+                    extra=admitted.extra,
+                    timing=timing,
+                    disconnected=disconnected,
+                )
             status, body, headers = reply_parts(reply)
             headers.append((_CORRELATION_HEADER, correlation_id.encode()))
             outcome = "ok" if status < 400 else "rejected"
@@ -179,6 +182,24 @@ async def read_body(receive: Receive, limit: int, announced: int | None) -> byte
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+@contextlib.contextmanager
+def disconnection(scope: Scope, receive: Receive) -> Iterator[asyncio.Future[None]]:
+    """A future done when the caller disconnects; enter it once the body has been read.
+
+    The gateway's own server provides one per connection (`CONNECTION_CLOSED`); under
+    any other ASGI server a task waits in ``receive()`` until the block ends.
+    """
+    extension = scope.get("extensions", {}).get(CONNECTION_CLOSED)
+    if extension is not None:
+        yield extension["future"]
+        return
+    watcher = asyncio.ensure_future(wait_disconnect(receive))
+    try:
+        yield watcher
+    finally:
+        watcher.cancel()
 
 
 async def wait_disconnect(receive: Receive) -> None:

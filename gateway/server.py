@@ -1,13 +1,20 @@
 """The HTTP server: uvicorn tuned for the gateway, draining on the first signal.
 
-uvicorn caps the request line and headers only in its h11 mode; with httptools a
-caller could send megabytes of headers and the gateway would hold them all. The
-protocol here counts the head while httptools parses it and, past the limit, answers
-431 with a problem document and closes the connection before the app sees anything.
+The gateway's HTTP protocol is uvicorn's httptools protocol with three additions:
+
+* A head limit. uvicorn caps the request line and headers only in its h11 mode; with
+  httptools a caller could send megabytes of headers and the gateway would hold them
+  all. The head is counted while httptools parses it and, past the limit, answered
+  with 431 and a problem document before the app sees anything.
+* One send() per response, through `CoalescingTransport`.
+* A connection-closed future in each request's scope (`CONNECTION_CLOSED`), so the RPC
+  endpoint learns of a caller leaving from a callback instead of a task per request
+  waiting in ``receive()``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -15,12 +22,18 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from workers import protocol
 
+from .transport import CoalescingTransport
+
 if TYPE_CHECKING:
     from types import FrameType
 
     from fastapi import FastAPI
 
     from .settings import GatewaySettings
+
+CONNECTION_CLOSED = "rpcgw.connection_closed"
+"""ASGI extension: ``scope["extensions"][CONNECTION_CLOSED]["future"]`` is done once the caller's
+connection closes."""
 
 # Per header line: ": " and CRLF around the name and value httptools hands over.
 _LINE_OVERHEAD = 4
@@ -30,16 +43,34 @@ class _HeadTooLarge(Exception):
     """Raised inside a parser callback to stop parsing; httptools reports it as a parse error."""
 
 
-def bounded_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
-    """An `HttpToolsProtocol` class refusing request heads over ``max_head_bytes`` with 431."""
+def gateway_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
+    """The gateway's `HttpToolsProtocol` class (see the module docstring)."""
 
-    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    class GatewayHttpProtocol(HttpToolsProtocol):
         _head_bytes = 0
         _too_large = False
+        _closed: asyncio.Future[None]
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self._closed = self.loop.create_future()
+            super().connection_made(CoalescingTransport(transport, self.loop))
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            if not self._closed.done():
+                self._closed.set_result(None)
+
+        def handle_websocket_upgrade(self) -> None:
+            # The WebSocket protocol takes the connection over with the socket's own transport.
+            if isinstance(self.transport, CoalescingTransport):
+                self.transport.flush()
+                self.transport = self.transport.raw
+            super().handle_websocket_upgrade()
 
         def on_message_begin(self) -> None:
             self._head_bytes = 0
             super().on_message_begin()
+            self.scope["extensions"] = {CONNECTION_CLOSED: {"future": self._closed}}
 
         def on_url(self, url: bytes) -> None:
             self._count(len(url))
@@ -73,7 +104,7 @@ def bounded_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
             )
             self.transport.close()
 
-    return BoundedHttpToolsProtocol
+    return GatewayHttpProtocol
 
 
 class GatewayServer(uvicorn.Server):
@@ -91,7 +122,10 @@ class GatewayServer(uvicorn.Server):
                 host=settings.host,
                 port=settings.port,
                 loop="uvloop",
-                http=bounded_http_protocol(settings.max_header_bytes),
+                http=gateway_http_protocol(settings.max_header_bytes),
+                # Nothing reads the client address, and X-Forwarded-* from loopback is no reason
+                # to rewrite it: uvicorn's proxy-headers middleware would run on every request.
+                proxy_headers=False,
                 access_log=False,
                 log_config=None,
                 lifespan="on",

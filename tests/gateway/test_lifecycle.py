@@ -7,10 +7,12 @@ import threading
 
 import httpx
 import orjson
+import pytest
 from confluent_kafka import KafkaError
 from starlette.types import Message, Scope
 
 from gateway.client import State
+from gateway.server import CONNECTION_CLOSED
 from gateway.settings import GatewaySettings
 from workers import protocol
 
@@ -149,9 +151,15 @@ async def test_cancelled_call_leaves_nothing_pending(harness: Harness) -> None:
     assert len(harness.gateway.client._pending) == 0
 
 
-async def test_client_disconnect_abandons_the_request(harness: Harness) -> None:
-    """Raw ASGI: the caller sends its body, then disconnects while the worker is busy."""
+@pytest.mark.parametrize("signal", ["receive", "extension"])
+async def test_client_disconnect_abandons_the_request(harness: Harness, signal: str) -> None:
+    """Raw ASGI: the caller sends its body, then disconnects while the worker is busy.
+
+    Under any ASGI server the disconnect arrives through ``receive()``; under the gateway's
+    own server through the connection-closed extension, with ``receive()`` never answering.
+    """
     disconnect = asyncio.Event()
+    closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     sent: list[Message] = []
     messages = [{"type": "http.request", "body": b"x", "more_body": False}]
 
@@ -159,6 +167,8 @@ async def test_client_disconnect_abandons_the_request(harness: Harness) -> None:
         if messages:
             return messages.pop()
         await disconnect.wait()
+        if signal == "extension":
+            await asyncio.Future()  # the extension path must not depend on receive()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
@@ -179,11 +189,14 @@ async def test_client_disconnect_abandons_the_request(harness: Harness) -> None:
         "server": ("gateway", 80),
         "state": {},
     }
+    if signal == "extension":
+        scope["extensions"] = {CONNECTION_CLOSED: {"future": closed}}
     with FakeWorker(harness.cluster, {"slow": lambda request: None}) as worker:
         call = asyncio.create_task(harness.app(scope, receive, send))
         assert await asyncio.to_thread(worker.wait_requests, 1)
         assert len(harness.gateway.client._pending) == 1
         disconnect.set()
+        closed.set_result(None)
         await asyncio.wait_for(call, 5)
     assert len(harness.gateway.client._pending) == 0
     assert sent[0]["status"] == 499

@@ -1,16 +1,19 @@
-"""The bounded httptools protocol: oversized request heads get 431 before the app runs."""
+"""The gateway's httptools protocol: 431 for oversized heads, one write per response, disconnects."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
 import uvicorn
 
-from gateway.server import bounded_http_protocol
+from gateway.server import CONNECTION_CLOSED, gateway_http_protocol
+from gateway.transport import CoalescingTransport
 from workers import protocol
 
 LIMIT = 4096
@@ -27,10 +30,17 @@ async def address() -> AsyncIterator[tuple[str, int]]:
             await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
             await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
 
+    async with serving(app) as address:
+        yield address
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[tuple[str, int]]:
+    """uvicorn with the gateway's protocol on a loopback socket bound up front."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
-    config = uvicorn.Config(app, http=bounded_http_protocol(LIMIT), lifespan="off", log_level="warning")
+    config = uvicorn.Config(app, http=gateway_http_protocol(LIMIT), lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -70,3 +80,74 @@ async def test_an_oversized_head_is_431_problem_json_and_closed(address: tuple[s
     assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
     assert b"content-type: " + protocol.PROBLEM_JSON.encode() in headers
     assert orjson.loads(body)["status"] == 431
+
+
+async def test_the_connection_closed_extension_is_done_when_the_caller_leaves() -> None:
+    seen: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
+
+    async def app(scope: dict[str, Any], receive: object, send: object) -> None:
+        if scope["type"] == "http":
+            closed = scope["extensions"][CONNECTION_CLOSED]["future"]
+            await seen.put(closed)
+            await closed  # never answers: only the caller leaving ends this
+
+    async with serving(app) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        closed = await asyncio.wait_for(seen.get(), 10)
+        assert not closed.done()
+        writer.close()
+        await asyncio.wait_for(closed, 10)
+        del reader
+
+
+async def callbacks_run() -> None:
+    """Return once the callbacks already scheduled have run (the loop runs them in order)."""
+    done = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(done.set_result, None)
+    await done
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_writes_of_one_iteration_leave_in_one_write_and_in_order() -> None:
+    raw = RecordingTransport()
+    transport = CoalescingTransport(raw, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(bytearray(b"body"))
+    assert raw.writes == []
+    assert transport.get_write_buffer_size() == 23
+    await callbacks_run()
+    transport.write(b"next")
+    await callbacks_run()
+    assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"next"]
+
+
+async def test_close_sends_what_is_queued_first_and_later_writes_are_dropped() -> None:
+    raw = RecordingTransport()
+    transport = CoalescingTransport(raw, asyncio.get_running_loop())
+    transport.write(b"last words")
+    transport.close()
+    assert raw.writes == [b"last words"]
+    assert transport.is_closing()
+    transport.write(b"too late")
+    await callbacks_run()
+    assert raw.writes == [b"last words"]

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from devstack import ExistingKafka, KafkaCluster
 from gateway.app import Gateway
+from gateway.server import gateway_http_protocol
 from gateway.settings import GatewaySettings
 from workers import examples, protocol
 from workers.connection import KafkaSettings
@@ -94,7 +95,9 @@ async def listening(app: FastAPI) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # The gateway's own HTTP protocol (head limit, one write per response, disconnect future).
+    protocol_class = gateway_http_protocol(GatewaySettings().max_header_bytes)
+    server = uvicorn.Server(uvicorn.Config(app, http=protocol_class, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"

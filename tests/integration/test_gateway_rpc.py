@@ -104,6 +104,24 @@ async def test_overload_sheds_with_retry_after_and_nothing_is_produced_for_it(to
     assert metric(app, "rpcgw_shed_requests_total", reason="pending_cap") == 1
 
 
+async def test_a_caller_closing_its_connection_frees_the_request_at_once(topics: Topics) -> None:
+    gate = Gate(expected=1)
+    app = create_app(topics.settings(), topics.kafka_settings())
+    async with working(topics, gate.registry), serving(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /rpc/hold HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nprefer: wait=60\r\n\r\nhi")
+        await asyncio.wait_for(gate.arrived.wait(), 30)  # produced, consumed, held by the worker
+        pending = gateway_of(app).client._pending
+        assert len(pending) == 1
+        writer.close()
+        await asyncio.wait_for(pending.emptied(), 10)  # long before the 60 s deadline
+        gate.release.set()
+        del reader
+    assert metric(app, "rpcgw_requests_total", method="hold", outcome="disconnected") == 1
+    assert metric(app, "rpcgw_timeouts_total", method="hold") == 0
+
+
 async def test_replicas_get_only_their_own_replies_when_interleaved(topics: Topics) -> None:
     # a and b share reply partition 0 (each drops the other's replies); c reads partition 1 alone.
     apps = {
