@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="about 3 minutes instead of about 9")
+    size.add_argument("--quick", action="store_true", help="about 4 minutes instead of about 12")
     size.add_argument("--smoke", action="store_true", help="seconds; proves the harness, figures meaningless")
     parser.add_argument("--soak", type=int, metavar="N", help="add a soak of N requests (e.g. 1000000)")
     parser.add_argument(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvloop
@@ -63,14 +64,27 @@ class LoadGenerator:
         self._next_index = 0
 
     async def open_loop(
-        self, rate: float, seconds: float, warmup: float, connections: int, trace: Trace | None = None
+        self,
+        rate: float,
+        seconds: float,
+        warmup: float,
+        connections: int,
+        trace: Trace | None = None,
+        *,
+        on_start: Callable[[float], None] | None = None,
     ) -> Step:
-        """Send ``rate`` requests per second; latency from each intended send time."""
+        """Send ``rate`` requests per second; latency from each intended send time.
+
+        ``on_start`` gets the schedule's time zero (`time.perf_counter`, 10 ms ahead) once
+        the connections are warm, to start other load in step with this one.
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
         pool = [Connection(self.host, self.port) for _ in range(connections)]
         await self._warm(pool)
         start = time.perf_counter() + 0.01
+        if on_start is not None:
+            on_start(start)
         tally = _Tally(start + warmup, start + warmup + seconds)
         workers = [asyncio.create_task(self._serve_queue(conn, queue, tally, trace)) for conn in pool]
         first = self._next_index

@@ -9,6 +9,9 @@ librdkafka can reach, with no event loop and no HTTP.
 
 * `open_loop`: requests at fixed intended times whatever is in flight; latency from the
   intended send time. The like-for-like baseline of the HTTP open loop (the targets use it).
+  By default it spins for the last 1.5 ms before each send (sends on time, a core at
+  thousands per second); ``spin=False`` waits in ``poll()`` instead (sends up to ~1 ms late,
+  charged to the latency, at a fraction of the CPU), for runs where the client's CPU counts.
 * `paced`: strictly one request in flight at a fixed rate; a slow reply delays the next
   send, and that delay is counted, so a single stall is charged to every request behind it.
 * `pipelined`: ``window`` requests in flight, a new one per reply (closed loop):
@@ -17,8 +20,10 @@ librdkafka can reach, with no event loop and no HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any, cast
 
 import confluent_kafka
@@ -34,6 +39,8 @@ from .step import Step
 
 POLL_SECONDS = 0.1
 SPIN_SECONDS = 0.0015
+MIN_WAIT_SECONDS = 0.001
+"""The shortest wait ``poll()`` can do: librdkafka counts whole milliseconds."""
 DEADLINE_SECONDS = 10.0
 
 
@@ -54,10 +61,28 @@ class PingPong:
         self._consumer = confluent_kafka.Consumer(
             consumer_config(kafka, f"bench-pingpong-{uuid.uuid4().hex}")
         )
-        partition = confluent_kafka.TopicPartition(reply_topic, 0)
-        watermarks = self._consumer.get_watermark_offsets(partition, timeout=10)
-        self._consumer.assign([confluent_kafka.TopicPartition(reply_topic, 0, watermarks[1])])
+        self._assign_at_end()
         self._in_flight: dict[str, tuple[float, bytes]] = {}
+
+    def _assign_at_end(self) -> None:
+        """Read the reply partition from its high watermark: no earlier replies."""
+        partition = confluent_kafka.TopicPartition(self._reply_topic, 0)
+        watermarks = self._consumer.get_watermark_offsets(partition, timeout=10)
+        self._consumer.assign([confluent_kafka.TopicPartition(self._reply_topic, 0, watermarks[1])])
+
+    @contextlib.contextmanager
+    def set_aside(self) -> Iterator[None]:
+        """Stop fetching replies while another client uses the same reply topic.
+
+        An assigned consumer keeps fetching even when not polled, so the other client's
+        replies would cost this process and the broker CPU inside that client's steps.
+        Afterwards reading resumes at the end of the topic, past those replies.
+        """
+        self._consumer.unassign()
+        try:
+            yield
+        finally:
+            self._assign_at_end()
 
     def close(self) -> None:
         """Flush and close both clients."""
@@ -103,15 +128,20 @@ class PingPong:
             span=span,
         )
 
-    def open_loop(self, rate: float, seconds: float, warmup: float) -> Step:
+    def open_loop(
+        self, rate: float, seconds: float, warmup: float, *, spin: bool = True, at: float | None = None
+    ) -> Step:
         """Requests at fixed intended times, however many are in flight (like the HTTP open loop).
 
         At a low rate this is one in flight; unlike `paced`, one slow reply does not delay the
         requests after it, so a stall is charged once, as it is to the HTTP targets.
+        ``spin``: see the module docstring. ``at``: the schedule's time zero on the
+        `time.perf_counter` clock (CLOCK_MONOTONIC, the same in every process on Linux), to
+        run in step with load from another process; default now.
         """
         latencies = Latencies()
         counts = {"sent": 0, "ok": 0, "errors": 0, "timeouts": 0}
-        start = time.perf_counter()
+        start = time.perf_counter() if at is None else at
         window_start, window_end = start + warmup, start + warmup + seconds
         total = round((warmup + seconds) * rate)
         give_up = window_end + DEADLINE_SECONDS
@@ -125,8 +155,11 @@ class PingPong:
             self._producer.poll(0)
             # poll() counts whole milliseconds: wait in it until just before the next send is
             # due, then spin with poll(0), so sends leave on time and replies are not delayed.
+            # Without spinning, wait at least one millisecond; whatever fell due meanwhile
+            # leaves on waking, late by up to that millisecond, which the latency includes.
             next_due = start + sent / rate - time.perf_counter() if sent < total else POLL_SECONDS
-            for intended, ok in self._receive(max(0.0, min(next_due - SPIN_SECONDS, POLL_SECONDS))):
+            wait = next_due - SPIN_SECONDS if spin else max(MIN_WAIT_SECONDS, next_due)
+            for intended, ok in self._receive(max(0.0, min(wait, POLL_SECONDS))):
                 done = time.perf_counter()
                 if not window_start <= intended < window_end:
                     continue

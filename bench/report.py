@@ -115,6 +115,7 @@ def markdown(document: dict[str, Any], image: str) -> str:
             "closed-loop figures)."
             + ("" if equal["baselines_kept_up"] else " A baseline fell behind or failed: no ratio."),
         ]
+    lines += _ideal_section(document)
     stages = document["results"].get("stages", {})
     lines += [
         "",
@@ -137,6 +138,44 @@ def markdown(document: dict[str, Any], image: str) -> str:
     return "\n".join(lines)
 
 
+def _ideal_section(document: dict[str, Any]) -> list[str]:
+    """The ideal composition's sweep: B1 and B2 at once, each open loop at the offered rate."""
+    steps = document["results"].get("ideal_sweep", [])
+    if not steps:
+        return []
+    figures = document["figures"]
+    ideal, bound, sustained = figures["ideal_sustained_rate"], figures["cpu_bound"], figures["sustained_rate"]
+    lines = [
+        "",
+        "## Ideal composition: B1 ∥ B2, open loop at the same rate",
+        "",
+        "| offered /s | achieved B1 / B2 /s | p99 B1 | p99 B2 | p99 sum | healthy "
+        "| B1 CPU-µs/req | B2 CPU-µs/req (client: child process) | total CPU-µs/req |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for step in steps:
+        b1, b2 = step["B1"], step["B2"]
+        b1_cpu, b2_cpu = b1["cpu_us_per_request"], b2["cpu_us_per_request"]
+        total = round(b1_cpu.get("total", 0) + b2_cpu.get("total", 0), 1)
+        lines.append(
+            f"| {step['rate']:g} | {b1['achieved_rate']:g} / {b2['achieved_rate']:g} "
+            f"| {b1['latency_ms'].get('p99')} | {b2['latency_ms'].get('p99')} | {step['p99_sum_ms']} "
+            f"| {'yes' if step['healthy'] else 'no'} | {_cells(b1_cpu)} | {_cells(b2_cpu)} | {total} |"
+        )
+    of_bound = f" = {ideal / bound:.2f} of the CPU bound ({bound}/s)" if ideal and bound else ""
+    of_ideal = f"; S's sustained rate is {sustained / ideal:.2f} of it" if ideal and sustained else ""
+    lines += [
+        "",
+        "What a gateway that cost nothing would cost: the HTTP client and server (B1) and the "
+        "Kafka client, worker and broker (B2) at once on the same cores, each open loop at the "
+        "offered rate, the Kafka client in a process of its own. Healthy when both are (each p99 "
+        f"<= {document['profile']['slo_p99_ms']:g} ms, rate achieved, no errors). Its highest healthy "
+        f"rate, {ideal}/s{of_bound}{of_ideal}, is the ceiling of any gateway on this machine. "
+        f"Unhealthy rates below it: {document['results'].get('ideal_unhealthy_below_sustained', [])}.",
+    ]
+    return lines
+
+
 def _cpu_row(target: str, figures: dict[str, Any]) -> str:
     cpu = figures["cpu_us_per_request"][target]
     switches = figures["switches_per_request"][target]
@@ -153,6 +192,18 @@ def plot(document: dict[str, Any], path: Path) -> None:
     for name in PERCENTILES:
         values = [s["latency_ms"].get(name) for s in sweep]
         axes.plot(rates, values, marker="o", label=f"S {name.replace('_', '.')}")
+    ideal = sorted(
+        (s for s in document["results"].get("ideal_sweep", []) if s["p99_sum_ms"] is not None),
+        key=lambda s: s["rate"],
+    )
+    if ideal:
+        axes.plot(
+            [s["rate"] for s in ideal],
+            [s["p99_sum_ms"] for s in ideal],
+            marker="s",
+            color="grey",
+            label="B1 ∥ B2 p99 sum (ideal)",
+        )
     low = document["figures"]["low"]
     for name, style in (("p50", ":"), ("p99", "--")):
         base = low["B1"].get(name, 0) + low["B2"].get(name, 0)

@@ -2,28 +2,34 @@
 
 Order (PERFORMANCE.md 8): low-load rounds of B1, B2 and S interleaved; closed-loop
 rounds for maximum rate and CPU per request; an open-loop sweep of S relative to its
-closed-loop maximum, bisected at the SLO knee; a stage breakdown; an optional soak.
-Each step records CPU per request of the processes on its path only.
+closed-loop maximum, bisected at the SLO knee; the baselines at S's sustained rate; the
+same sweep of the ideal composition (B1 ∥ B2) relative to the CPU bound; a stage
+breakdown; an optional soak. Each step records CPU per request of the processes on its
+path only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import statistics
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .cpu import CpuMeter, rss_bytes
 from .loadgen import LoadGenerator, connections_for, new_loop
 from .pingpong import PingPong
 from .profile import Profile
+from .remote import RemotePingPong
 from .stack import Stack
 from .stages import Trace, breakdown
 from .step import Step
+from .targets import cpu_bound
 
-# Processes on each target's path (the bench process is the HTTP load generator or Kafka client).
+# Processes on each target's path. "client" is the HTTP load generator or the Kafka client:
+# the bench process, except for B2 in the ideal composition, where it is a child process.
 PATHS = {
     "B1": ("client", "echo"),
     "B2": ("client", "worker", "broker"),
@@ -52,7 +58,13 @@ class Suite:
         self.gateway = LoadGenerator("127.0.0.1", stack.gateway_port)
         self.pingpong = PingPong(stack.kafka_settings, stack.request_topic, stack.pingpong_topic)
         self.runner = asyncio.Runner(loop_factory=new_loop)
-        self.results: dict[str, Any] = {"low": [], "closed": [], "sweep": [], "pending_after": []}
+        self.results: dict[str, Any] = {
+            "low": [],
+            "closed": [],
+            "sweep": [],
+            "ideal_sweep": [],
+            "pending_after": [],
+        }
 
     def close(self) -> None:
         """Release the Kafka clients and the event loop."""
@@ -73,6 +85,7 @@ class Suite:
         self._sweep(s_max)
         if self.results["sustained_rate"]:
             self.results["equal_rate"] = self._equal_rate(self.results["sustained_rate"])
+        self._ideal_sweep()
         self.results["stages"] = self._stages()
         if soak:
             self.results["soak"] = self._soak(soak, soak_rate)
@@ -115,41 +128,72 @@ class Suite:
         return {"B1": b1.to_json(), "B2": b2.to_json(), "S": s.to_json()}
 
     def _sweep(self, s_max: float) -> None:
-        """Open-loop steps up to past the knee, then bisect below the first unhealthy rate.
+        """S open loop at fractions of its closed-loop maximum; see `sweep`."""
+        p = self.profile
+        rates = _rates(p.sweep_fractions, s_max)
+        sustained, unhealthy = sweep(
+            rates, lambda rate: [self._sweep_step(rate)], p.slo_p99_ms, p.bisect_steps, EXTRA_STEPS
+        )
+        self.results["sustained_rate"] = sustained
+        self.results["unhealthy_below_sustained"] = unhealthy
 
-        A noisy neighbour can push one step's p99 over the SLO, so an unhealthy step does
-        not end the sweep; only saturation does (rate not achieved, errors, or p99 far
-        past the SLO). The sustained rate is the highest healthy rate; unhealthy rates
-        below it are reported, not hidden.
+    def _ideal_sweep(self) -> None:
+        """B1 and B2 together, open loop at the same rates: the ideal composition's sustained rate.
+
+        A gateway that cost nothing would cost what both baselines cost side by side: HTTP
+        client and server, Kafka client, worker and broker, on the same cores. So B2 runs
+        in a child process (its own core and GIL, not spinning) while B1 runs here, from
+        the same time zero, at fractions of the CPU bound. A rate is healthy when B1 and
+        B2 both are (each p99 <= the SLO, rate achieved, no errors), saturated when either
+        is; `sweep` finds the highest healthy rate, with no climbing past the last
+        fraction (the bound is a ceiling). The highest healthy rate is the ceiling of any
+        gateway on this machine under the same SLO.
         """
         p = self.profile
-        healthy: list[float] = []
-        unhealthy: list[float] = []
-        rates = [round(max(10.0, fraction * s_max), -1) for fraction in p.sweep_fractions]
-        extra = EXTRA_STEPS
-        while rates:
-            rate = rates.pop(0)
-            step = self._sweep_step(rate)
-            (healthy if step.healthy(p.slo_p99_ms) else unhealthy).append(rate)
-            if _saturated(step, p.slo_p99_ms):
-                break
-            if not rates and extra and step.healthy(p.slo_p99_ms):
-                # The closed loop underestimated the knee: keep climbing, boundedly.
-                rates.append(round(rate * 1.25, -1))
-                extra -= 1
-        for _ in range(p.bisect_steps):
-            best = max(healthy, default=None)
-            above = min((rate for rate in unhealthy if best is None or rate > best), default=None)
-            if best is None or above is None or above - best < MIN_BISECT_GAP:
-                break
-            rate = round((best + above) / 2, -1)
-            step = self._sweep_step(rate)
-            (healthy if step.healthy(p.slo_p99_ms) else unhealthy).append(rate)
-        sustained = max(healthy, default=None)
-        self.results["sustained_rate"] = sustained
-        self.results["unhealthy_below_sustained"] = sorted(
-            r for r in unhealthy if sustained and r < sustained
+        bound = cpu_bound(self.results["closed"])
+        self.results["ideal_sustained_rate"] = None
+        self.results["ideal_unhealthy_below_sustained"] = []
+        if not bound or not p.ideal_fractions:
+            return
+        stack = self.stack
+        # The bench's own client would fetch the child's replies too, in B1's and B2's CPU.
+        with (
+            self.pingpong.set_aside(),
+            RemotePingPong(stack.kafka_settings, stack.request_topic, stack.pingpong_topic) as remote,
+        ):
+            # The same processes as the suite's meter, but B2's client is the child.
+            meter = CpuMeter({**self.meter.pids, "client": remote.pid})
+            sustained, unhealthy = sweep(
+                _rates(p.ideal_fractions, bound),
+                lambda rate: self._ideal_step(remote, meter, rate),
+                p.slo_p99_ms,
+                p.bisect_steps,
+            )
+        self.results["ideal_sustained_rate"] = sustained
+        self.results["ideal_unhealthy_below_sustained"] = unhealthy
+
+    def _ideal_step(self, remote: RemotePingPong, meter: CpuMeter, rate: float) -> list[Step]:
+        p = self.profile
+        self.log(f"B1 ∥ B2 open loop at {rate:g}/s each")
+        self.stack.check_alive()
+        b1_window = _Window(self.meter, lambda: self.echo.exchanges)
+        b2_window = _Window(meter, lambda: remote.exchanges)
+        # B2 starts in the child when B1's schedule does: one time zero, the same windows.
+        start_b2 = functools.partial(remote.start_open_loop, rate, p.sweep_seconds, p.warmup)
+        run = self.echo.open_loop(rate, p.sweep_seconds, p.warmup, connections_for(rate), on_start=start_b2)
+        b1 = self._charge(b1_window, self.runner.run(run), "B1")
+        b2 = self._charge(b2_window, remote.result(), "B2")
+        b1_p99, b2_p99 = b1.latency_ms.get("p99"), b2.latency_ms.get("p99")
+        self.results["ideal_sweep"].append(
+            {
+                "rate": rate,
+                "B1": b1.to_json(),
+                "B2": b2.to_json(),
+                "p99_sum_ms": None if b1_p99 is None or b2_p99 is None else round(b1_p99 + b2_p99, 3),
+                "healthy": b1.healthy(p.slo_p99_ms) and b2.healthy(p.slo_p99_ms),
+            }
         )
+        return [b1, b2]
 
     def _equal_rate(self, rate: float) -> dict[str, Any]:
         """B1 and B2 open loop at S's sustained rate: the baselines' CPU where S was measured.
@@ -233,19 +277,83 @@ class Suite:
     def _measure(
         self, target: str, run: Callable[[], Step], exchanges: Callable[[], int] | None = None
     ) -> Step:
-        count = exchanges or (lambda: self.pingpong.exchanges)
         self.stack.check_alive()
-        before, before_count, started = self.meter.sample(), count(), time.perf_counter()
-        step = run()
-        after, elapsed = self.meter.sample(), time.perf_counter() - started
+        window = _Window(self.meter, exchanges or (lambda: self.pingpong.exchanges))
+        return self._charge(window, run(), target)
+
+    def _charge(self, window: _Window, step: Step, target: str) -> Step:
+        window.charge(step, target)
+        self.log(f"  {step.label()}: {_brief(step)}")
+        return step
+
+
+class _Window:
+    """A step's measurement window: CPU of ``meter``'s processes and requests, from creation."""
+
+    def __init__(self, meter: CpuMeter, exchanges: Callable[[], int]) -> None:
+        self._meter = meter
+        self._exchanges = exchanges
+        self._before, self._count, self._started = meter.sample(), exchanges(), time.perf_counter()
+
+    def charge(self, step: Step, target: str) -> None:
+        """Name ``step``'s target; per request, the CPU and switches of its path until now."""
+        after, elapsed = self._meter.sample(), time.perf_counter() - self._started
+        before, path = self._before, PATHS[target]
+        served = self._exchanges() - self._count
         step.target = target
-        path = PATHS[target]
-        served = count() - before_count
         step.cpu_us_per_request = CpuMeter.per_request(before.only(path), after.only(path), served)
         step.switches_per_request = CpuMeter.switches_per_request(before.only(path), after.only(path), served)
         step.cpu_cores = CpuMeter.utilisation(before, after, elapsed)
-        self.log(f"  {step.label()}: {_brief(step)}")
-        return step
+
+
+def sweep(
+    rates: list[float],
+    measure: Callable[[float], Sequence[Step]],
+    slo_p99_ms: float,
+    bisect_steps: int,
+    climb: int = 0,
+) -> tuple[float | None, list[float]]:
+    """Open-loop steps up to past the knee, then bisect below the first unhealthy rate.
+
+    ``measure`` runs one rate and returns its steps: the rate is healthy when all of them
+    are, saturated when any is. A noisy neighbour can push one step's p99 over the SLO,
+    so an unhealthy rate does not end the sweep; only saturation does (rate not achieved,
+    errors, or p99 far past the SLO). While the last planned rate is healthy, up to
+    ``climb`` more follow, 25 % apart. Returns the sustained rate (the highest healthy
+    one) and the unhealthy rates below it, which are reported, not hidden.
+    """
+    healthy: list[float] = []
+    unhealthy: list[float] = []
+    rates = list(rates)
+
+    def run(rate: float) -> tuple[bool, bool]:
+        steps = measure(rate)
+        ok = all(step.healthy(slo_p99_ms) for step in steps)
+        (healthy if ok else unhealthy).append(rate)
+        return ok, any(_saturated(step, slo_p99_ms) for step in steps)
+
+    while rates:
+        rate = rates.pop(0)
+        ok, saturated = run(rate)
+        if saturated:
+            break
+        if not rates and climb and ok:
+            # The planned rates underestimated the knee: keep climbing, boundedly.
+            rates.append(round(rate * 1.25, -1))
+            climb -= 1
+    for _ in range(bisect_steps):
+        best = max(healthy, default=None)
+        above = min((rate for rate in unhealthy if best is None or rate > best), default=None)
+        if best is None or above is None or above - best < MIN_BISECT_GAP:
+            break
+        run(round((best + above) / 2, -1))
+    sustained = max(healthy, default=None)
+    return sustained, sorted(r for r in unhealthy if sustained and r < sustained)
+
+
+def _rates(fractions: Sequence[float], reference: float) -> list[float]:
+    """Open-loop rates at ``fractions`` of ``reference``, rounded to tens, at least 10/s."""
+    return [round(max(10.0, fraction * reference), -1) for fraction in fractions]
 
 
 def _brief(step: Step) -> str:

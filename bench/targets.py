@@ -6,6 +6,9 @@ sustained rate with p99 <= SLO >= 60 % of the CPU bound, where
                CPU bound = cores x 10^6 / (B1 + B2 CPU-µs per request, closed loop)
 gateway CPU    <= 1.5 x (B1 server + B2 client) CPU-µs per request (PERFORMANCE.md 8.7)
 zero errors below the knee; pending map back to 0 after every run; RSS growth < 5 %
+
+Informational rows (no limit to meet): the ideal composition's sustained rate (B1 ∥ B2,
+what a gateway that cost nothing would reach) against the CPU bound, and S's against it.
 """
 
 from __future__ import annotations
@@ -15,13 +18,20 @@ import statistics
 from typing import Any
 
 RSS_GROWTH_LIMIT = 0.05
+CORES = os.cpu_count() or 1
+
+
+def cpu_bound(closed: list[dict[str, Any]]) -> float | None:
+    """CORES x 10^6 / (B1 + B2 CPU-µs per request), medians of the closed-loop rounds."""
+    summed = sum(_median_by_process(closed, t, "cpu_us_per_request").get("total", 0) for t in ("B1", "B2"))
+    return round(CORES * 1e6 / summed, 1) if summed else None
 
 
 def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(derived figures, one row per target) from `Suite.results`."""
     low, closed = results["low"], results["closed"]
     figures: dict[str, Any] = {
-        "cores": os.cpu_count() or 1,
+        "cores": CORES,
         "low": {t: _median_latency(low, t) for t in ("B1", "B2", "B2_one", "S") if low and t in low[0]},
         "max_rate": {t: _median(closed, t, lambda s: s["achieved_rate"]) for t in ("B1", "B2", "S")},
         "cpu_us_per_request": {
@@ -36,9 +46,9 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
         "idle_cores": results.get("idle_cores", {}),
     }
     b1_cpu, b2_cpu = figures["cpu_us_per_request"]["B1"], figures["cpu_us_per_request"]["B2"]
-    summed = b1_cpu.get("total", 0) + b2_cpu.get("total", 0)
-    figures["cpu_bound"] = round(figures["cores"] * 1e6 / summed, 1) if summed else None
+    figures["cpu_bound"] = cpu_bound(closed)
     figures["sustained_rate"] = results.get("sustained_rate")
+    figures["ideal_sustained_rate"] = results.get("ideal_sustained_rate")
     figures["equal_rate"] = _equal_rate(results)
     rows = [
         _latency_row(low, "p50", lambda base: 1.3 * base + 0.3, "<= 1.3 x (B1 + B2) + 0.3 ms"),
@@ -54,6 +64,23 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
             higher_is_better=True,
         )
     )
+    ideal = figures["ideal_sustained_rate"]
+    rows += [
+        _row(
+            "ideal composition (B1 ∥ B2) sustained rate, req/s",
+            f"informational: ratio to the CPU bound ({bound})",
+            ideal,
+            bound,
+            informational=True,
+        ),
+        _row(
+            "sustained rate of S against the ideal composition's, req/s",
+            f"informational: ratio to the ideal ({ideal})",
+            sustained,
+            ideal,
+            informational=True,
+        ),
+    ]
     gateway = figures["cpu_us_per_request"]["S"].get("gateway")
     server = b1_cpu.get("echo", 0) + b2_cpu.get("client", 0)
     rows.append(_row("gateway CPU-µs per request", "<= 1.5 x (B1 server + B2 client)", gateway, 1.5 * server))
@@ -144,13 +171,21 @@ def _latency_row(low: list[dict[str, Any]], name: str, limit_of: Any, text: str)
 
 
 def _row(
-    name: str, target: str, measured: float | None, limit: float | None, *, higher_is_better: bool = False
+    name: str,
+    target: str,
+    measured: float | None,
+    limit: float | None,
+    *,
+    higher_is_better: bool = False,
+    informational: bool = False,
 ) -> dict[str, Any]:
+    """One row; an ``informational`` one has a reference in place of a limit and no verdict."""
     met: bool | None = None
     ratio: float | None = None
     if measured is not None and limit is not None:
-        met = measured >= limit if higher_is_better else measured <= limit
         ratio = round(measured / limit, 3) if limit else None
+        if not informational:
+            met = measured >= limit if higher_is_better else measured <= limit
     return {
         "target": name,
         "rule": target,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -49,6 +50,17 @@ async def test_open_loop_counts_correct_echoes(echo_port: int) -> None:
     assert step.errors == step.timeouts == 0
     assert step.latency_ms["p50"] > 0
     assert step.send_lag_ms
+
+
+async def test_open_loop_hands_out_its_time_zero_once_warm(echo_port: int) -> None:
+    generator = LoadGenerator("127.0.0.1", echo_port)
+    starts: list[float] = []
+    before = time.perf_counter()
+    step = await generator.open_loop(rate=100, seconds=0.2, warmup=0.0, connections=2, on_start=starts.append)
+    assert step.ok == 20
+    assert len(starts) == 1
+    # Time zero is ahead of the call (the connections were warmed first) and behind the end.
+    assert before < starts[0] < time.perf_counter()
 
 
 async def test_a_wrong_reply_is_an_error(liar_port: int) -> None:
