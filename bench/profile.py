@@ -22,8 +22,8 @@ class Profile:
     sweep_seconds: float
     bisect_steps: int
     """Extra steps between the last healthy and the first unhealthy sweep rate (either sweep)."""
-    ideal_fractions: tuple[float, ...]
-    """Open-loop rates of the ideal composition (B1 ∥ B2), as fractions of the CPU bound."""
+    side_by_side_fractions: tuple[float, ...]
+    """Open-loop rates of the baselines side by side (B1 ∥ B2), as fractions of the CPU bound."""
     stage_seconds: float
     idle_seconds: float = 3.0
     """Window over which idle CPU per process is measured after the warm-up."""
@@ -34,7 +34,7 @@ class Profile:
 
 PROFILES = {
     # About 11-12 minutes on two shared cores, broker start-up included (estimate: the last run
-    # with 12-15 s steps took 12.5 minutes, before the ideal sweep added 1-1.5 minutes).
+    # with 12-15 s steps took 12.5 minutes, before the side-by-side sweep added 1-2 minutes).
     "full": Profile(
         name="full",
         low_rate=100,
@@ -45,8 +45,8 @@ PROFILES = {
         sweep_fractions=(0.1, 0.25, 0.4, 0.55, 0.7, 0.8, 0.9, 1.0, 1.15),
         sweep_seconds=10,
         bisect_steps=2,
-        # Up to the bound itself, where the composition must saturate: a knee to bisect below.
-        ideal_fractions=(0.2, 0.35, 0.5, 0.6, 0.7, 0.85, 1.0),
+        # Up to the bound itself, where the pair must saturate: a knee to bisect below.
+        side_by_side_fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0),
         stage_seconds=10,
     ),
     # About 4 minutes: the same steps, shorter and fewer.
@@ -60,7 +60,7 @@ PROFILES = {
         sweep_fractions=(0.1, 0.4, 0.7, 0.9, 1.1),
         sweep_seconds=6,
         bisect_steps=1,
-        ideal_fractions=(0.3, 0.5, 0.6, 0.75, 0.9),
+        side_by_side_fractions=(0.1, 0.25, 0.4, 0.6, 0.8),
         stage_seconds=4,
     ),
     # Seconds: proves the harness works end to end (tests/bench), figures are not meaningful.
@@ -74,7 +74,7 @@ PROFILES = {
         sweep_fractions=(0.2,),
         sweep_seconds=2,
         bisect_steps=0,
-        ideal_fractions=(0.02,),
+        side_by_side_fractions=(0.02,),
         stage_seconds=2,
         idle_seconds=1.0,
         closed_connections=8,

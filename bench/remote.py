@@ -1,6 +1,6 @@
 """`RemotePingPong`: B2's open loop in a child process, to run alongside load from this one.
 
-The ideal composition (B1 ∥ B2, `bench.suite`) needs both baselines at once: the HTTP load
+The baselines side by side (B1 ∥ B2, `bench.suite`) need both at once: the HTTP load
 generator on this process's event loop and the Kafka ping-pong on a core of its own, so
 neither client's work is serialised behind the other's GIL. The child is spawned (no fork
 of librdkafka's threads), builds its own `PingPong` and then waits on a pipe; each order

@@ -3,7 +3,7 @@
 Order (PERFORMANCE.md 8): low-load rounds of B1, B2 and S interleaved; closed-loop
 rounds for maximum rate and CPU per request; an open-loop sweep of S relative to its
 closed-loop maximum, bisected at the SLO knee; the baselines at S's sustained rate; the
-same sweep of the ideal composition (B1 ∥ B2) relative to the CPU bound; a stage
+same sweep of the baselines side by side (B1 ∥ B2) relative to the CPU bound; a stage
 breakdown; an optional soak. Each step records CPU per request of the processes on its
 path only.
 """
@@ -29,7 +29,7 @@ from .step import Step
 from .targets import cpu_bound
 
 # Processes on each target's path. "client" is the HTTP load generator or the Kafka client:
-# the bench process, except for B2 in the ideal composition, where it is a child process.
+# the bench process, except for B2 side by side with B1, where it is a child process.
 PATHS = {
     "B1": ("client", "echo"),
     "B2": ("client", "worker", "broker"),
@@ -62,7 +62,7 @@ class Suite:
             "low": [],
             "closed": [],
             "sweep": [],
-            "ideal_sweep": [],
+            "side_by_side_sweep": [],
             "pending_after": [],
         }
 
@@ -85,7 +85,7 @@ class Suite:
         self._sweep(s_max)
         if self.results["sustained_rate"]:
             self.results["equal_rate"] = self._equal_rate(self.results["sustained_rate"])
-        self._ideal_sweep()
+        self._side_by_side_sweep()
         self.results["stages"] = self._stages()
         if soak:
             self.results["soak"] = self._soak(soak, soak_rate)
@@ -137,23 +137,23 @@ class Suite:
         self.results["sustained_rate"] = sustained
         self.results["unhealthy_below_sustained"] = unhealthy
 
-    def _ideal_sweep(self) -> None:
-        """B1 and B2 together, open loop at the same rates: the ideal composition's sustained rate.
+    def _side_by_side_sweep(self) -> None:
+        """B1 and B2 together, open loop at the same rates: what the baselines sustain side by side.
 
-        A gateway that cost nothing would cost what both baselines cost side by side: HTTP
-        client and server, Kafka client, worker and broker, on the same cores. So B2 runs
-        in a child process (its own core and GIL, not spinning) while B1 runs here, from
-        the same time zero, at fractions of the CPU bound. A rate is healthy when B1 and
-        B2 both are (each p99 <= the SLO, rate achieved, no errors), saturated when either
+        The CPU bound assumes the baselines' costs add up. Side by side they do S's work
+        (HTTP client and server, Kafka client, worker and broker, on the same cores)
+        without the gateway joining it, so this tests that assumption directly. B2 runs in
+        a child process (its own core and GIL, not spinning) while B1 runs here, from the
+        same time zero, at fractions of the CPU bound. A rate is healthy when B1 and B2
+        both are (each p99 <= the SLO, rate achieved, no errors), saturated when either
         is; `sweep` finds the highest healthy rate, with no climbing past the last
-        fraction (the bound is a ceiling). The highest healthy rate is the ceiling of any
-        gateway on this machine under the same SLO.
+        fraction (the bound is a ceiling).
         """
         p = self.profile
         bound = cpu_bound(self.results["closed"])
-        self.results["ideal_sustained_rate"] = None
-        self.results["ideal_unhealthy_below_sustained"] = []
-        if not bound or not p.ideal_fractions:
+        self.results["side_by_side_sustained_rate"] = None
+        self.results["side_by_side_unhealthy_below_sustained"] = []
+        if not bound or not p.side_by_side_fractions:
             return
         stack = self.stack
         # The bench's own client would fetch the child's replies too, in B1's and B2's CPU.
@@ -164,15 +164,15 @@ class Suite:
             # The same processes as the suite's meter, but B2's client is the child.
             meter = CpuMeter({**self.meter.pids, "client": remote.pid})
             sustained, unhealthy = sweep(
-                _rates(p.ideal_fractions, bound),
-                lambda rate: self._ideal_step(remote, meter, rate),
+                _rates(p.side_by_side_fractions, bound),
+                lambda rate: self._side_by_side_step(remote, meter, rate),
                 p.slo_p99_ms,
                 p.bisect_steps,
             )
-        self.results["ideal_sustained_rate"] = sustained
-        self.results["ideal_unhealthy_below_sustained"] = unhealthy
+        self.results["side_by_side_sustained_rate"] = sustained
+        self.results["side_by_side_unhealthy_below_sustained"] = unhealthy
 
-    def _ideal_step(self, remote: RemotePingPong, meter: CpuMeter, rate: float) -> list[Step]:
+    def _side_by_side_step(self, remote: RemotePingPong, meter: CpuMeter, rate: float) -> list[Step]:
         p = self.profile
         self.log(f"B1 ∥ B2 open loop at {rate:g}/s each")
         self.stack.check_alive()
@@ -184,7 +184,7 @@ class Suite:
         b1 = self._charge(b1_window, self.runner.run(run), "B1")
         b2 = self._charge(b2_window, remote.result(), "B2")
         b1_p99, b2_p99 = b1.latency_ms.get("p99"), b2.latency_ms.get("p99")
-        self.results["ideal_sweep"].append(
+        self.results["side_by_side_sweep"].append(
             {
                 "rate": rate,
                 "B1": b1.to_json(),

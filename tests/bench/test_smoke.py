@@ -44,8 +44,8 @@ def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = [step for round_ in rounds for step in round_.values()]
     sweep: list[dict[str, Any]] = results["sweep"]
     equal = results.get("equal_rate")
-    ideal = [step[target] for step in results["ideal_sweep"] for target in ("B1", "B2")]
-    return steps + sweep + ([equal["B1"], equal["B2"]] if equal else []) + ideal
+    pair = [step[target] for step in results["side_by_side_sweep"] for target in ("B1", "B2")]
+    return steps + sweep + ([equal["B1"], equal["B2"]] if equal else []) + pair
 
 
 @pytest.mark.integration
@@ -100,11 +100,11 @@ def test_baselines_are_rerun_at_the_sustained_rate_when_there_is_one(
 
 
 @pytest.mark.integration
-def test_ideal_composition_runs_both_baselines_at_once(report: tuple[Path, dict[str, Any]]) -> None:
+def test_the_baselines_run_side_by_side(report: tuple[Path, dict[str, Any]]) -> None:
     out, document = report
     results, figures = document["results"], document["figures"]
     # One planned rate, no climbing past it, no bisection: exactly one step, healthy or not.
-    (step,) = results["ideal_sweep"]
+    (step,) = results["side_by_side_sweep"]
     b1, b2 = step["B1"], step["B2"]
     assert b1["offered_rate"] == b2["offered_rate"] == step["rate"]
     assert (b1["target"], b1["mode"], b2["target"], b2["mode"]) == ("B1", "open", "B2", "open")
@@ -114,10 +114,10 @@ def test_ideal_composition_runs_both_baselines_at_once(report: tuple[Path, dict[
     assert b2["ok"] > 0
     assert "client" in b2["cpu_cores"]
     assert step["p99_sum_ms"] == pytest.approx(b1["latency_ms"]["p99"] + b2["latency_ms"]["p99"])
-    assert figures["ideal_sustained_rate"] == results["ideal_sustained_rate"]
+    assert figures["side_by_side_sustained_rate"] == results["side_by_side_sustained_rate"]
     names = [row["target"] for row in document["targets"]]
-    assert any(name.startswith("ideal composition") for name in names)
-    assert "## Ideal composition" in (out / "results.md").read_text()
+    assert any(name.startswith("baselines side by side") for name in names)
+    assert "## The baselines side by side" in (out / "results.md").read_text()
 
 
 @pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The open-loop sweep's search (shared by S and the ideal composition), on made-up steps."""
+"""The open-loop sweep's search (shared by S and the baselines side by side), on made-up steps."""
 
 from __future__ import annotations
 
