@@ -178,6 +178,8 @@ class RequestReplyClient:
             ClientDisconnectedError: ``disconnected`` returned first.
         """
         self.ensure_accepting()
+        if disconnected is not None and disconnected.done():
+            raise ClientDisconnectedError("the caller closed the connection before the request was sent")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         if wait <= 0:

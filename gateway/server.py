@@ -50,27 +50,35 @@ def gateway_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
         _head_bytes = 0
         _too_large = False
         _closed: asyncio.Future[None]
+        _coalescing: CoalescingTransport
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             self._closed = self.loop.create_future()
-            super().connection_made(CoalescingTransport(transport, self.loop))
+            self._coalescing = CoalescingTransport(transport, self.loop)
+            super().connection_made(self._coalescing)
 
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)
             if not self._closed.done():
                 self._closed.set_result(None)
 
+        def eof_received(self) -> None:
+            # uvloop closes the socket on EOF itself, past the wrapper: send what is queued first
+            # (a caller that half-closes after its request still gets the answer).
+            self._coalescing.flush()
+            super().eof_received()
+
         def handle_websocket_upgrade(self) -> None:
-            # The WebSocket protocol takes the connection over with the socket's own transport.
-            if isinstance(self.transport, CoalescingTransport):
-                self.transport.flush()
-                self.transport = self.transport.raw
+            # The WebSocket protocol takes the connection over with the socket's own transport;
+            # a pipelined request still running before it writes through, in order.
+            self._coalescing.write_through()
+            self.transport = self._coalescing.raw
             super().handle_websocket_upgrade()
 
         def on_message_begin(self) -> None:
             self._head_bytes = 0
             super().on_message_begin()
-            self.scope["extensions"] = {CONNECTION_CLOSED: {"future": self._closed}}
+            self.scope.setdefault("extensions", {})[CONNECTION_CLOSED] = {"future": self._closed}
 
         def on_url(self, url: bytes) -> None:
             self._count(len(url))

@@ -6,12 +6,19 @@ and with ``TCP_NODELAY`` two segments the caller wakes up for. Those two writes 
 12 % of the gateway's event-loop samples (docs/PERFORMANCE.md). Writes made during one
 iteration are gathered here and flushed together at the start of the next, which
 costs a scheduled callback instead of a system call and a segment.
+
+Back-pressure is kept: once `FLUSH_BYTES` are queued they are written at once, so the
+socket transport can pause the writer (uvicorn's flow control) as it did before, and a
+streaming response never piles up more than that here.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+FLUSH_BYTES = 65536
+"""Queued bytes that are written at once: uvicorn's high-water mark for pausing the writer."""
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -23,21 +30,37 @@ class CoalescingTransport(asyncio.Transport):
         """The wrapped transport (handed over as is when the connection is upgraded)."""
         self._loop = loop
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._direct = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data``; the first write of an iteration schedules the flush."""
+        if self._direct:
+            self.raw.write(data)
+            return
         if not self._pending:
             self._loop.call_soon(self.flush)
         self._pending.append(bytes(data))
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= FLUSH_BYTES:
+            self.flush()
 
     def flush(self) -> None:
-        """Send what is queued, in one write."""
+        """Send what is queued, in one write (``writelines``: no copy of large bodies)."""
         if not self._pending:
             return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending.clear()
-        if not self.raw.is_closing():
-            self.raw.write(data)
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if self.raw.is_closing():
+            return
+        if len(pending) == 1:
+            self.raw.write(pending[0])
+        else:
+            self.raw.writelines(pending)
+
+    def write_through(self) -> None:
+        """Flush, then write at once from now on (the connection has been handed over)."""
+        self.flush()
+        self._direct = True
 
     def close(self) -> None:
         """Flush, then close (the transport sends what it holds before closing)."""
@@ -46,6 +69,7 @@ class CoalescingTransport(asyncio.Transport):
 
     def abort(self) -> None:
         self._pending.clear()
+        self._pending_bytes = 0
         self.raw.abort()
 
     def is_closing(self) -> bool:
@@ -70,4 +94,4 @@ class CoalescingTransport(asyncio.Transport):
         return self.raw.get_protocol()
 
     def get_write_buffer_size(self) -> int:
-        return self.raw.get_write_buffer_size() + sum(map(len, self._pending))
+        return self.raw.get_write_buffer_size() + self._pending_bytes

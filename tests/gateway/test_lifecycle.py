@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import httpx
 import orjson
@@ -12,6 +13,7 @@ from confluent_kafka import KafkaError
 from starlette.types import Message, Scope
 
 from gateway.client import State
+from gateway.errors import ClientDisconnectedError
 from gateway.server import CONNECTION_CLOSED
 from gateway.settings import GatewaySettings
 from workers import protocol
@@ -201,6 +203,45 @@ async def test_client_disconnect_abandons_the_request(harness: Harness, signal: 
     assert len(harness.gateway.client._pending) == 0
     assert sent[0]["status"] == 499
     assert harness.metric("rpcgw_requests_total", method="slow", outcome="disconnected") == 1
+
+
+class WatchedFuture(asyncio.Future[None]):
+    """A connection's closed future that counts the callbacks registered on it."""
+
+    def __init__(self) -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self.callbacks = 0
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        self.callbacks += 1
+        super().add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn: Any) -> int:
+        removed = super().remove_done_callback(fn)
+        self.callbacks -= removed
+        return removed
+
+
+async def test_keep_alive_calls_leave_no_callback_on_the_connection(harness: Harness) -> None:
+    closed = WatchedFuture()
+    with FakeWorker(harness.cluster, {"echo": echo}):
+        for i in range(3):
+            reply = await harness.gateway.client.call(
+                harness.gateway.ids.new(), "echo", b"%d" % i, 5.0, disconnected=closed
+            )
+            assert reply.body == b"%d" % i
+            assert closed.callbacks == 0
+    closed.set_result(None)  # the connection closing later fails nothing
+    assert len(harness.gateway.client._pending) == 0
+
+
+async def test_a_caller_already_gone_is_not_sent(harness: Harness) -> None:
+    closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    closed.set_result(None)
+    with pytest.raises(ClientDisconnectedError):
+        await harness.gateway.client.call(harness.gateway.ids.new(), "echo", b"x", 5.0, disconnected=closed)
+    assert harness.cluster.records("requests") == []
+    assert len(harness.gateway.client._pending) == 0
 
 
 async def test_health_endpoints_answer_without_kafka_calls(harness: Harness) -> None:

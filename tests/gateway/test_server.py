@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 from gateway.server import CONNECTION_CLOSED, gateway_http_protocol
-from gateway.transport import CoalescingTransport
+from gateway.transport import FLUSH_BYTES, CoalescingTransport
 from workers import protocol
 
 LIMIT = 4096
@@ -151,3 +151,116 @@ async def test_close_sends_what_is_queued_first_and_later_writes_are_dropped() -
     transport.write(b"too late")
     await callbacks_run()
     assert raw.writes == [b"last words"]
+
+
+async def test_a_full_queue_is_written_at_once_so_the_socket_can_push_back() -> None:
+    raw = RecordingTransport()
+    transport = CoalescingTransport(raw, asyncio.get_running_loop())
+    transport.write(b"x" * (FLUSH_BYTES - 1))
+    assert raw.writes == []
+    transport.write(b"y")  # without waiting for the next iteration: uvicorn's flow control sees it now
+    assert b"".join(raw.writes) == b"x" * (FLUSH_BYTES - 1) + b"y"
+    assert transport.get_write_buffer_size() == 0
+
+
+async def test_after_a_handover_writes_go_straight_through_in_order() -> None:
+    raw = RecordingTransport()
+    transport = CoalescingTransport(raw, asyncio.get_running_loop())
+    transport.write(b"queued")
+    transport.write_through()
+    transport.write(b"direct")
+    assert raw.writes == [b"queued", b"direct"]
+
+
+class Spy:
+    """Records what reaches the socket's transport; everything else passes through."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport = transport
+        self._writes = writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(bytes(data))
+        self._transport.write(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+@contextlib.asynccontextmanager
+async def spied(app: Any, writes: list[bytes]) -> AsyncIterator[tuple[str, int]]:
+    """`serving` with every socket write recorded in ``writes``."""
+
+    class SpiedProtocol(gateway_http_protocol(LIMIT)):  # type: ignore[misc]
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(Spy(transport, writes))
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    config = uvicorn.Config(app, http=SpiedProtocol, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_each_response_leaves_in_one_socket_write() -> None:
+    writes: list[bytes] = []
+    async with spied(answer, writes) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        for _ in range(3):  # keep-alive: one write per response, not per connection
+            writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            await reader.readuntil(b"ok")
+        writer.close()
+    assert len(writes) == 3
+    assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b"\r\n\r\nok") for w in writes)
+
+
+async def test_an_answer_queued_when_the_caller_half_closes_is_still_sent() -> None:
+    writes: list[bytes] = []
+    async with spied(answer, writes) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        writer.write_eof()  # e.g. `nc -N`: the request, then FIN
+        response = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    assert response.endswith(b"ok")
+
+
+async def test_a_request_pipelined_before_a_websocket_upgrade_is_answered_first() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close"})
+        else:
+            await answer(scope, receive, send)
+
+    async with serving(app) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(
+            b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
+            b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+            b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+        )
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert second.startswith(b"ok")
+    assert b"101 Switching Protocols" in second
