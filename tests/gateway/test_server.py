@@ -35,12 +35,13 @@ async def address() -> AsyncIterator[tuple[str, int]]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[tuple[str, int]]:
-    """uvicorn with the gateway's protocol on a loopback socket bound up front."""
+async def serving(app: Any, http: type[asyncio.Protocol] | None = None) -> AsyncIterator[tuple[str, int]]:
+    """uvicorn with the gateway's protocol (or ``http``) on a loopback socket bound up front."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
-    config = uvicorn.Config(app, http=gateway_http_protocol(LIMIT), lifespan="off", log_level="warning")
+    protocol_class = http or gateway_http_protocol(LIMIT)
+    config = uvicorn.Config(app, http=protocol_class, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -198,18 +199,8 @@ async def spied(app: Any, writes: list[bytes]) -> AsyncIterator[tuple[str, int]]
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(Spy(transport, writes))
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    config = uvicorn.Config(app, http=SpiedProtocol, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield sock.getsockname()
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serving(app, SpiedProtocol) as address:
+        yield address
 
 
 async def answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
