@@ -20,9 +20,16 @@ _UTIME_AFTER_NAME = 11
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of every thread of ``pid`` so far, in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+    return _stat_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _stat_seconds(stat: str) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[_UTIME_AFTER_NAME]) + int(fields[_UTIME_AFTER_NAME + 1])) / CLOCK_TICKS
+
+
+def _status_switches(status: str) -> int:
+    return sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches:" in line)
 
 
 def context_switches(pid: int) -> int:
@@ -34,13 +41,36 @@ def context_switches(pid: int) -> int:
     total = 0
     for status in Path(f"/proc/{pid}/task").glob("*/status"):
         try:
-            text = status.read_text()
+            total += _status_switches(status.read_text())
         except OSError:
             continue  # the thread exited between listing and reading
-        for line in text.splitlines():
-            if "ctxt_switches:" in line:
-                total += int(line.split()[1])
     return total
+
+
+def thread_sample(pid: int) -> CpuSample:
+    """CPU seconds and context switches of each thread of ``pid`` so far, by thread name.
+
+    Threads of one name are summed (librdkafka's per-broker threads, a pool). The main
+    thread is ``main``; other threads still named after the executable (Python does not
+    name its threads for the OS) are told apart by thread id.
+    """
+    seconds: dict[str, float] = {}
+    switches: dict[str, int] = {}
+    process_name = Path(f"/proc/{pid}/comm").read_text().strip()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            used = _stat_seconds((task / "stat").read_text())
+            switched = _status_switches((task / "status").read_text())
+        except OSError:
+            continue  # the thread exited between listing and reading
+        if task.name == str(pid):
+            name = "main"
+        elif name == process_name:
+            name = f"{name}-{task.name}"
+        seconds[name] = seconds.get(name, 0.0) + used
+        switches[name] = switches.get(name, 0) + switched
+    return CpuSample(seconds, switches)
 
 
 def rss_bytes(pid: int) -> int:
