@@ -9,6 +9,7 @@ stopped (SIGTERM, then SIGKILL) by `close` or when this process dies.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -16,6 +17,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 90.0
 STOP_GRACE = 20.0
 PENDING_GAUGE = "rpcgw_pending_requests"
+TIMED_GATEWAY = "timed gateway"
 
 
 class StackError(RuntimeError):
@@ -63,7 +66,7 @@ class Stack:
         self.pingpong_topic = f"bench-pingpong-{self.suffix}"
         self.kafka = kafka_from_environment()
         self.children: dict[str, Child] = {}
-        self.gateway_port, self.echo_port, self.worker_port = claim(3)
+        self.gateway_port, self.echo_port, self.worker_port, self.timed_port = claim(4)
         self._logs = Path(tempfile.mkdtemp(prefix="rpcgw-bench-"))
 
     def __enter__(self) -> Stack:
@@ -107,18 +110,32 @@ class Stack:
         if self.options.worker_loop != "asyncio":
             worker = [sys.executable, "-m", "bench.server", "worker", "--loop", self.options.worker_loop]
         self._spawn("worker", worker, self._worker_env())
-        gateway = [sys.executable, "-m", "gateway"]
-        if not self.options.stock:
-            gateway = [*self._server("gateway", self.gateway_port)]
-        self._spawn("gateway", gateway, self._gateway_env())
+        self._spawn("gateway", self._gateway_command(self.gateway_port), self._gateway_env(self.gateway_port))
         self._spawn("echo", self._server("echo", self.echo_port), self._base_env())
         self._wait_ready("worker", f"http://127.0.0.1:{self.worker_port}/readyz")
         self._wait_ready("gateway", f"http://127.0.0.1:{self.gateway_port}/readyz")
         self._wait_ready("echo", f"http://127.0.0.1:{self.echo_port}/healthz")
 
+    @contextlib.contextmanager
+    def timed_gateway(self) -> Iterator[tuple[int, int]]:
+        """A second gateway with ``GATEWAY_TIMING`` on, for the stage breakdown: (port, pid).
+
+        The main gateway runs as production does, timing off, so no S figure pays for the
+        stamps. This one shares its topics and reply partition while it runs (each drops
+        the other's replies as unmatched) and is stopped when the block ends.
+        """
+        port = self.timed_port
+        env = {**self._gateway_env(port), "GATEWAY_TIMING": "true"}
+        self._spawn(TIMED_GATEWAY, self._gateway_command(port), env)
+        try:
+            self._wait_ready("timed gateway", f"http://127.0.0.1:{port}/readyz")
+            yield port, self.children[TIMED_GATEWAY].pid
+        finally:
+            self.children.pop(TIMED_GATEWAY).stop(STOP_GRACE)
+
     def close(self) -> None:
         """Stop the gateway first (it drains while the worker still answers), then the rest."""
-        for name in ("gateway", "echo", "worker"):
+        for name in (TIMED_GATEWAY, "gateway", "echo", "worker"):
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop(STOP_GRACE)
@@ -175,17 +192,20 @@ class Stack:
             **self.options.worker_env,
         }
 
-    def _gateway_env(self) -> dict[str, str]:
+    def _gateway_command(self, port: int) -> list[str]:
+        if self.options.stock:
+            return [sys.executable, "-m", "gateway"]  # the port comes from GATEWAY_PORT
+        return self._server("gateway", port)
+
+    def _gateway_env(self, port: int) -> dict[str, str]:
         return {
             **self._base_env(),
             "GATEWAY_HOST": "127.0.0.1",
-            "GATEWAY_PORT": str(self.gateway_port),
+            "GATEWAY_PORT": str(port),
             "GATEWAY_REQUEST_TOPIC": self.request_topic,
             "GATEWAY_REPLY_TOPIC": self.reply_topic,
             "GATEWAY_REPLY_PARTITION": "0",
             "GATEWAY_LOG_LEVEL": "WARNING",
-            # Server-Timing feeds the stage breakdown; its cost is counted in every S step.
-            "GATEWAY_TIMING": "true",
             **self.options.gateway_env,
         }
 

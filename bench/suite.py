@@ -218,13 +218,15 @@ class Suite:
         return step
 
     def _stages(self) -> dict[str, Any]:
+        """S at the low-load rate through a second gateway with timing on (`Stack.timed_gateway`)."""
         p = self.profile
         self.log("stage breakdown")
         trace: Trace = []
-        run = self.gateway.open_loop(
-            p.low_rate, p.stage_seconds, p.warmup, connections_for(p.low_rate), trace
-        )
-        step = self._http("S", self.gateway, run)
+        with self.stack.timed_gateway() as (port, pid):
+            timed = LoadGenerator("127.0.0.1", port)
+            window = _Window(CpuMeter({**self.meter.pids, "gateway": pid}), lambda: timed.exchanges)
+            run = timed.open_loop(p.low_rate, p.stage_seconds, p.warmup, connections_for(p.low_rate), trace)
+            step = self._charge(window, self.runner.run(run), "S")
         result = breakdown(trace)
         result["end_to_end_ms"] = step.latency_ms
         return result
