@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-FLUSH_BYTES = 65536
-"""Queued bytes that are written at once: uvicorn's high-water mark for pausing the writer."""
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+
+FLUSH_BYTES = HIGH_WATER_LIMIT
+"""Queued bytes that are written at once: uvicorn's own high-water mark for pausing the writer."""
 
 
 class CoalescingTransport(asyncio.Transport):

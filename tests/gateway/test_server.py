@@ -21,16 +21,7 @@ LIMIT = 4096
 
 @pytest.fixture
 async def address() -> AsyncIterator[tuple[str, int]]:
-    calls: list[object] = []
-
-    async def app(scope: dict[str, object], receive: object, send: object) -> None:
-        assert scope["type"] in ("http", "lifespan")
-        if scope["type"] == "http":
-            calls.append(scope)
-            await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
-            await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
-
-    async with serving(app) as address:
+    async with serving(answer) as address:
         yield address
 
 
