@@ -19,6 +19,7 @@ WORKDIR /src
 # Only what the package build reads (pyproject.toml declares README.md as the long description).
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
+COPY kafkarpc ./kafkarpc
 COPY workers ./workers
 # The same steps as CI's `make` (pip upgrade, then pip install of the project), without the
 # dev extra and not editable. All runtime dependencies ship manylinux wheels: no compiler needed.

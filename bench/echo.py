@@ -22,7 +22,7 @@ from gateway.headers import HeaderPolicy
 from gateway.metrics import GatewayMetrics
 from gateway.rpc import RpcEndpoint
 from gateway.settings import GatewaySettings
-from workers import protocol
+from kafkarpc import protocol
 
 
 class EchoCaller:

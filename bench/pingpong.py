@@ -1,6 +1,6 @@
 """Baseline B2: raw Kafka request-reply with no HTTP, against the real worker.
 
-Requests are built with `workers.protocol` and produced with the gateway's own producer
+Requests are built with `kafkarpc.protocol` and produced with the gateway's own producer
 config; the worker's ``echo`` answers on a reply topic of the bench's own (so the
 gateway never sees these replies); a consumer ``assign()``ed to that partition reads
 them. One thread does everything: produce, then wait in ``poll()`` (which releases the
@@ -30,8 +30,8 @@ import confluent_kafka
 
 from gateway.kafka import consumer_config, producer_config
 from gateway.settings import GatewaySettings
-from workers import protocol
-from workers.connection import KafkaSettings
+from kafkarpc import protocol
+from kafkarpc.connection import KafkaSettings
 
 from .latency import Latencies
 from .request import RequestTemplate

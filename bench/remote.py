@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
-from workers.connection import KafkaSettings
+from kafkarpc.connection import KafkaSettings
 
 from .pingpong import DEADLINE_SECONDS, PingPong
 from .step import Step

@@ -20,8 +20,8 @@ from starlette.types import ASGIApp
 from gateway.app import create_app
 from gateway.server import GatewayServer
 from gateway.settings import GatewaySettings
+from kafkarpc.connection import KafkaSettings
 from workers.__main__ import main as worker_main
-from workers.connection import KafkaSettings
 
 from .echo import create_echo_app, raw_echo_app
 

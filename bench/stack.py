@@ -25,7 +25,7 @@ from devstack import KafkaCluster, kafka_from_environment
 from devstack.ports import claim
 from devstack.probes import NotReadyError, wait_until_ready
 from devstack.process import Child
-from workers.connection import KafkaSettings
+from kafkarpc.connection import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 90.0

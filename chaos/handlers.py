@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from workers.protocol import Request
+from kafkarpc.protocol import Request
 from workers.registry import HandlerRegistry, Response
 
 registry = HandlerRegistry()

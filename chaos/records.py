@@ -11,7 +11,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from workers import protocol
+from kafkarpc import protocol
 
 
 def inject_garbage(bootstrap: str, requests: str, replies: str, count: int) -> None:

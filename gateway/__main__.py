@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from workers.connection import KafkaSettings, redacted
-from workers.logs import configure_logging
+from kafkarpc.connection import KafkaSettings, redacted
+from kafkarpc.logs import configure_logging
 
 from .app import create_app
 from .kafka import producer_config

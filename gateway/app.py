@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from workers import protocol
+from kafkarpc import protocol
 
 from . import problems, routes, rpc, streams
 from .client import RequestReplyClient
@@ -31,7 +31,7 @@ from .replies import ReplyListener, ReplyRouter
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
-    from workers.connection import KafkaSettings
+    from kafkarpc.connection import KafkaSettings
 
     from .settings import GatewaySettings
 

@@ -16,7 +16,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from workers import protocol
+from kafkarpc import protocol
 
 from .errors import (
     ClientDisconnectedError,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 
-from workers import logs
+from kafkarpc import logs
 
 TAG_LENGTH = 8
 RANDOM_DIGITS = 24

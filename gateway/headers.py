@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from workers import protocol
+from kafkarpc import protocol
 
 from .errors import BadRequestError, HeadersTooLargeError
 

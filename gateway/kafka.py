@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 if TYPE_CHECKING:
     from confluent_kafka._types import HeadersType
 
-    from workers.connection import KafkaSettings
+    from kafkarpc.connection import KafkaSettings
 
     from .settings import GatewaySettings
 

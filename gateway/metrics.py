@@ -22,7 +22,7 @@ from prometheus_client import (
     process_collector,
 )
 
-from workers import protocol
+from kafkarpc import protocol
 
 PREFIX = "rpcgw"
 OTHER_METHOD = "_other"

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from workers import protocol
+from kafkarpc import protocol
 
 from . import correlation
 from .errors import GatewayError, WorkerError

@@ -12,7 +12,7 @@ from .errors import KafkaUnavailableError, ReplyTimeout, UnknownTopicError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from workers import protocol
+    from kafkarpc import protocol
 
     from .producer import Delivery, RequestProducer
 

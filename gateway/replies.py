@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import confluent_kafka
 
-from workers import protocol
-from workers.batches import next_batch
+from kafkarpc import protocol
+from kafkarpc.batches import next_batch
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Message

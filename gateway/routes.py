@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from workers import protocol
+from kafkarpc import protocol
 
 from . import problems
 from .errors import GatewayError

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from workers import protocol
+from kafkarpc import protocol
 
 from . import problems
 from .errors import (

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from workers import protocol
+from kafkarpc import protocol
 
 from .transport import CoalescingTransport
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workers import protocol
+from kafkarpc import protocol
 
 # librdkafka's default ``message.max.bytes``: the largest record the producer will send.
 LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000

@@ -27,7 +27,7 @@ from confluent_kafka import TopicPartition
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from workers.batches import next_batch
+from kafkarpc.batches import next_batch
 
 from .errors import UnavailableError, UnknownTopicError
 

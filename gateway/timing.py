@@ -16,7 +16,7 @@ and the answer carries the W3C ``Server-Timing`` header with the segments betwee
 
 from __future__ import annotations
 
-from workers import protocol
+from kafkarpc import protocol
 
 SEGMENTS = (
     ("gateway", "http_in", "produced"),

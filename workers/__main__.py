@@ -9,9 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from workers.connection import KafkaSettings
+from kafkarpc.connection import KafkaSettings
+from kafkarpc.logs import configure_logging
 from workers.errors import RegistryError
-from workers.logs import configure_logging
 from workers.registry import HandlerRegistry
 from workers.runtime import Worker
 from workers.settings import WorkerSettings

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from confluent_kafka import KafkaException, TopicPartition
 
-from workers.batches import next_batch
+from kafkarpc.batches import next_batch
 
 if TYPE_CHECKING:
-    from workers.clients import ConsumerClient, Message
+    from kafkarpc.clients import ConsumerClient, Message
     from workers.offsets import Partition
 
 log = logging.getLogger(__name__)

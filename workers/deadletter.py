@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from workers.clients import Message, RecordHeaders
-from workers.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, RESERVED_PREFIX
+from kafkarpc.clients import Message, RecordHeaders
+from kafkarpc.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, RESERVED_PREFIX
 
 # Every header this module owns starts with this; copies from the request are dropped.
 DEAD_LETTER_PREFIX = f"{RESERVED_PREFIX}dead-letter-"

@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from workers import logs
-from workers.deadletter import DeadLetter, Reason, dead_letter_for
-from workers.errors import HandlerError, TransientError
-from workers.protocol import (
+from kafkarpc import logs
+from kafkarpc.protocol import (
     CORRELATION_ID,
     CORRELATION_ID_PATTERN,
     REPLY_PARTITION,
@@ -36,11 +34,13 @@ from workers.protocol import (
     Request,
     stamp,
 )
+from workers.deadletter import DeadLetter, Reason, dead_letter_for
+from workers.errors import HandlerError, TransientError
 from workers.registry import Registration, Response
 from workers.retries import RetryPolicy
 
 if TYPE_CHECKING:
-    from workers.clients import Message, RecordHeaders
+    from kafkarpc.clients import Message, RecordHeaders
     from workers.metrics import WorkerMetrics
     from workers.registry import HandlerRegistry
     from workers.settings import WorkerSettings

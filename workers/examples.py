@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
+from kafkarpc.protocol import Request
 from workers.errors import HandlerError
-from workers.protocol import Request
 from workers.registry import HandlerRegistry, Response
 
 registry = HandlerRegistry()

@@ -18,7 +18,7 @@ from workers.errors import DeliveryError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from workers.clients import ProducerClient
+    from kafkarpc.clients import ProducerClient
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from workers.deadletter import DeadLetter, Reason, dead_letter_for
 
 if TYPE_CHECKING:
-    from workers.clients import Message
+    from kafkarpc.clients import Message
     from workers.dispatcher import Outcome
     from workers.metrics import WorkerMetrics
     from workers.producer import ReplyProducer

@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from kafkarpc.protocol import Request, valid_method
 from workers.errors import RegistryError
-from workers.protocol import Request, valid_method
 
 Handler = Callable[[Request], Awaitable[Any]] | Callable[[Request], Any]
 H = TypeVar("H", bound=Handler)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from confluent_kafka import Consumer, Producer
 
-from workers.connection import KafkaSettings, redacted
+from kafkarpc.connection import KafkaSettings, redacted
 from workers.consumer import RequestConsumer, lag_from_statistics
 from workers.dispatcher import Dispatcher
 from workers.metrics import WorkerMetrics
@@ -33,7 +33,7 @@ from workers.publisher import OutcomePublisher
 from workers.settings import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
 
 if TYPE_CHECKING:
-    from workers.clients import ConsumerClient, ConsumerFactory, Message, ProducerClient, ProducerFactory
+    from kafkarpc.clients import ConsumerClient, ConsumerFactory, Message, ProducerClient, ProducerFactory
     from workers.registry import HandlerRegistry
     from workers.settings import WorkerSettings
 

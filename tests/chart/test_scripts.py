@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from workers.connection import KafkaSettings
+from kafkarpc.connection import KafkaSettings
 
 from .conftest import Manifests
 

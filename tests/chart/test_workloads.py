@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import GatewaySettings
-from workers.connection import KafkaSettings
+from kafkarpc.connection import KafkaSettings
 from workers.settings import WorkerSettings
 
 from .conftest import KUBE_VERSIONS, RELEASE, Helm, Manifests, with_kafka

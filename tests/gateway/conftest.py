@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from gateway.app import Gateway, create_app
 from gateway.settings import GatewaySettings
-from workers.connection import KafkaSettings
+from kafkarpc.connection import KafkaSettings
 
 from .fakes import FakeClients, FakeCluster
 

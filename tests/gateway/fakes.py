@@ -3,7 +3,7 @@
 `FakeCluster` keeps topic logs; `FakeProducer`/`FakeConsumer` implement the
 confluent calls the gateway makes (produce/poll/flush, assign/consume/watermarks,
 list_topics) with real ``Message``/``KafkaError`` objects, and block on a condition
-variable rather than sleeping. `FakeWorker` answers requests with `workers.protocol`.
+variable rather than sleeping. `FakeWorker` answers requests with `kafkarpc.protocol`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from workers import protocol
+from kafkarpc import protocol
 
 
 @dataclass

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.errors import BadRequestError, HeadersTooLargeError
 from gateway.headers import HeaderPolicy, prefer_wait
-from workers import protocol
+from kafkarpc import protocol
 
 
 @pytest.mark.parametrize(

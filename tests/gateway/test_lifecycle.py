@@ -16,7 +16,7 @@ from gateway.client import State
 from gateway.errors import ClientDisconnectedError
 from gateway.server import CONNECTION_CLOSED
 from gateway.settings import GatewaySettings
-from workers import protocol
+from kafkarpc import protocol
 
 from .conftest import Harness, running
 from .fakes import FakeCluster, FakeWorker, echo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from workers import protocol
+from kafkarpc import protocol
 
 from .conftest import Harness
 from .fakes import record_headers

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError
 from gateway.errors import ClientDisconnectedError
 from gateway.rpc import read_body
 from gateway.settings import GatewaySettings
-from workers import protocol
+from kafkarpc import protocol
 
 from .conftest import Harness, running
 from .fakes import FakeCluster, FakeWorker, echo, record_headers

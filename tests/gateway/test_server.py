@@ -14,7 +14,7 @@ import uvicorn
 
 from gateway.server import CONNECTION_CLOSED, gateway_http_protocol
 from gateway.transport import FLUSH_BYTES, CoalescingTransport
-from workers import protocol
+from kafkarpc import protocol
 
 LIMIT = 4096
 

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from gateway import correlation
 from gateway.kafka import consumer_config, producer_config
 from gateway.settings import GatewaySettings
-from workers.connection import KafkaSettings
-from workers.logs import JsonFormatter
+from kafkarpc.connection import KafkaSettings
+from kafkarpc.logs import JsonFormatter
 
 
 def test_reserved_headers_cannot_be_allow_listed() -> None:

@@ -18,8 +18,9 @@ from devstack import ExistingKafka, KafkaCluster
 from gateway.app import Gateway
 from gateway.server import gateway_http_protocol
 from gateway.settings import GatewaySettings
-from workers import examples, protocol
-from workers.connection import KafkaSettings
+from kafkarpc import protocol
+from kafkarpc.connection import KafkaSettings
+from workers import examples
 from workers.registry import HandlerRegistry, Response
 from workers.runtime import Worker
 from workers.settings import WorkerSettings

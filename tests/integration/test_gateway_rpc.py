@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from gateway.app import create_app
-from workers import protocol
+from kafkarpc import protocol
 
 from .harness import REQUEST_PARTITIONS, Gate, Topics, gateway_of, listening, metric, serving, working
 

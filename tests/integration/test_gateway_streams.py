@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from fastapi import FastAPI
 
 from gateway.app import create_app
-from workers import protocol
+from kafkarpc import protocol
 
 from .harness import Topics, gateway_of, serving
 

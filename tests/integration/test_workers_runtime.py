@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from devstack import ExistingKafka, KafkaCluster
+from kafkarpc.protocol import DEAD_LETTER_REASON
 from tests.workers.realkafka import (
     RecordReader,
     Requester,
@@ -17,7 +18,6 @@ from tests.workers.realkafka import (
     eventually,
     make_request,
 )
-from workers.protocol import DEAD_LETTER_REASON
 
 Kafka = KafkaCluster | ExistingKafka
 

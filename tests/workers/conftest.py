@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from kafkarpc.connection import KafkaSettings
+from kafkarpc.protocol import Reply, Request
 from tests.workers.fakes import FakeBroker, FakeConsumer, FakeMessage, FakeProducer
-from workers.connection import KafkaSettings
-from workers.protocol import Reply, Request
 from workers.registry import HandlerRegistry
 from workers.runtime import Worker
 from workers.settings import WorkerSettings

@@ -1,6 +1,6 @@
 """In-memory Kafka for unit tests: the broker, and Consumer/Producer fakes with confluent's API.
 
-They implement `workers.clients.ConsumerClient`/`ProducerClient`, so the Worker under test
+They implement `kafkarpc.clients.ConsumerClient`/`ProducerClient`, so the Worker under test
 runs its real consumer thread, producer thread, offset tracking and hand-offs. Rebalance
 callbacks are served inside ``consume()`` on the consumer thread, as librdkafka does.
 """

@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from devstack.ports import claim
 from devstack.probes import metric_total
 from devstack.process import Child
-from workers.protocol import Reply, Request
+from kafkarpc.protocol import Reply, Request
 
 # Low session timeout (the broker's minimum is 6 s) so a killed worker's partitions move quickly.
 TEST_KAFKA_PROPERTIES = {

@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import pytest
 
+from kafkarpc import protocol
+from kafkarpc.protocol import CORRELATION_ID, REPLY_TO, Request
 from tests.workers.conftest import request, settings
 from tests.workers.fakes import FakeMessage
-from workers import protocol
 from workers.dispatcher import Dispatcher
 from workers.errors import TransientError
 from workers.metrics import WorkerMetrics
-from workers.protocol import CORRELATION_ID, REPLY_TO, Request
 from workers.registry import HandlerRegistry
 
 

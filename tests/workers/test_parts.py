@@ -6,10 +6,10 @@ import logging
 
 import orjson
 
+from kafkarpc.logs import JsonFormatter, correlation_id
+from kafkarpc.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE
 from workers.consumer import lag_from_statistics
 from workers.deadletter import Reason, dead_letter
-from workers.logs import JsonFormatter, correlation_id
-from workers.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE
 
 
 def test_dead_letters_keep_the_record_and_drop_forged_dead_letter_headers() -> None:

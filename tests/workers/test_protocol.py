@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers import protocol
+from kafkarpc import protocol
 
 
 def test_stamps_append_in_order_in_epoch_microseconds() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kafkarpc.protocol import Request
 from workers.__main__ import load_registry
 from workers.errors import RegistryError
-from workers.protocol import Request
 from workers.registry import HandlerRegistry
 
 

@@ -8,10 +8,10 @@ import threading
 import orjson
 import pytest
 
+from kafkarpc.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, Request
 from tests.workers.conftest import DLT, REPLIES, REQUESTS, request, send, serving, settings
 from tests.workers.fakes import FakeBroker
 from workers.errors import HandlerError
-from workers.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, Request
 from workers.registry import HandlerRegistry, Response
 
 
