@@ -28,7 +28,6 @@ from typing import Any, cast
 
 import confluent_kafka
 
-from gateway.kafka import consumer_config, producer_config
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
 from kafkarpc.connection import KafkaSettings
@@ -57,9 +56,9 @@ class PingPong:
         self.exchanges = 0
         """Requests sent so far, warm-up included (the denominator of CPU per request)."""
         gateway = GatewaySettings(request_topic=request_topic, reply_topic=reply_topic)
-        self._producer = confluent_kafka.Producer(producer_config(gateway, kafka, "bench-pingpong"))
+        self._producer = confluent_kafka.Producer(gateway.producer_config(kafka, "bench-pingpong"))
         self._consumer = confluent_kafka.Consumer(
-            consumer_config(kafka, f"bench-pingpong-{uuid.uuid4().hex}")
+            gateway.consumer_config(kafka, f"bench-pingpong-{uuid.uuid4().hex}")
         )
         self._assign_at_end()
         self._in_flight: dict[str, tuple[float, bytes]] = {}

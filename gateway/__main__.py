@@ -8,7 +8,6 @@ from kafkarpc.connection import KafkaSettings, redacted
 from kafkarpc.logs import configure_logging
 
 from .app import create_app
-from .kafka import producer_config
 from .server import GatewayServer
 from .settings import GatewaySettings
 
@@ -24,7 +23,7 @@ def main() -> None:
         "starting gateway",
         extra={
             "settings": settings.model_dump(),
-            "kafka": redacted(producer_config(settings, kafka_settings, "-")),
+            "kafka": redacted(settings.producer_config(kafka_settings, "-")),
         },
     )
     app = create_app(settings, kafka_settings)

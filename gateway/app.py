@@ -15,22 +15,25 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from kafkarpc import protocol
+from kafkarpc.clients import ConfluentClients
+from kafkarpc.producer import AsyncProducer
+from kafkarpc.statistics import consumer_lag
 
 from . import problems, routes, rpc, streams
 from .client import RequestReplyClient
 from .correlation import CorrelationIds
+from .feeds import Streams
 from .headers import HeaderPolicy
 from .health import KafkaHealth
-from .kafka import ConfluentClients, KafkaClients, consumer_config, producer_config
 from .metrics import GatewayMetrics
 from .pending import PendingReplies
-from .producer import RequestProducer
 from .publisher import TopicPublisher
 from .replies import ReplyListener, ReplyRouter
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
+    from kafkarpc.clients import KafkaClients
     from kafkarpc.connection import KafkaSettings
 
     from .settings import GatewaySettings
@@ -49,11 +52,11 @@ class Gateway:
     body_limit: int
     """Largest accepted request body in bytes."""
     health: KafkaHealth
-    producer: RequestProducer
+    producer: AsyncProducer
     listener: ReplyListener
     client: RequestReplyClient
     publisher: TopicPublisher
-    streams: streams.Streams
+    streams: Streams
 
 
 class GatewayAPI(FastAPI):
@@ -132,23 +135,20 @@ def _assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients:
     metrics = GatewayMetrics(settings.max_timeout, settings.metric_methods_limit)
     pending: PendingReplies[protocol.Reply] = PendingReplies(settings.max_pending)
     health = KafkaHealth(settings.request_topic, settings.reply_topic, settings.startup_timeout)
-    producer_settings = producer_config(settings, kafka_settings, ids.tag)
-    producer = RequestProducer(
-        clients,
-        producer_settings,
-        metrics,
-        on_request_error=pending.fail,
-        on_kafka_error=health.on_error,
-    )
+    producer_config = settings.producer_config(kafka_settings, ids.tag)
+    producer = AsyncProducer(clients, {**producer_config, "error_cb": health.on_error})
     health.attach(producer.client)
     router = ReplyRouter(pending, ids, metrics, timing=settings.timing)
+
+    def reply_lag(statistics: str) -> None:
+        metrics.reply_consumer_lag.set(consumer_lag(statistics, since="delivered"))
+
+    consumer_config = settings.consumer_config(kafka_settings, ids.tag)
     listener = ReplyListener(
-        clients=clients,
-        config=consumer_config(kafka_settings, ids.tag),
+        clients.consumer({**consumer_config, "error_cb": health.on_error, "stats_cb": reply_lag}),
         on_batch=router.route,
-        metrics=metrics,
         batch_size=settings.consume_batch_size,
-        on_kafka_error=health.on_error,
+        timeout=settings.startup_timeout,
     )
     client = RequestReplyClient(
         settings=settings,
@@ -164,18 +164,22 @@ def _assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients:
         ids=ids,
         metrics=metrics,
         headers=HeaderPolicy(settings.forward_headers, settings.max_forward_header_bytes),
-        body_limit=settings.body_limit(producer_settings),
+        body_limit=settings.body_limit(producer_config),
         health=health,
         producer=producer,
         listener=listener,
         client=client,
-        publisher=TopicPublisher(producer, settings.publish_topics, settings.startup_timeout),
-        streams=streams.Streams(
+        publisher=TopicPublisher(
+            producer, settings.publish_topics, settings.startup_timeout, refused=client.produce_failed
+        ),
+        streams=Streams(
             clients,
-            consumer_config(kafka_settings, ids.tag),
+            consumer_config,
             frozenset(settings.stream_topics),
-            settings.max_streams,
-            settings.startup_timeout,
+            max_streams=settings.max_streams,
+            buffer=settings.stream_buffer,
+            timeout=settings.startup_timeout,
+            metrics=metrics,
         ),
     )
 

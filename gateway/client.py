@@ -17,22 +17,28 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from kafkarpc import protocol
+from kafkarpc.errors import DeliveryError
 
 from .errors import (
     ClientDisconnectedError,
+    GatewayError,
     KafkaUnavailableError,
     NotAcceptingError,
     OverloadedError,
     ReplyTimeout,
+    delivery_error,
 )
-from .health import retry_in_thread
 from .pending import PendingFullError, PendingReplies
 
 if TYPE_CHECKING:
+    from confluent_kafka import KafkaError
+
+    from kafkarpc.clients import Message
+    from kafkarpc.producer import AsyncProducer
+
     from .correlation import CorrelationIds
     from .health import KafkaHealth
     from .metrics import GatewayMetrics
-    from .producer import RequestProducer
     from .replies import ReplyListener
     from .settings import GatewaySettings
 
@@ -57,7 +63,7 @@ class RequestReplyClient:
         settings: GatewaySettings,
         ids: CorrelationIds,
         pending: PendingReplies[protocol.Reply],
-        producer: RequestProducer,
+        producer: AsyncProducer,
         listener: ReplyListener,
         health: KafkaHealth,
         metrics: GatewayMetrics,
@@ -81,12 +87,12 @@ class RequestReplyClient:
             self.state is State.RUNNING
             and self._health.reachable
             and self._health.fatal is None
-            and self._listener.positioned.is_set()
+            and self._listener.running
         )
 
     async def start(self) -> None:
         """Reach Kafka (retrying), position the reply consumer, then accept requests."""
-        self._producer.start()
+        self._producer.start(self.request_failed)
         await self._health.wait_reachable()
         partition = self._settings.reply_partition
         if partition is None:
@@ -96,12 +102,7 @@ class RequestReplyClient:
                 f"reply partition {partition} does not exist: {self._settings.reply_topic!r} has "
                 f"{self._health.reply_partitions}"
             )
-        await retry_in_thread(
-            partial(
-                self._listener.start, self._settings.reply_topic, partition, self._settings.startup_timeout
-            )
-        )
-        await self._listener.positioned.wait()
+        await self._listener.start(self._settings.reply_topic, partition)
         if self.state is State.STARTING:
             self.state = State.RUNNING
             self.started.set()
@@ -124,8 +125,8 @@ class RequestReplyClient:
             log.warning("shutdown with requests still pending", extra={"pending": len(self._pending)})
         self.state = State.STOPPED
         await self._health.stop()
-        await asyncio.to_thread(self._producer.stop, flush_timeout)
-        await asyncio.to_thread(self._listener.stop)
+        await self._producer.stop(flush_timeout)
+        await self._listener.stop()
 
     def ensure_accepting(self) -> None:
         """Raise unless new requests may be produced now.
@@ -210,15 +211,29 @@ class RequestReplyClient:
                 extra=extra or [],
                 timing=protocol.stamp(timing, "produced") if timing else "",
             )
-            self._producer.send_request(
-                self._settings.request_topic, body, correlation_id.encode(), request.headers()
-            )
+            try:
+                self._producer.produce(
+                    self._settings.request_topic, body, correlation_id.encode(), request.headers()
+                )
+            except DeliveryError as exc:
+                raise self.produce_failed(exc.error) from None
             return await future
         finally:
             expiry.cancel()
             if disconnected is not None:
                 disconnected.remove_done_callback(abandon)
             self._pending.discard(correlation_id)
+
+    def produce_failed(self, error: KafkaError) -> GatewayError:
+        """Count a refused produce and return the gateway error that answers it."""
+        self._metrics.produce_errors.labels(error.name()).inc()
+        return delivery_error(error)
+
+    def request_failed(self, message: Message, error: KafkaError) -> None:
+        """`AsyncProducer` ``on_failed``: a request Kafka refused later fails its caller (loop thread)."""
+        key = message.key()
+        failure = self.produce_failed(error)
+        self._pending.fail(key.decode("utf-8", "replace") if key else "", failure)
 
     def _expire(self, correlation_id: str, wait: float) -> None:
         self._pending.fail(correlation_id, ReplyTimeout(f"no reply within {wait:g} s"))

@@ -6,7 +6,7 @@
     ├── PayloadTooLargeError         413  body over the limit, refused before producing
     ├── HeadersTooLargeError         431  forwarded caller headers over the limit
     ├── ClientDisconnectedError      499  the caller went away (never sent; metrics and logs only)
-    ├── WorkerError                  502  the worker replied with a 5xx or an invalid status
+    ├── WorkerFailedError            502  the worker replied with a 5xx or an unusable reply
     ├── UnavailableError             503  definitely not sent; Retry-After
     │   ├── OverloadedError     429/503  pending requests at the cap (load shedding)
     │   ├── ProducerQueueFullError       librdkafka's local queue is full (BufferError)
@@ -14,10 +14,18 @@
     │   └── NotAcceptingError            starting up or draining for shutdown
     └── ReplyTimeout                 504  no reply by the deadline (the request may have run)
 
-`gateway.problems` turns any of them into an RFC 9457 response, in one place.
+`gateway.problems` turns any of them into an RFC 9457 response, in one place; `delivery_error`
+says which one a Kafka delivery error is.
 """
 
 from __future__ import annotations
+
+from confluent_kafka import KafkaError
+
+# Delivery errors after which the record may still have been written: the caller
+# gets 504 (indeterminate), never a "safe to retry" 503 (RELIABILITY.md §1.2).
+INDETERMINATE = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT})
+TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
 
 
 class GatewayError(Exception):
@@ -55,7 +63,7 @@ class ClientDisconnectedError(GatewayError):
     status, title, outcome = 499, "Client Closed Request", "disconnected"
 
 
-class WorkerError(GatewayError):
+class WorkerFailedError(GatewayError):
     status, title, outcome = 502, "Bad Gateway", "worker_error"
 
     def __init__(self, detail: str, *, worker_status: int) -> None:
@@ -91,3 +99,15 @@ class NotAcceptingError(UnavailableError):
 
 class ReplyTimeout(GatewayError):
     status, title, outcome = 504, "Gateway Timeout", "timeout"
+
+
+def delivery_error(error: KafkaError) -> GatewayError:
+    """The gateway error for a librdkafka delivery error, reported at once or later."""
+    code = error.code()
+    if code == KafkaError._QUEUE_FULL:
+        return ProducerQueueFullError("the Kafka producer queue is full", retry_after=1)
+    if code in INDETERMINATE:
+        return ReplyTimeout(f"the request may or may not have been written: {error.str()}")
+    if code in TOO_LARGE:
+        return PayloadTooLargeError(f"the broker refused the record: {error.str()}")
+    return KafkaUnavailableError(f"produce failed: {error.str()}", retry_after=1)

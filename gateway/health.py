@@ -1,44 +1,26 @@
 """`KafkaHealth`: whether the brokers are reachable, from librdkafka error events and metadata probes.
 
-librdkafka reports "all brokers down" (and fatal errors) through ``error_cb`` on a
-client thread; that flips the state at once, and a probe task (tenacity backoff,
-metadata requests only) flips it back once the brokers answer again. Readiness and
-the fail-fast 503 read the state without any I/O.
+librdkafka reports "all brokers down" (and fatal errors) through ``error_cb`` on a client
+thread; that flips the state at once, and a probe task (metadata requests only, retried
+with backoff) flips it back once the brokers answer again. A probe only counts if no
+"all brokers down" arrived while it ran: an answer from before the outage says nothing
+about now. Readiness and the fail-fast 503 read the state without any I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import confluent_kafka
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from kafkarpc.startup import in_thread_until_it_works
 
 if TYPE_CHECKING:
-    from .kafka import KafkaProducer
+    from kafkarpc.clients import ProducerClient
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-async def retry_in_thread(call: Callable[[], T]) -> T:
-    """Run a blocking start-up call in a thread until it succeeds, backing off up to 2 s.
-
-    Start-up meets passing errors (brokers still starting, a fresh topic without a
-    leader yet); it keeps trying until it works or the start-up task is cancelled.
-    """
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(Exception),
-        wait=wait_exponential(multiplier=0.05, max=2.0),
-        before_sleep=_log_retry,
-        reraise=True,
-    ):
-        with attempt:
-            return await asyncio.to_thread(call)
-    raise AssertionError("unreachable: AsyncRetrying either returns or raises")
 
 
 class TopicMissingError(Exception):
@@ -52,17 +34,18 @@ class KafkaHealth:
         self._loop = asyncio.get_running_loop()
         self._topics = (request_topic, reply_topic)
         self._probe_timeout = probe_timeout
-        self._producer: KafkaProducer | None = None
+        self._producer: ProducerClient | None = None
+        self._outages = 0  # "all brokers down" events so far
         self.recovery: asyncio.Task[None] | None = None
         """The probe task running after "all brokers down", if any."""
         self.reachable = False
-        """The last probe succeeded and no "all brokers down" came after it."""
+        """The last probe succeeded and no "all brokers down" came during or after it."""
         self.fatal: str | None = None
         """A fatal librdkafka error; the process must be restarted (liveness fails)."""
         self.reply_partitions = 0
         """Partition count of the reply topic, from the last probe."""
 
-    def attach(self, producer: KafkaProducer) -> None:
+    def attach(self, producer: ProducerClient) -> None:
         """The client whose metadata calls probe the cluster."""
         self._producer = producer
 
@@ -74,16 +57,24 @@ class KafkaHealth:
         if error.fatal():
             self.fatal = error.str()
             log.error("fatal Kafka client error", extra={"error": error.str()})
-        elif error.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN and self.reachable:
-            self.reachable = False
-            log.warning("all Kafka brokers are down", extra={"error": error.str()})
-            self.recovery = asyncio.create_task(self.wait_reachable())
+        elif error.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
+            self._outages += 1
+            if self.reachable:
+                self.reachable = False
+                log.warning("all Kafka brokers are down", extra={"error": error.str()})
+                self.recovery = asyncio.create_task(self.wait_reachable())
         else:
             log.info("Kafka client error", extra={"error": error.str()})
 
     async def wait_reachable(self) -> None:
-        """Probe until the brokers answer and both topics exist; then mark reachable."""
-        self.reply_partitions = await retry_in_thread(self.probe)
+        """Probe until the brokers answer and both topics exist, with no outage meanwhile."""
+        while True:
+            outages = self._outages
+            partitions = await in_thread_until_it_works(self.probe)
+            if self._outages == outages:
+                break
+            log.info("Kafka reported all brokers down during the probe; probing again")
+        self.reply_partitions = partitions
         self.reachable = True
 
     def probe(self) -> int:
@@ -109,11 +100,3 @@ class KafkaHealth:
         if self.recovery is not None:
             self.recovery.cancel()
             await asyncio.gather(self.recovery, return_exceptions=True)
-
-
-def _log_retry(state: Any) -> None:
-    outcome = state.outcome
-    log.warning(
-        "Kafka not ready, retrying",
-        extra={"attempt": state.attempt_number, "error": str(outcome.exception()) if outcome else None},
-    )

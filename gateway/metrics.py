@@ -101,6 +101,14 @@ class GatewayMetrics:
             ["topic", "outcome"],
             registry=registry,
         )
+        self.stream_subscribers = Gauge(
+            f"{PREFIX}_stream_subscribers", "Open SSE and WebSocket stream connections.", registry=registry
+        )
+        self.stream_overflows = Counter(
+            f"{PREFIX}_stream_overflows",
+            "Stream subscribers cut off for falling more than GATEWAY_STREAM_BUFFER records behind.",
+            registry=registry,
+        )
         Info(f"{PREFIX}_build", "Gateway build.", registry=registry).info({"version": _version()})
 
     def method_label(self, method: str) -> str:

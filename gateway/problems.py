@@ -14,7 +14,7 @@ from starlette.responses import Response
 from kafkarpc import protocol
 
 from . import correlation
-from .errors import GatewayError, WorkerError
+from .errors import GatewayError, WorkerFailedError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -50,12 +50,12 @@ def problem(
 def from_error(error: GatewayError) -> Response:
     """The response for a gateway error."""
     members: dict[str, object] = {}
-    if isinstance(error, WorkerError):
+    if isinstance(error, WorkerFailedError):
         members["worker_status"] = error.worker_status
     return problem(error.status, error.title, error.detail, retry_after=error.retry_after, **members)
 
 
-def worker_error(reply: protocol.Reply) -> WorkerError:
+def worker_error(reply: protocol.Reply) -> WorkerFailedError:
     """A 502 for a worker's 5xx (or otherwise unusable) reply, keeping the worker's detail."""
     detail = f"the worker failed with status {reply.status}"
     try:
@@ -64,7 +64,7 @@ def worker_error(reply: protocol.Reply) -> WorkerError:
         document = None
     if isinstance(document, dict) and isinstance(document.get("detail"), str):
         detail = document["detail"][:WORKER_DETAIL_MAX]
-    return WorkerError(detail, worker_status=reply.status)
+    return WorkerFailedError(detail, worker_status=reply.status)
 
 
 def crash(exc: Exception) -> Response:

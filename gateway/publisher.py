@@ -3,28 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import confluent_kafka
 
-from .errors import KafkaUnavailableError, ReplyTimeout, UnknownTopicError
+from kafkarpc.errors import DeliveryError
+
+from .errors import GatewayError, KafkaUnavailableError, ReplyTimeout, UnknownTopicError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from kafkarpc import protocol
-
-    from .producer import Delivery, RequestProducer
+    from kafkarpc.producer import AsyncProducer, Delivery
 
 
 class TopicPublisher:
-    """Publishes to topics on the allow-list that exist on the cluster; never creates one."""
+    """Publishes to topics on the allow-list that exist on the cluster; never creates one.
 
-    def __init__(self, producer: RequestProducer, topics: Iterable[str], metadata_timeout: float) -> None:
+    Args:
+        producer: The gateway's producer.
+        topics: The allow-list.
+        metadata_timeout: Seconds a topic-existence check may take.
+        refused: Counts a delivery error and returns the gateway error answering it.
+    """
+
+    def __init__(
+        self,
+        producer: AsyncProducer,
+        topics: Iterable[str],
+        metadata_timeout: float,
+        refused: Callable[[confluent_kafka.KafkaError], GatewayError],
+    ) -> None:
         self._producer = producer
         self._allowed = frozenset(topics)
         self._known: set[str] = set()
         self._metadata_timeout = metadata_timeout
+        self._refused = refused
 
     async def publish(
         self, topic: str, value: bytes, key: bytes | None, headers: protocol.Headers, wait: float
@@ -33,14 +49,15 @@ class TopicPublisher:
 
         Raises:
             UnknownTopicError: ``topic`` is not allow-listed or does not exist.
-            ProducerQueueFullError, KafkaUnavailableError: not sent.
+            ProducerQueueFullError, KafkaUnavailableError, PayloadTooLargeError: refused.
             ReplyTimeout: no delivery report in ``wait`` seconds (it may still be written).
         """
         await self.check(topic)
-        delivery = self._producer.publish(topic, value, key, headers)
         try:
             async with asyncio.timeout(wait):
-                return await delivery
+                return await self._producer.send(topic, value, key, headers)
+        except DeliveryError as exc:
+            raise self._refused(exc.error) from None
         except TimeoutError:
             detail = f"no delivery report within {wait:g} s; the record may still be written"
             raise ReplyTimeout(detail) from None

@@ -1,10 +1,10 @@
-"""`ReplyListener`: one thread reads this replica's reply partition and hands batches to the loop.
+"""`ReplyListener` reads this replica's reply partition; `ReplyRouter` resolves the waiting futures.
 
 The consumer is ``assign()``ed one partition (no group, so no rebalances) at the
 partition's high watermark, read *before* the listener reports `positioned`: every
-reply to a request sent after that is read. The thread fetches with `next_batch`, which
-returns at the first record without holding the GIL while it waits. Each batch crosses
-to the loop with one ``call_soon_threadsafe``, where `ReplyRouter` resolves futures.
+reply to a request sent after that is read. A `Fetcher` owns the consumer: its thread
+positions it, fetches, and hands each batch to the loop with one ``call_soon_threadsafe``,
+where `ReplyRouter` matches replies to requests.
 """
 
 from __future__ import annotations
@@ -12,28 +12,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import confluent_kafka
 
 from kafkarpc import protocol
-from kafkarpc.batches import next_batch
+from kafkarpc.errors import ProtocolError
+from kafkarpc.fetcher import Fetcher
+from kafkarpc.startup import retrying
 
 if TYPE_CHECKING:
-    from confluent_kafka import KafkaError, Message
+    from kafkarpc.clients import ConsumerClient, Message
 
     from .correlation import CorrelationIds
-    from .kafka import KafkaClients, KafkaConsumer
     from .metrics import GatewayMetrics
     from .pending import PendingReplies
 
 log = logging.getLogger(__name__)
-
-POLL_SECONDS = 0.1
-"""Longest a poll() waits when idle, so stop() is noticed; a record ends the wait at once."""
 
 
 class ReplyRouter:
@@ -60,15 +57,10 @@ class ReplyRouter:
         """
         routed_at: float | None = None
         for message in batch:
-            error = message.error()
-            if error is not None:
-                log.warning("reply consumer error", extra={"error": str(error)})
-                continue
-            # Consumed records always carry a list of (str, bytes) pairs; the stub's type is wider.
-            headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
+            headers = message.headers()
             try:
                 reply = protocol.Reply.from_record(message.value(), headers)
-            except protocol.ProtocolError as exc:
+            except ProtocolError as exc:
                 self._metrics.malformed_replies.inc()
                 log.warning(
                     "malformed reply dropped",
@@ -95,81 +87,62 @@ class ReplyRouter:
 
 
 class ReplyListener:
-    """Owns the reply consumer and its thread; construct it on the event loop."""
+    """Owns the reply consumer through a `Fetcher`; construct it on the event loop.
+
+    Args:
+        client: The consumer, built from `GatewaySettings.consumer_config`.
+        on_batch: `ReplyRouter.route`.
+        batch_size: Most replies handed to the loop at once.
+        timeout: Seconds the watermark request may take (retried until it answers).
+    """
 
     def __init__(
         self,
+        client: ConsumerClient,
         *,
-        clients: KafkaClients,
-        config: dict[str, Any],
         on_batch: Callable[[Sequence[Message], float], None],
-        metrics: GatewayMetrics,
         batch_size: int,
-        on_kafka_error: Callable[[KafkaError], None],
+        timeout: float,
     ) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._consumer: KafkaConsumer = clients.consumer(
-            {**config, "error_cb": on_kafka_error, "logger": log}
-        )
-        self._on_batch = on_batch
-        self._metrics = metrics
-        self._batch_size = batch_size
-        self._running = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._fetcher = Fetcher(client, name="rpcgw-replies", on_batch=on_batch, batch_size=batch_size)
+        self._timeout = timeout
         self.positioned = asyncio.Event()
         """Set once the consumer is assigned and positioned; replies from then on are seen."""
         self.partition: int | None = None
         """The reply partition read, once started."""
 
     @property
-    def client(self) -> KafkaConsumer:
-        """The underlying consumer, for metadata calls."""
-        return self._consumer
+    def running(self) -> bool:
+        """Positioned and its thread still fetching."""
+        return self.positioned.is_set() and self._fetcher.alive
 
-    def start(self, topic: str, partition: int, timeout: float) -> None:
-        """Position at the high watermark of ``topic``/``partition`` and start the consume thread.
+    async def start(self, topic: str, partition: int) -> None:
+        """Position at the high watermark of ``topic``/``partition`` and start fetching.
 
-        Blocking (one watermark request); call it through ``asyncio.to_thread``.
-        `positioned` is set from the loop once the thread starts consuming.
+        The watermark request is retried (with backoff, logged) until the broker answers or
+        `stop` is called; returns once positioned.
         """
-        watermarks = self._consumer.get_watermark_offsets(
-            confluent_kafka.TopicPartition(topic, partition), timeout=timeout
-        )
-        if watermarks is None:
-            raise TimeoutError(f"no watermarks for {topic}[{partition}]")
-        high = watermarks[1]
-        self._consumer.assign([confluent_kafka.TopicPartition(topic, partition, high)])
         self.partition = partition
-        self._running.set()
-        self._thread = threading.Thread(
-            target=self._consume_forever, args=(topic, partition), name="rpcgw-replies", daemon=True
-        )
-        self._thread.start()
-        log.info("reply consumer positioned", extra={"topic": topic, "partition": partition, "offset": high})
+        self._fetcher.start(lambda client: self._position(client, topic, partition))
+        await asyncio.shield(self._fetcher.started)
+        self.positioned.set()
 
-    def stop(self) -> None:
-        """Stop the thread and close the consumer; idempotent. Blocking."""
-        thread, self._thread = self._thread, None
-        self._running.clear()
-        if thread is not None:
-            thread.join()
-        if not self._closed:
-            self._closed = True
-            self._consumer.close()
+    async def stop(self) -> None:
+        """Stop fetching and close the consumer; idempotent. A start still retrying gives up."""
+        self.positioned.clear()
+        try:
+            await self._fetcher.close()
+        except Exception:
+            log.warning("the reply consumer had failed", exc_info=True)
 
-    def _consume_forever(self, topic: str, partition: int) -> None:
-        self._loop_call(self.positioned.set)
+    def _position(self, client: ConsumerClient, topic: str, partition: int) -> None:
         tp = confluent_kafka.TopicPartition(topic, partition)
-        while self._running.is_set():
-            batch = next_batch(self._consumer, self._batch_size, POLL_SECONDS)
-            if not batch:
-                continue
-            self._loop_call(self._on_batch, batch, time.time())
-            last = batch[-1].offset()
-            watermarks = self._consumer.get_watermark_offsets(tp, cached=True)
-            if watermarks is not None and last is not None:
-                self._metrics.reply_consumer_lag.set(max(watermarks[1] - last - 1, 0))
-
-    def _loop_call(self, callback: Callable[..., object], *args: object) -> None:
-        self._loop.call_soon_threadsafe(callback, *args)
+        high = -1
+        for attempt in retrying(lambda: self._fetcher.stopping):
+            with attempt:
+                watermarks = client.get_watermark_offsets(tp, timeout=self._timeout)
+                if watermarks is None:
+                    raise TimeoutError(f"no watermarks for {topic}[{partition}]")
+                high = watermarks[1]
+        client.assign([confluent_kafka.TopicPartition(topic, partition, high)])
+        log.info("reply consumer positioned", extra={"topic": topic, "partition": partition, "offset": high})

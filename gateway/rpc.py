@@ -212,7 +212,7 @@ def reply_parts(reply: protocol.Reply) -> tuple[int, bytes, list[tuple[bytes, by
     """Status, body and headers answering a worker reply: passed through below 500.
 
     Raises:
-        WorkerError: a 5xx, a non-final status or an unusable content type.
+        WorkerFailedError: a 5xx, a non-final status or an unusable content type.
     """
     if reply.status >= 500 or reply.status < 200:
         raise problems.worker_error(reply)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kafkarpc import protocol
+from kafkarpc.connection import PRODUCER_DEFAULTS, KafkaSettings
 
 # librdkafka's default ``message.max.bytes``: the largest record the producer will send.
 LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
@@ -52,8 +55,10 @@ class GatewaySettings(BaseSettings):
     """Topics ``POST /publish/{topic}`` may write to (JSON list); empty disables publishing."""
     stream_topics: list[str] = Field(default_factory=list)
     """Topics ``GET /stream/{topic}`` (SSE) and ``/ws/{topic}`` may follow (JSON list); empty disables."""
-    max_streams: int = Field(default=100, gt=0)
-    """Open streams at once (each holds a consumer and a thread); above it new ones get 503."""
+    max_streams: int = Field(default=10_000, gt=0)
+    """Open stream connections at once (one consumer per topic serves them all); above it 503."""
+    stream_buffer: int = Field(default=1_000, gt=0)
+    """Records one stream connection may fall behind before it is cut off (so none slows the others)."""
     metric_methods_limit: int = Field(default=100, gt=0)
     """Distinct method names given their own metric label; later ones share ``_other``."""
     consume_batch_size: int = Field(default=500, gt=0)
@@ -101,3 +106,44 @@ class GatewaySettings(BaseSettings):
     def graceful_shutdown_seconds(self) -> float:
         """How long SIGTERM waits for in-flight requests before cancelling them."""
         return self.shutdown_grace if self.shutdown_grace is not None else self.max_timeout + 5.0
+
+    def producer_config(self, kafka: KafkaSettings, instance: str) -> dict[str, Any]:
+        """The request producer's librdkafka config (it holds secrets: log only `redacted`).
+
+        Every property can be overridden through ``KAFKA_PROPERTIES`` except that
+        ``message.timeout.ms`` is capped at the longest request timeout, so nothing is
+        written after the caller who sent it has been answered 504.
+        """
+        max_timeout_ms = int(self.max_timeout * 1000)
+        config = kafka.client_config(
+            {
+                **PRODUCER_DEFAULTS,
+                "client.id": f"rpc-gateway-{instance}",
+                "message.timeout.ms": max_timeout_ms,
+            }
+        )
+        config["message.timeout.ms"] = min(int(config["message.timeout.ms"]), max_timeout_ms)
+        return config
+
+    def consumer_config(self, kafka: KafkaSettings, instance: str) -> dict[str, Any]:
+        """The reply and stream consumers' librdkafka config: assign()-only, no commits.
+
+        librdkafka insists on a ``group.id``; it is unique per process and never joined,
+        because partitions are assigned, not subscribed.
+        """
+        return kafka.client_config(
+            {
+                "client.id": f"rpc-gateway-{instance}",
+                "group.id": f"rpc-gateway-{instance}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                "allow.auto.create.topics": False,
+                # A parked fetch returns as soon as a record arrives, so this bounds only empty
+                # polls: 100 ms instead of 10 cut idle broker CPU ~3x with no latency change (bench).
+                "fetch.wait.max.ms": 100,
+                "fetch.error.backoff.ms": 10,
+                "socket.nagle.disable": True,
+                "statistics.interval.ms": 5000,  # reply consumer lag for the metric
+            }
+        )

@@ -1,20 +1,28 @@
-"""The seams to Kafka: the subset of confluent-kafka's API the worker uses, as Protocols.
+"""The seam to Kafka: the slice of confluent-kafka both applications call, as Protocols.
 
-Production passes ``confluent_kafka.Consumer``/``Producer``; unit tests pass in-memory fakes
-that implement the same methods, so both run the same worker code.
+Production passes `ConfluentClients`; unit tests pass an in-memory implementation of the
+same Protocols, so `AsyncProducer`, `Fetcher` and everything above them run unchanged in
+both. Every client built here sends librdkafka's own log lines through Python logging
+(`kafkarpc.logs.LIBRDKAFKA`), so none reaches the terminal raw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
-# Headers as consumed: (name, value) pairs in record order; a value may be absent.
+import confluent_kafka
+
+from .logs import LIBRDKAFKA
+
 RecordHeaders = list[tuple[str, bytes | None]]
+"""Headers as consumed: (name, value) pairs in record order; a value may be absent."""
+DeliveryCallback = Callable[[Any, Any], None]
+"""``(error or None, message)``, called on the thread serving the producer's ``poll()``."""
 
 
 class Message(Protocol):
-    """A consumed record (``confluent_kafka.Message``)."""
+    """A consumed record or a delivery report (``confluent_kafka.Message``)."""
 
     def topic(self) -> str | None: ...
     def partition(self) -> int | None: ...
@@ -25,8 +33,30 @@ class Message(Protocol):
     def error(self) -> Any: ...
 
 
+class ProducerClient(Protocol):
+    """What the applications call on a ``confluent_kafka.Producer``."""
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = ...,
+        key: bytes | None = ...,
+        partition: int = ...,
+        *,
+        on_delivery: DeliveryCallback | None = ...,
+        headers: Sequence[tuple[str, bytes | None]] | None = ...,
+    ) -> None: ...
+    def poll(self, timeout: float = ...) -> int: ...
+    def flush(self, timeout: float = ...) -> int: ...
+    def list_topics(self, topic: str | None = ..., timeout: float = ...) -> Any: ...
+
+
 class ConsumerClient(Protocol):
-    """A group consumer (``confluent_kafka.Consumer``)."""
+    """What the applications call on a ``confluent_kafka.Consumer``.
+
+    ``get_watermark_offsets`` is documented to return None on timeout (or when ``cached``
+    and nothing is cached yet), although the type stub omits it.
+    """
 
     def subscribe(
         self,
@@ -35,32 +65,36 @@ class ConsumerClient(Protocol):
         on_revoke: Callable[..., None] = ...,
         on_lost: Callable[..., None] = ...,
     ) -> None: ...
-    def poll(self, timeout: float = ...) -> Any: ...
-    def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
-    def store_offsets(self, offsets: list[Any]) -> None: ...
-    def commit(self, offsets: list[Any], asynchronous: bool = ...) -> Any: ...
-    def pause(self, partitions: list[Any]) -> None: ...
-    def resume(self, partitions: list[Any]) -> None: ...
-    def assignment(self) -> list[Any]: ...
+    def assign(self, partitions: list[confluent_kafka.TopicPartition]) -> None: ...
+    def incremental_assign(self, partitions: list[confluent_kafka.TopicPartition]) -> None: ...
+    def assignment(self) -> list[confluent_kafka.TopicPartition]: ...
+    def poll(self, timeout: float = ...) -> Message | None: ...
+    def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Message]: ...
+    def pause(self, partitions: list[confluent_kafka.TopicPartition]) -> None: ...
+    def resume(self, partitions: list[confluent_kafka.TopicPartition]) -> None: ...
+    def store_offsets(self, *, offsets: list[confluent_kafka.TopicPartition]) -> None: ...
+    def commit(self, *, offsets: list[confluent_kafka.TopicPartition], asynchronous: bool = ...) -> Any: ...
+    def get_watermark_offsets(
+        self, partition: confluent_kafka.TopicPartition, timeout: float = ..., cached: bool = ...
+    ) -> tuple[int, int] | None: ...
+    def list_topics(self, topic: str | None = ..., timeout: float = ...) -> Any: ...
     def close(self) -> None: ...
 
 
-class ProducerClient(Protocol):
-    """A producer (``confluent_kafka.Producer``)."""
+class KafkaClients(Protocol):
+    """Builds producers and consumers from librdkafka configs."""
 
-    def produce(
-        self,
-        topic: str,
-        *,
-        value: bytes | None = ...,
-        key: bytes | None = ...,
-        partition: int = ...,
-        on_delivery: Callable[[Any, Any], None] | None = ...,
-        headers: RecordHeaders | None = ...,
-    ) -> None: ...
-    def poll(self, timeout: float = ...) -> int: ...
-    def flush(self, timeout: float = ...) -> int: ...
+    def producer(self, config: dict[str, Any]) -> ProducerClient: ...
+    def consumer(self, config: dict[str, Any]) -> ConsumerClient: ...
 
 
-ConsumerFactory = Callable[[dict[str, Any]], ConsumerClient]
-ProducerFactory = Callable[[dict[str, Any]], ProducerClient]
+class ConfluentClients:
+    """The real clients, logging through `LIBRDKAFKA` unless the config names a logger."""
+
+    def producer(self, config: dict[str, Any]) -> ProducerClient:
+        """A ``confluent_kafka.Producer``."""
+        return cast("ProducerClient", confluent_kafka.Producer({"logger": LIBRDKAFKA, **config}))
+
+    def consumer(self, config: dict[str, Any]) -> ConsumerClient:
+        """A ``confluent_kafka.Consumer``."""
+        return cast("ConsumerClient", confluent_kafka.Consumer({"logger": LIBRDKAFKA, **config}))

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from .errors import ProtocolError
+
 # Every name the protocol owns starts with this prefix; callers may never set one.
 RESERVED_PREFIX = "rpc-"
 
@@ -74,10 +76,6 @@ PROBLEM_JSON = "application/problem+json"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 Headers = list[tuple[str, bytes]]
-
-
-class ProtocolError(ValueError):
-    """A record does not follow the wire contract; the message says how."""
 
 
 def is_reserved(name: str) -> bool:

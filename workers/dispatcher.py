@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from kafkarpc import logs
+from kafkarpc.errors import ProtocolError
 from kafkarpc.protocol import (
     CORRELATION_ID,
     CORRELATION_ID_PATTERN,
     REPLY_PARTITION,
     REPLY_TO,
     SINGLE_VALUED,
-    ProtocolError,
     Reply,
     Request,
     stamp,

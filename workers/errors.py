@@ -3,8 +3,9 @@
 WorkerError                 base of everything raised here
 ├── HandlerError            a handler's deliberate error reply (status + detail)
 ├── TransientError          a handler asks for a retry (bounded, within the deadline)
-├── RegistryError           a handler could not be registered or loaded
-└── DeliveryError           Kafka did not acknowledge a reply or dead letter
+└── RegistryError           a handler could not be registered or loaded
+
+Kafka refusing a reply or dead letter is the core's `kafkarpc.errors.DeliveryError`.
 """
 
 from __future__ import annotations
@@ -44,12 +45,3 @@ class TransientError(WorkerError):
 
 class RegistryError(WorkerError):
     """A handler is registered twice, has a bad method name, or cannot be imported."""
-
-
-class DeliveryError(WorkerError):
-    """Kafka reported a failed delivery; ``error`` is the client's error object."""
-
-    def __init__(self, topic: str, error: object) -> None:
-        super().__init__(f"delivery to {topic} failed: {error}")
-        self.topic = topic
-        self.error = error

@@ -9,9 +9,9 @@ from workers.deadletter import DeadLetter, Reason, dead_letter_for
 
 if TYPE_CHECKING:
     from kafkarpc.clients import Message
+    from kafkarpc.producer import AsyncProducer
     from workers.dispatcher import Outcome
     from workers.metrics import WorkerMetrics
-    from workers.producer import ReplyProducer
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class OutcomePublisher:
     """Sends what a request produced and returns once Kafka has acknowledged all of it."""
 
-    def __init__(self, producer: ReplyProducer, dead_letter_topic: str, metrics: WorkerMetrics) -> None:
+    def __init__(self, producer: AsyncProducer, dead_letter_topic: str, metrics: WorkerMetrics) -> None:
         self._producer = producer
         self._dead_letter_topic = dead_letter_topic
         self._metrics = metrics

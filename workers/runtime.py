@@ -18,22 +18,22 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, Producer
-
-from kafkarpc.connection import KafkaSettings, redacted
-from workers.consumer import RequestConsumer, lag_from_statistics
+from kafkarpc.clients import ConfluentClients
+from kafkarpc.connection import PRODUCER_DEFAULTS, KafkaSettings, redacted
+from kafkarpc.producer import AsyncProducer
+from kafkarpc.statistics import consumer_lag
+from workers.consumer import RequestConsumer
 from workers.dispatcher import Dispatcher
 from workers.metrics import WorkerMetrics
 from workers.monitoring import MonitoringServer
 from workers.offsets import OffsetTracker, Partition, PartitionOffsets
-from workers.producer import ReplyProducer
 from workers.publisher import OutcomePublisher
-from workers.settings import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
+from workers.settings import CONSUMER_DEFAULTS
 
 if TYPE_CHECKING:
-    from kafkarpc.clients import ConsumerClient, ConsumerFactory, Message, ProducerClient, ProducerFactory
+    from kafkarpc.clients import KafkaClients, Message
     from workers.registry import HandlerRegistry
     from workers.settings import WorkerSettings
 
@@ -52,8 +52,7 @@ class Worker:
         settings: Worker settings.
         kafka_settings: Kafka connection; every librdkafka property is configurable there.
         registry: The handlers to serve.
-        consumer_factory: Builds the consumer from a config dict (tests pass a fake).
-        producer_factory: Builds the producer from a config dict (tests pass a fake).
+        clients: Builds the Kafka clients (tests pass an in-memory Kafka).
         metrics: Metric objects; a fresh registry by default.
     """
 
@@ -63,8 +62,7 @@ class Worker:
         kafka_settings: KafkaSettings,
         registry: HandlerRegistry,
         *,
-        consumer_factory: ConsumerFactory | None = None,
-        producer_factory: ProducerFactory | None = None,
+        clients: KafkaClients | None = None,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -78,8 +76,7 @@ class Worker:
         """0, or 1 after a fatal error (e.g. a reply Kafka would not take)."""
         self.monitoring_port: int | None = None
         """Bound port of /metrics, /healthz, /readyz once serving."""
-        self._consumer_factory = consumer_factory or _confluent_consumer
-        self._producer_factory = producer_factory or _confluent_producer
+        self._clients = clients or ConfluentClients()
         self._clock = clock
         self._stop = asyncio.Event()
         self._tracker = OffsetTracker()
@@ -87,7 +84,7 @@ class Worker:
         self._running = 0
         self._paused = False
         self._consumer: RequestConsumer | None = None
-        self._producer: ReplyProducer | None = None
+        self._producer: AsyncProducer | None = None
         self._dispatcher: Dispatcher | None = None
         self._publisher: OutcomePublisher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,14 +118,16 @@ class Worker:
 
     async def serve(self) -> None:
         """Run until `shutdown` (or a fatal error), then drain within ``drain_timeout``."""
-        loop = self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(self.settings.thread_count, thread_name_prefix="handler")
         self._dispatcher = Dispatcher(self.registry, self.settings, self.metrics, pool, self._clock)
-        callbacks = {"error_cb": self._kafka_error, "logger": logging.getLogger("workers.kafka")}
-        producer_config = self.kafka_settings.client_config({**PRODUCER_DEFAULTS, **callbacks})
+        callbacks = {"error_cb": self._kafka_error}
+        client_id = {"client.id": f"rpc-worker-{self.settings.group_id}"}
+        producer_config = self.kafka_settings.client_config({**PRODUCER_DEFAULTS, **client_id, **callbacks})
         consumer_config = self.kafka_settings.client_config(
             {
                 **CONSUMER_DEFAULTS,
+                **client_id,
                 "group.id": self.settings.group_id,
                 "stats_cb": self._statistics,
                 **callbacks,
@@ -137,10 +136,10 @@ class Worker:
         methods = sorted(registration.method for registration in self.registry)
         loggable = {key: value for key, value in redacted(consumer_config).items() if not callable(value)}
         log.info("starting worker", extra={"methods": methods, "consumer": loggable})
-        self._producer = ReplyProducer(self._producer_factory(producer_config), loop)
+        self._producer = AsyncProducer(self._clients, producer_config)
         self._publisher = OutcomePublisher(self._producer, self.settings.dead_letter_topic, self.metrics)
         self._consumer = RequestConsumer(
-            self._consumer_factory(consumer_config), self.settings.request_topic, loop, self, BATCH_SIZE
+            self._clients.consumer(consumer_config), self.settings.request_topic, self, BATCH_SIZE
         )
         monitoring = MonitoringServer(
             self.settings.metrics_host,
@@ -182,7 +181,7 @@ class Worker:
         self._tracker.forget(self._tracker.close(partitions))
         log.warning("partitions lost", extra={"partitions": partitions})
 
-    def on_batch(self, messages: list[Message]) -> None:
+    def on_batch(self, messages: list[Message], fetched_at: float) -> None:
         """A fetched batch, in offset order per partition."""
         self.metrics.records_consumed.inc(len(messages))
         for message in messages:
@@ -269,12 +268,4 @@ class Worker:
                 self._loop.call_soon_threadsafe(self.shutdown)
 
     def _statistics(self, statistics: str) -> None:
-        self.metrics.consumer_lag.set(lag_from_statistics(statistics))
-
-
-def _confluent_consumer(config: dict[str, Any]) -> ConsumerClient:
-    return cast("ConsumerClient", Consumer(config))
-
-
-def _confluent_producer(config: dict[str, Any]) -> ProducerClient:
-    return cast("ProducerClient", Producer(config))
+        self.metrics.consumer_lag.set(consumer_lag(statistics))

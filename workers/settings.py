@@ -20,12 +20,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "fetch.error.backoff.ms": 50,
     "socket.nagle.disable": True,
     "statistics.interval.ms": 5000,  # consumer lag for the metric
-}
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all",
-    "enable.idempotence": True,  # librdkafka defaults to false (RELIABILITY.md 1.1)
-    "linger.ms": 1,
-    "socket.nagle.disable": True,
+    "allow.auto.create.topics": False,  # subscribing to a missing topic must not create it
 }
 # Legal Kafka topic names (apache/kafka Topic.java).
 TOPIC_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,249}")

@@ -14,15 +14,14 @@ from fastapi import FastAPI
 from gateway.app import Gateway, create_app
 from gateway.settings import GatewaySettings
 from kafkarpc.connection import KafkaSettings
-
-from .fakes import FakeClients, FakeCluster
+from tests.fakekafka import FakeKafka
 
 
 @dataclass
 class Harness:
     app: FastAPI
     http: httpx.AsyncClient
-    cluster: FakeCluster
+    cluster: FakeKafka
 
     @property
     def gateway(self) -> Gateway:
@@ -34,8 +33,8 @@ class Harness:
 
 
 @pytest.fixture
-def cluster() -> FakeCluster:
-    return FakeCluster({"requests": 2, "replies": 3, "events": 1})
+def cluster() -> FakeKafka:
+    return FakeKafka({"requests": 2, "replies": 3, "events": 1})
 
 
 @pytest.fixture
@@ -47,10 +46,10 @@ def settings() -> GatewaySettings:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: GatewaySettings, cluster: FakeCluster, *, wait: bool = True
+    settings: GatewaySettings, cluster: FakeKafka, *, wait: bool = True
 ) -> AsyncIterator[Harness]:
     """The app with its lifespan running (httpx's ASGITransport does not run it)."""
-    app = create_app(settings, KafkaSettings(bootstrap_servers="fake:9092"), FakeClients(cluster))
+    app = create_app(settings, KafkaSettings(bootstrap_servers="fake:9092"), cluster)
     async with app.router.lifespan_context(app):
         if wait:
             await asyncio.wait_for(app.state.gateway.client.started.wait(), 5)
@@ -60,6 +59,6 @@ async def running(
 
 
 @pytest.fixture
-async def harness(settings: GatewaySettings, cluster: FakeCluster) -> AsyncIterator[Harness]:
+async def harness(settings: GatewaySettings, cluster: FakeKafka) -> AsyncIterator[Harness]:
     async with running(settings, cluster) as h:
         yield h

@@ -17,13 +17,14 @@ from gateway.errors import ClientDisconnectedError
 from gateway.server import CONNECTION_CLOSED
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
+from tests.fakekafka import FakeKafka
 
 from .conftest import Harness, running
-from .fakes import FakeCluster, FakeWorker, echo
+from .fakes import FakeWorker, echo
 
 
 async def test_not_ready_until_kafka_answers_and_the_consumer_is_positioned(
-    settings: GatewaySettings, cluster: FakeCluster
+    settings: GatewaySettings, cluster: FakeKafka
 ) -> None:
     cluster.down = True
     async with running(settings, cluster, wait=False) as harness:
@@ -42,12 +43,12 @@ async def test_not_ready_until_kafka_answers_and_the_consumer_is_positioned(
     assert cluster.records("requests") == []
 
 
-async def test_missing_topic_keeps_the_gateway_unready_and_creates_nothing(cluster: FakeCluster) -> None:
+async def test_missing_topic_keeps_the_gateway_unready_and_creates_nothing(cluster: FakeKafka) -> None:
     settings = GatewaySettings(reply_topic="no-such-topic")
     async with running(settings, cluster, wait=False) as harness:
         assert (await harness.http.get("/readyz")).status_code == 503
         assert harness.gateway.client.state is State.STARTING
-    assert "no-such-topic" not in cluster.partitions
+    assert "no-such-topic" not in cluster.counts
 
 
 async def test_replies_sent_right_after_ready_are_not_missed(harness: Harness) -> None:
@@ -63,7 +64,7 @@ async def test_replies_sent_right_after_ready_are_not_missed(harness: Harness) -
     assert [r.content for r in responses] == [b"%d" % i for i in range(20)]
 
 
-async def test_fixed_reply_partition_is_used_and_checked(cluster: FakeCluster) -> None:
+async def test_fixed_reply_partition_is_used_and_checked(cluster: FakeKafka) -> None:
     async with running(GatewaySettings(reply_partition=2), cluster) as harness:
         assert harness.gateway.listener.partition == 2
     async with running(GatewaySettings(reply_partition=3), cluster, wait=False) as harness:
@@ -118,7 +119,7 @@ async def test_drain_refuses_new_requests_and_lets_pending_ones_finish(harness: 
 
 
 async def test_stop_waits_for_pending_replies_then_closes_clients(
-    settings: GatewaySettings, cluster: FakeCluster
+    settings: GatewaySettings, cluster: FakeKafka
 ) -> None:
     release = threading.Event()
 

@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from gateway import correlation
-from gateway.kafka import consumer_config, producer_config
 from gateway.settings import GatewaySettings
 from kafkarpc.connection import KafkaSettings
 from kafkarpc.logs import JsonFormatter
@@ -39,7 +38,7 @@ def test_settings_come_from_gateway_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_producer_is_idempotent_latency_tuned_and_never_creates_topics() -> None:
-    config = producer_config(GatewaySettings(max_timeout=20), KafkaSettings(bootstrap_servers="b:9092"), "t")
+    config = GatewaySettings(max_timeout=20).producer_config(KafkaSettings(bootstrap_servers="b:9092"), "t")
     assert config["enable.idempotence"] is True
     assert config["acks"] == "all"
     assert config["linger.ms"] == 1
@@ -53,14 +52,14 @@ def test_librdkafka_properties_pass_through_but_message_timeout_stays_bounded() 
     kafka = KafkaSettings(
         properties={"security.protocol": "sasl_ssl", "linger.ms": 5, "message.timeout.ms": 300_000}
     )
-    config = producer_config(GatewaySettings(max_timeout=30), kafka, "t")
+    config = GatewaySettings(max_timeout=30).producer_config(kafka, "t")
     assert config["security.protocol"] == "sasl_ssl"
     assert config["linger.ms"] == 5
     assert config["message.timeout.ms"] == 30_000
 
 
 def test_reply_consumer_reads_without_a_group_protocol() -> None:
-    config = consumer_config(KafkaSettings(), "tag")
+    config = GatewaySettings().consumer_config(KafkaSettings(), "tag")
     assert config["enable.auto.commit"] is False
     assert config["fetch.wait.max.ms"] == 100
     assert config["group.id"] == "rpc-gateway-tag"

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from kafkarpc.clients import Message
 from kafkarpc.connection import KafkaSettings
 from kafkarpc.protocol import Reply, Request
-from tests.workers.fakes import FakeBroker, FakeConsumer, FakeMessage, FakeProducer
+from tests.fakekafka import FakeConsumer, FakeKafka
 from workers.registry import HandlerRegistry
 from workers.runtime import Worker
 from workers.settings import WorkerSettings
@@ -24,12 +25,8 @@ DLT = "requests.dlt"
 
 
 @pytest.fixture
-def broker() -> FakeBroker:
-    broker = FakeBroker()
-    broker.create_topic(REQUESTS, 3)
-    broker.create_topic(REPLIES, 2)
-    broker.create_topic(DLT, 1)
-    return broker
+def broker() -> FakeKafka:
+    return FakeKafka({REQUESTS: 3, REPLIES: 2, DLT: 1})
 
 
 def settings(**overrides: Any) -> WorkerSettings:
@@ -41,27 +38,13 @@ def settings(**overrides: Any) -> WorkerSettings:
 class Harness:
     """A worker on the fake broker, plus handles on its fake clients."""
 
-    def __init__(
-        self, broker: FakeBroker, registry: HandlerRegistry, worker_settings: WorkerSettings
-    ) -> None:
+    def __init__(self, broker: FakeKafka, registry: HandlerRegistry, worker_settings: WorkerSettings) -> None:
         self.broker = broker
-        self.consumers: list[FakeConsumer] = []
-        self.worker = Worker(
-            worker_settings,
-            KafkaSettings(),
-            registry,
-            consumer_factory=self._consumer,
-            producer_factory=lambda config: FakeProducer(broker, config),
-        )
-
-    def _consumer(self, config: dict[str, Any]) -> FakeConsumer:
-        consumer = FakeConsumer(self.broker, config)
-        self.consumers.append(consumer)
-        return consumer
+        self.worker = Worker(worker_settings, KafkaSettings(), registry, clients=broker)
 
     @property
     def consumer(self) -> FakeConsumer:
-        return self.consumers[-1]
+        return self.broker.consumers[-1]
 
     def committed(self, partition: int, topic: str = REQUESTS) -> int | None:
         return self.broker.committed.get((self.worker.settings.group_id, topic, partition))
@@ -72,13 +55,13 @@ class Harness:
             for reply in (Reply.from_record(m.value(), m.headers()) for m in self.broker.records(REPLIES))
         }
 
-    def dead_letters(self) -> list[FakeMessage]:
+    def dead_letters(self) -> list[Message]:
         return self.broker.records(DLT)
 
 
 @asynccontextmanager
 async def serving(
-    broker: FakeBroker, registry: HandlerRegistry, worker_settings: WorkerSettings | None = None
+    broker: FakeKafka, registry: HandlerRegistry, worker_settings: WorkerSettings | None = None
 ) -> AsyncIterator[Harness]:
     """Run a Worker on ``broker`` until the block ends, then shut it down (drain + commit)."""
     harness = Harness(broker, registry, worker_settings or settings())
@@ -114,6 +97,8 @@ def request(
     )
 
 
-def send(broker: FakeBroker, req: Request, partition: int = -1) -> FakeMessage:
+def send(broker: FakeKafka, req: Request, partition: int = -1) -> Message:
     """Produce ``req`` to the requests topic."""
-    return broker.append(REQUESTS, req.body, req.correlation_id.encode(), list(req.headers()), partition)
+    return broker.append(
+        REQUESTS, req.body, key=req.correlation_id.encode(), headers=req.headers(), partition=partition
+    )

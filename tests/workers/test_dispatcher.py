@@ -10,17 +10,18 @@ import orjson
 import pytest
 
 from kafkarpc import protocol
+from kafkarpc.clients import Message
 from kafkarpc.protocol import CORRELATION_ID, REPLY_TO, Request
+from tests.fakekafka import record
 from tests.workers.conftest import request, settings
-from tests.workers.fakes import FakeMessage
 from workers.dispatcher import Dispatcher
 from workers.errors import TransientError
 from workers.metrics import WorkerMetrics
 from workers.registry import HandlerRegistry
 
 
-def message(req: Request) -> FakeMessage:
-    return FakeMessage("requests", 0, 7, req.body, None, list(req.headers()))
+def message(req: Request) -> Message:
+    return record("requests", 0, 7, req.body, headers=req.headers())
 
 
 def dispatcher(registry: HandlerRegistry, **overrides: object) -> Dispatcher:
@@ -54,7 +55,8 @@ async def test_return_values_become_replies(
 
 async def test_a_malformed_request_with_an_unambiguous_address_gets_400_and_a_dead_letter() -> None:
     cid = "a" * 32
-    bad = FakeMessage("requests", 0, 1, b"x", None, [(CORRELATION_ID, cid.encode()), (REPLY_TO, b"replies")])
+    headers = [(CORRELATION_ID, cid.encode()), (REPLY_TO, b"replies")]
+    bad = record("requests", 0, 1, b"x", headers=headers)
     outcome = await dispatcher(HandlerRegistry()).dispatch(bad)
     assert outcome.reply is not None
     assert outcome.reply.status == 400
@@ -64,7 +66,8 @@ async def test_a_malformed_request_with_an_unambiguous_address_gets_400_and_a_de
 
 
 async def test_a_malformed_request_naming_a_foreign_reply_topic_gets_no_reply() -> None:
-    bad = FakeMessage("requests", 0, 1, b"x", None, [(CORRELATION_ID, b"a" * 32), (REPLY_TO, b"elsewhere")])
+    headers = [(CORRELATION_ID, b"a" * 32), (REPLY_TO, b"elsewhere")]
+    bad = record("requests", 0, 1, b"x", headers=headers)
     outcome = await dispatcher(HandlerRegistry()).dispatch(bad)
     assert outcome.reply is None
     assert outcome.dead_letter is not None

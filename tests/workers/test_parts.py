@@ -8,7 +8,7 @@ import orjson
 
 from kafkarpc.logs import JsonFormatter, correlation_id
 from kafkarpc.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE
-from workers.consumer import lag_from_statistics
+from kafkarpc.statistics import consumer_lag as lag_from_statistics
 from workers.deadletter import Reason, dead_letter
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kafkarpc import protocol
+from kafkarpc.errors import ProtocolError
 
 
 def test_stamps_append_in_order_in_epoch_microseconds() -> None:
@@ -30,7 +31,7 @@ def test_timing_travels_on_requests_and_replies_only_when_set() -> None:
 
 def test_a_duplicated_timing_header_is_a_protocol_error() -> None:
     headers = [*protocol.Reply("a" * 32, 200, b"", timing="x=1").headers(), (protocol.TIMING, b"x=2")]
-    with pytest.raises(protocol.ProtocolError, match="more than once"):
+    with pytest.raises(ProtocolError, match="more than once"):
         protocol.Reply.from_record(b"", headers)
 
 

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from kafkarpc.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, Request
+from tests.fakekafka import FakeKafka
 from tests.workers.conftest import DLT, REPLIES, REQUESTS, request, send, serving, settings
-from tests.workers.fakes import FakeBroker
 from workers.errors import HandlerError
 from workers.registry import HandlerRegistry, Response
 
@@ -30,7 +30,7 @@ def echo_registry() -> HandlerRegistry:
 
 
 async def test_replies_go_to_the_reply_topic_and_partition_with_the_correlation_id(
-    broker: FakeBroker,
+    broker: FakeKafka,
 ) -> None:
     async with serving(broker, echo_registry()) as h:
         reqs = [request("echo", f"body {i}".encode(), reply_partition=i % 2) for i in range(20)]
@@ -47,7 +47,7 @@ async def test_replies_go_to_the_reply_topic_and_partition_with_the_correlation_
             assert message.partition() == partition
 
 
-async def test_sync_handlers_run_in_the_thread_pool(broker: FakeBroker) -> None:
+async def test_sync_handlers_run_in_the_thread_pool(broker: FakeKafka) -> None:
     seen: list[str] = []
     registry = HandlerRegistry()
 
@@ -64,7 +64,7 @@ async def test_sync_handlers_run_in_the_thread_pool(broker: FakeBroker) -> None:
         assert seen[0].startswith("handler")
 
 
-async def test_offsets_are_committed_after_the_replies(broker: FakeBroker) -> None:
+async def test_offsets_are_committed_after_the_replies(broker: FakeKafka) -> None:
     async with serving(broker, echo_registry()) as h:
         for i in range(9):
             send(broker, request("echo", b"x"), partition=i % 3)
@@ -72,7 +72,7 @@ async def test_offsets_are_committed_after_the_replies(broker: FakeBroker) -> No
     assert len(broker.records(REPLIES)) == 9
 
 
-async def test_a_slow_record_holds_back_the_commit_but_not_later_records(broker: FakeBroker) -> None:
+async def test_a_slow_record_holds_back_the_commit_but_not_later_records(broker: FakeKafka) -> None:
     release = asyncio.Event()
     registry = echo_registry()
 
@@ -95,7 +95,7 @@ async def test_a_slow_record_holds_back_the_commit_but_not_later_records(broker:
         assert h.replies()[slow.correlation_id].body == b"released"
 
 
-async def test_handler_errors_become_problem_replies(broker: FakeBroker) -> None:
+async def test_handler_errors_become_problem_replies(broker: FakeKafka) -> None:
     registry = HandlerRegistry()
 
     @registry.handler("teapot")
@@ -122,12 +122,12 @@ async def test_handler_errors_become_problem_replies(broker: FakeBroker) -> None
         assert h.worker.metrics.handled.labels("crash", "server_error")._value.get() == 1
 
 
-async def test_poison_records_are_dead_lettered_without_blocking_the_partition(broker: FakeBroker) -> None:
+async def test_poison_records_are_dead_lettered_without_blocking_the_partition(broker: FakeKafka) -> None:
     async with serving(broker, echo_registry()) as h:
         good_before, good_after = request("echo", b"1"), request("echo", b"2")
         unknown = request("nope")
         send(broker, good_before, partition=0)
-        broker.append(REQUESTS, b"garbage", None, [("rpc-method", b"echo")], 0)
+        broker.append(REQUESTS, b"garbage", headers=[("rpc-method", b"echo")], partition=0)
         send(broker, unknown, partition=0)
         send(broker, good_after, partition=0)
         await broker.wait_for(lambda: h.committed(0) == 4)
@@ -144,7 +144,7 @@ async def test_poison_records_are_dead_lettered_without_blocking_the_partition(b
         assert h.worker.metrics.dead_lettered.labels("unknown-method")._value.get() == 1
 
 
-async def test_a_forbidden_reply_topic_is_dead_lettered_and_not_answered(broker: FakeBroker) -> None:
+async def test_a_forbidden_reply_topic_is_dead_lettered_and_not_answered(broker: FakeKafka) -> None:
     broker.create_topic("victim", 1)
     async with serving(broker, echo_registry()) as h:
         send(broker, request("echo", b"steer", reply_to="victim"), partition=0)
@@ -153,17 +153,17 @@ async def test_a_forbidden_reply_topic_is_dead_lettered_and_not_answered(broker:
         assert dict(h.dead_letters()[0].headers() or [])[DEAD_LETTER_REASON] == b"reply-topic-not-allowed"
 
 
-async def test_duplicated_reserved_headers_get_no_reply(broker: FakeBroker) -> None:
+async def test_duplicated_reserved_headers_get_no_reply(broker: FakeKafka) -> None:
     async with serving(broker, echo_registry()) as h:
         req = request("echo")
         headers = [*req.headers(), ("rpc-correlation-id", b"f" * 32)]
-        broker.append(REQUESTS, b"x", None, list(headers), 0)
+        broker.append(REQUESTS, b"x", headers=headers, partition=0)
         await broker.wait_for(lambda: h.committed(0) == 1)
         assert broker.records(REPLIES) == []
         assert dict(h.dead_letters()[0].headers() or [])[DEAD_LETTER_REASON] == b"duplicate-header"
 
 
-async def test_expired_requests_are_skipped_without_reply(broker: FakeBroker) -> None:
+async def test_expired_requests_are_skipped_without_reply(broker: FakeKafka) -> None:
     calls: list[str] = []
     registry = HandlerRegistry()
 
@@ -182,7 +182,7 @@ async def test_expired_requests_are_skipped_without_reply(broker: FakeBroker) ->
         assert h.worker.metrics.expired._value.get() == 1
 
 
-async def test_a_handler_running_past_the_deadline_is_cancelled_and_not_answered(broker: FakeBroker) -> None:
+async def test_a_handler_running_past_the_deadline_is_cancelled_and_not_answered(broker: FakeKafka) -> None:
     cancelled = asyncio.Event()
     registry = HandlerRegistry()
 
@@ -201,7 +201,7 @@ async def test_a_handler_running_past_the_deadline_is_cancelled_and_not_answered
         assert h.worker.metrics.handled.labels("forever", "expired")._value.get() == 1
 
 
-async def test_an_undeliverable_reply_dead_letters_the_request(broker: FakeBroker) -> None:
+async def test_an_undeliverable_reply_dead_letters_the_request(broker: FakeKafka) -> None:
     async with serving(broker, echo_registry(), settings(reply_topics="replies,gone")) as h:
         send(broker, request("echo", b"lost", reply_to="gone"), partition=0)
         await broker.wait_for(lambda: h.committed(0) == 1)
@@ -210,7 +210,7 @@ async def test_an_undeliverable_reply_dead_letters_the_request(broker: FakeBroke
         assert letter.value() == b"lost"
 
 
-async def test_a_dead_letter_kafka_refuses_stops_the_worker_without_committing(broker: FakeBroker) -> None:
+async def test_a_dead_letter_kafka_refuses_stops_the_worker_without_committing(broker: FakeKafka) -> None:
     broker.refused.add(DLT)
     async with serving(broker, echo_registry()) as h:
         send(broker, request("nope"), partition=0)
@@ -219,7 +219,7 @@ async def test_a_dead_letter_kafka_refuses_stops_the_worker_without_committing(b
     assert h.committed(0) is None
 
 
-async def test_concurrency_is_bounded_and_fetching_pauses_when_the_buffer_is_full(broker: FakeBroker) -> None:
+async def test_concurrency_is_bounded_and_fetching_pauses_when_the_buffer_is_full(broker: FakeKafka) -> None:
     release = asyncio.Event()
     running = 0
     peak = 0
@@ -245,7 +245,7 @@ async def test_concurrency_is_bounded_and_fetching_pauses_when_the_buffer_is_ful
         await broker.wait_for(lambda: sum(h.committed(p) or 0 for p in range(3)) == 30)
 
 
-async def test_revocation_drains_in_flight_work_and_commits_it(broker: FakeBroker) -> None:
+async def test_revocation_drains_in_flight_work_and_commits_it(broker: FakeKafka) -> None:
     release, two_running = asyncio.Event(), asyncio.Event()
     started: list[str] = []
     registry = HandlerRegistry()
@@ -276,7 +276,7 @@ async def test_revocation_drains_in_flight_work_and_commits_it(broker: FakeBroke
         assert len(broker.records(REPLIES)) == 5
 
 
-async def test_shutdown_drains_in_flight_work_and_commits_it(broker: FakeBroker) -> None:
+async def test_shutdown_drains_in_flight_work_and_commits_it(broker: FakeKafka) -> None:
     started = asyncio.Event()
     registry = HandlerRegistry()
 
@@ -294,7 +294,7 @@ async def test_shutdown_drains_in_flight_work_and_commits_it(broker: FakeBroker)
     assert h.consumer.closed
 
 
-async def test_drain_timeout_abandons_work_without_committing_it(broker: FakeBroker) -> None:
+async def test_drain_timeout_abandons_work_without_committing_it(broker: FakeKafka) -> None:
     started = asyncio.Event()
     registry = HandlerRegistry()
 
@@ -310,7 +310,7 @@ async def test_drain_timeout_abandons_work_without_committing_it(broker: FakeBro
     assert broker.records(REPLIES) == []
 
 
-async def test_transient_errors_are_retried(broker: FakeBroker) -> None:
+async def test_transient_errors_are_retried(broker: FakeKafka) -> None:
     from workers.errors import TransientError
 
     attempts: list[int] = []
@@ -332,7 +332,7 @@ async def test_transient_errors_are_retried(broker: FakeBroker) -> None:
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
-async def test_monitoring_endpoints(broker: FakeBroker, path: str) -> None:
+async def test_monitoring_endpoints(broker: FakeKafka, path: str) -> None:
     async with serving(broker, echo_registry()) as h:
         send(broker, request("echo"))
         await broker.wait_for(lambda: len(broker.records(REPLIES)) == 1)
