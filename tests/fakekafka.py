@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
@@ -58,6 +59,10 @@ class FakeKafka:
         """Every produce gets this delivery error and writes nothing."""
         self.refused: set[str] = set()
         """Topics whose produces fail with ``_UNKNOWN_TOPIC``."""
+        self.calls: Counter[str] = Counter()
+        """Requests served so far: ``metadata <topic>``, ``watermarks``, ``consume``."""
+        self.held: set[str] = set()
+        """Requests (as in `calls`) that, once answered, wait for `release` before returning."""
         self.producers: list[FakeProducer] = []
         self.consumers: list[FakeConsumer] = []
         for name, count in (topics or {}).items():
@@ -103,9 +108,29 @@ class FakeKafka:
         with self.changed:
             return [m for (name, _), log in sorted(self.logs.items()) if name == topic for m in log]
 
+    def hold(self, request: str) -> None:
+        """Make answered ``request``s wait (a slow network) until `release`."""
+        with self.changed:
+            self.held.add(request)
+
+    def release(self, request: str) -> None:
+        """Let held ``request``s return."""
+        with self.changed:
+            self.held.discard(request)
+            self.changed.notify_all()
+
+    def served(self, request: str) -> None:
+        """Count a request, then wait while it is held."""
+        with self.changed:
+            self.calls[request] += 1
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: request not in self.held)
+
     def metadata(self, topic: str | None) -> SimpleNamespace:
-        """``list_topics()``'s answer; raises when the cluster is down."""
-        if self.down:
+        """``list_topics()``'s answer, as of the call (`hold` delays it); raises when the cluster is down."""
+        down = self.down
+        self.served(f"metadata {topic}")
+        if down:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT))
         topics = {}
         for name in [topic] if topic is not None else list(self.counts):
@@ -221,6 +246,8 @@ class FakeConsumer:
         self.paused: set[Partition] = set()
         self.pause_calls = 0
         self.closed = False
+        self.used_after_close: list[str] = []
+        """Calls made after close(): each one a bug in the code under test."""
         self.revoking = threading.Event()
         """Set when a revocation callback starts."""
         self._callbacks: dict[str, Callable[..., None]] = {}
@@ -231,13 +258,13 @@ class FakeConsumer:
 
     # Assignment.
     def assign(self, partitions: list[TopicPartition]) -> None:
-        self._check_open()
+        self._check_open("assign")
         self._assigned_in_callback = True
         with self.kafka.changed:
             self.positions = {(tp.topic, tp.partition): self._start(tp) for tp in partitions}
 
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
-        self._check_open()
+        self._check_open("incremental_assign")
         self._assigned_in_callback = True
         with self.kafka.changed:
             for tp in partitions:
@@ -270,7 +297,7 @@ class FakeConsumer:
     # Fetching.
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         # Like librdkafka: wait until num_messages records are there (or an event) or the timeout ends.
-        self._check_open()
+        self._check_open("consume")
         self._serve_events()
         self._auto_commit()
         with self.kafka.changed:
@@ -285,6 +312,8 @@ class FakeConsumer:
                 take = self.kafka.logs[tp][position : position + num_messages - len(batch)]
                 self.positions[tp] = position + len(take)
                 batch.extend(take)
+            self.kafka.calls["consume"] += 1
+            self.kafka.changed.notify_all()
         return batch
 
     def poll(self, timeout: float = -1) -> Message | None:
@@ -319,14 +348,17 @@ class FakeConsumer:
     def get_watermark_offsets(
         self, partition: TopicPartition, timeout: float = -1, cached: bool = False
     ) -> tuple[int, int] | None:
-        self._check_open()
+        self._check_open("get_watermark_offsets")
         if self.kafka.down and not cached:
             return None
         with self.kafka.changed:
-            return 0, len(self.kafka.logs[(partition.topic, partition.partition)])
+            high = len(self.kafka.logs[(partition.topic, partition.partition)])
+        if not cached:
+            self.kafka.served("watermarks")
+        return 0, high
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
-        self._check_open()
+        self._check_open("list_topics")
         return self.kafka.metadata(topic)
 
     def close(self) -> None:
@@ -340,8 +372,9 @@ class FakeConsumer:
             self.closed = True
             self.kafka.changed.notify_all()
 
-    def _check_open(self) -> None:
+    def _check_open(self, call: str) -> None:
         if self.closed:
+            self.used_after_close.append(call)
             raise RuntimeError("Consumer closed")
 
     def _start(self, tp: TopicPartition) -> int:

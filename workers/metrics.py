@@ -50,6 +50,14 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.in_flight = Gauge("rpcworker_in_flight", "Handlers running now.", registry=self.registry)
+        self.assigned_partitions = Gauge(
+            "rpcworker_assigned_partitions", "Request partitions this worker owns.", registry=self.registry
+        )
+        self.fetch_paused = Gauge(
+            "rpcworker_fetch_paused",
+            "1 while fetching is paused because WORKER_MAX_BUFFERED records are held (back-pressure).",
+            registry=self.registry,
+        )
         self.consumer_lag = Gauge(
             "rpcworker_consumer_lag",
             "Records behind the high watermark, summed over this worker's partitions.",

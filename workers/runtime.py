@@ -83,6 +83,8 @@ class Worker:
         self._backlog: deque[tuple[Message, PartitionOffsets]] = deque()
         self._running = 0
         self._paused = False
+        self.metrics.assigned_partitions.set_function(lambda: len(self._tracker.partitions))
+        self.metrics.fetch_paused.set_function(lambda: int(self._paused))
         self._consumer: RequestConsumer | None = None
         self._producer: AsyncProducer | None = None
         self._dispatcher: Dispatcher | None = None

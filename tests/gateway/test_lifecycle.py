@@ -12,11 +12,13 @@ import pytest
 from confluent_kafka import KafkaError
 from starlette.types import Message, Scope
 
+from gateway.app import create_app
 from gateway.client import State
 from gateway.errors import ClientDisconnectedError
 from gateway.server import CONNECTION_CLOSED
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
+from kafkarpc.connection import KafkaSettings
 from tests.fakekafka import FakeKafka
 
 from .conftest import Harness, running
@@ -270,3 +272,50 @@ async def test_many_concurrent_calls_each_get_their_own_reply(harness: Harness) 
     ids = {r.headers["x-correlation-id"] for r in responses}
     assert len(ids) == len(bodies)
     assert len(harness.gateway.client._pending) == 0
+
+
+async def test_an_outage_reported_while_a_probe_is_answered_keeps_the_gateway_unreachable(
+    harness: Harness,
+) -> None:
+    """A probe answered before an outage says nothing about after it: probe again."""
+    cluster, health = harness.cluster, harness.gateway.health
+    last_question = "metadata replies"  # a probe asks about the request topic, then the reply topic
+    cluster.hold(last_question)
+    answered = cluster.calls[last_question]
+    cluster.error_event(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    await cluster.wait_for(lambda: cluster.calls[last_question] > answered)  # the probe has its answers
+    cluster.down = True
+    cluster.error_event(KafkaError(KafkaError._ALL_BROKERS_DOWN))  # ... and then the brokers went again
+    await asyncio.sleep(0)  # error_cb crosses to the loop with call_soon_threadsafe
+    first_question = cluster.calls["metadata requests"]
+    cluster.release(last_question)
+    # The stale answer is not believed: another probe runs, meets the outage and keeps retrying.
+    await cluster.wait_for(lambda: cluster.calls["metadata requests"] >= first_question + 2)
+    assert not health.reachable
+    assert (await harness.http.post("/rpc/echo", content=b"x")).status_code == 503
+    cluster.down = False
+    assert health.recovery is not None
+    await asyncio.wait_for(health.recovery, 10)
+    assert health.reachable
+
+
+async def test_shutdown_during_start_up_closes_the_reply_consumer_after_its_last_use(
+    settings: GatewaySettings, cluster: FakeKafka
+) -> None:
+    cluster.hold("watermarks")
+    app = create_app(settings, KafkaSettings(bootstrap_servers="fake:9092"), cluster)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    await cluster.wait_for(lambda: cluster.calls["watermarks"] > 0)  # start-up waits for the broker
+    stopping = asyncio.create_task(lifespan.__aexit__(None, None, None))
+    client = app.state.gateway.client
+    async with asyncio.timeout(10):
+        while client.state is not State.STOPPED:  # the shutdown has reached the Kafka clients
+            await asyncio.sleep(0)
+    cluster.release("watermarks")  # the watermark request answers late, after the shutdown began
+    await asyncio.wait_for(stopping, 10)
+    consumers = [consumer for consumer in cluster.consumers if consumer.config]
+    assert consumers
+    assert all(consumer.closed for consumer in consumers)
+    assert [consumer.used_after_close for consumer in consumers] == [[] for _ in consumers]
+    assert not [thread for thread in threading.enumerate() if thread.name == "rpcgw-replies"]

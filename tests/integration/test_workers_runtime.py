@@ -17,6 +17,7 @@ from tests.workers.realkafka import (
     committed,
     eventually,
     make_request,
+    never,
 )
 
 Kafka = KafkaCluster | ExistingKafka
@@ -190,3 +191,35 @@ def test_sigterm_drains_in_flight_work_and_commits_it(
     finally:
         reader.close()
     assert committed(kafka.bootstrap_servers, names["group"], names["requests"], 1) == [5]
+
+
+def test_partitions_a_paused_worker_takes_over_stay_paused(
+    kafka: Kafka, names: dict[str, str], start_worker
+) -> None:
+    """Back-pressure holds across a rebalance: a full worker does not fetch the partitions it gains."""
+    env = {"WORKER_CONCURRENCY": "1", "WORKER_MAX_BUFFERED": "2", "WORKER_DRAIN_TIMEOUT": "1"}
+    keeper, leaver = start_worker(**env), start_worker(**env)
+    _all_ready([keeper, leaver])
+    requester = Requester(kafka.bootstrap_servers, names["requests"])
+
+    def hold(count: int, partition: int) -> None:
+        body = orjson.dumps({"seconds": 60})
+        requester.send([make_request("sleep", body, names["replies"], deadline_in=120)] * count, partition)
+
+    for partition in range(6):
+        hold(1, partition)
+    for worker in (keeper, leaver):  # each took its partitions' first record, and is now full
+        eventually(lambda w=worker: w.metric("rpcworker_records_consumed_total") >= 2, 30, "a full worker")
+    taken = keeper.metric("rpcworker_records_consumed_total")
+    for partition in range(6):
+        hold(10, partition)
+    leaver.signal(signal.SIGTERM)
+    assert leaver.wait(30) == 0, leaver.output()
+    # The keeper now owns all six partitions, each with 11 records and nothing committed, but it
+    # is still full: an unpaused fetch would return the new partitions' records within ~0.1 s.
+    eventually(
+        lambda: keeper.metric("rpcworker_assigned_partitions") == 6, 60, "the keeper owns 6 partitions"
+    )
+    assert keeper.metric("rpcworker_fetch_paused") == 1
+    consumed = "rpcworker_records_consumed_total"
+    never(lambda: keeper.metric(consumed) > taken, 3, "the paused keeper fetched records")

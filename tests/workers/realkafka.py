@@ -44,6 +44,15 @@ def eventually(
             time.sleep(0.05)  # polling an external process's state with a deadline
 
 
+def never(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Watch observable state for ``seconds`` (a measurement window) and fail if ``check()`` holds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            raise AssertionError(f"{what} within {seconds} s")
+        time.sleep(0.05)
+
+
 def make_request(method: str, body: bytes, reply_to: str, *, deadline_in: float = 60.0) -> Request:
     """A well-formed request with a fresh correlation id."""
     return Request(

@@ -245,6 +245,34 @@ async def test_concurrency_is_bounded_and_fetching_pauses_when_the_buffer_is_ful
         await broker.wait_for(lambda: sum(h.committed(p) or 0 for p in range(3)) == 30)
 
 
+async def test_partitions_assigned_while_fetching_is_paused_are_not_fetched(broker: FakeKafka) -> None:
+    """A cooperative rebalance during back-pressure must not let the new partitions' records in."""
+    release = asyncio.Event()
+    registry = HandlerRegistry()
+
+    @registry.handler("hold")
+    async def hold(req: Request) -> str:
+        await release.wait()
+        return "done"
+
+    async with serving(broker, registry, settings(concurrency=1, max_buffered=2)) as h:
+        for _ in range(2):
+            send(broker, request("hold"), partition=0)
+        await broker.wait_for(lambda: h.consumer.pause_calls >= 1)  # the buffer is full: paused
+        h.consumer.revoke([(REQUESTS, 1)])
+        await broker.wait_for(lambda: (REQUESTS, 1) not in h.consumer.positions)
+        for _ in range(5):
+            send(broker, request("hold"), partition=1)
+        h.consumer.assign_again([(REQUESTS, 1)])  # arrives while still paused
+        await broker.wait_for(lambda: (REQUESTS, 1) in h.consumer.positions)
+        fetches = broker.calls["consume"]
+        await broker.wait_for(lambda: broker.calls["consume"] >= fetches + 2)  # fetched since, twice
+        assert h.consumer.positions[(REQUESTS, 1)] == 0
+        assert h.worker.metrics.records_consumed._value.get() == 2
+        release.set()
+        await broker.wait_for(lambda: len(broker.records(REPLIES)) == 7)
+
+
 async def test_revocation_drains_in_flight_work_and_commits_it(broker: FakeKafka) -> None:
     release, two_running = asyncio.Event(), asyncio.Event()
     started: list[str] = []
