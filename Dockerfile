@@ -13,19 +13,19 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# uv from its hash-pinned requirement, then exactly uv.lock: the same install as `make`, without
+# the dev extra and not editable. All runtime dependencies ship manylinux wheels: no compiler.
+COPY tools/uv.txt ./tools/uv.txt
+RUN pip install --require-hashes --no-deps -r tools/uv.txt
 # Only what the package build reads (pyproject.toml declares README.md as the long description).
-COPY pyproject.toml README.md ./
-COPY gateway ./gateway
+COPY pyproject.toml uv.lock README.md ./
 COPY kafkarpc ./kafkarpc
+COPY gateway ./gateway
 COPY workers ./workers
-# The same steps as CI's `make` (pip upgrade, then pip install of the project), without the
-# dev extra and not editable. All runtime dependencies ship manylinux wheels: no compiler needed.
-RUN pip install --upgrade pip \
-    && pip install . \
-    && python -c "import gateway.app, workers.runtime, confluent_kafka, uvloop, httptools"
+ENV UV_PROJECT_ENVIRONMENT=/opt/venv UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1
+RUN uv sync --frozen --no-editable \
+    && /opt/venv/bin/python -c "import gateway.app, workers.runtime, confluent_kafka, uvloop, httptools"
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0

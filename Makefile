@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv installs exactly the versions and hashes of uv.lock into .venv, and never downloads a Python.
+UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 
-.PHONY: run test lint format unit integration chaos bench kafka-libs helm chart-check clean
+.PHONY: run test lint format unit integration chaos bench kafka-libs helm chart-check lock clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
@@ -44,11 +46,15 @@ chart-check: $(STAMP) helm  ## Helm chart: lint, render every ci/ values file, s
 kafka-libs: $(STAMP)  ## Resolve the Kafka broker jars with Maven into the cache (once).
 	$(BIN)/python -c "from devstack.jars import broker_classpath; broker_classpath()"
 
-$(STAMP): pyproject.toml
+lock: $(STAMP)  ## Move uv.lock to the newest versions pyproject.toml allows, install them, run the suite.
+	$(UV) lock --upgrade
+	$(MAKE) test
+
+$(STAMP): pyproject.toml uv.lock tools/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: set PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tools/uv.txt
+	$(UV) sync --frozen --inexact --extra dev --quiet
 	touch $(STAMP)
 
 clean:

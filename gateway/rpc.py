@@ -28,7 +28,7 @@ from .errors import (
     PayloadTooLargeError,
     ReplyTimeout,
 )
-from .server import CONNECTION_CLOSED
+from .httpprotocol import CONNECTION_CLOSED
 from .timing import server_timing
 
 if TYPE_CHECKING:

@@ -1,28 +1,13 @@
-"""The HTTP server: uvicorn tuned for the gateway, draining on the first signal.
-
-The gateway's HTTP protocol is uvicorn's httptools protocol with three additions:
-
-* A head limit. uvicorn caps the request line and headers only in its h11 mode; with
-  httptools a caller could send megabytes of headers and the gateway would hold them
-  all. The head is counted while httptools parses it and, past the limit, answered
-  with 431 and a problem document before the app sees anything.
-* One send() per response, through `CoalescingTransport`.
-* A connection-closed future in each request's scope (`CONNECTION_CLOSED`), so the RPC
-  endpoint learns of a caller leaving from a callback instead of a task per request
-  waiting in ``receive()``.
-"""
+"""The HTTP server: uvicorn tuned for the gateway, draining on the first signal."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from kafkarpc import protocol
-
-from .transport import CoalescingTransport
+from .httpprotocol import VERIFIED_UVICORN, gateway_http_protocol, seam_intact
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -31,88 +16,30 @@ if TYPE_CHECKING:
 
     from .settings import GatewaySettings
 
-CONNECTION_CLOSED = "rpcgw.connection_closed"
-"""ASGI extension: ``scope["extensions"][CONNECTION_CLOSED]["future"]`` is done once the caller's
-connection closes."""
-
-# Per header line: ": " and CRLF around the name and value httptools hands over.
-_LINE_OVERHEAD = 4
+log = logging.getLogger(__name__)
 
 
-class _HeadTooLarge(Exception):
-    """Raised inside a parser callback to stop parsing; httptools reports it as a parse error."""
+def http_protocol(settings: GatewaySettings) -> dict[str, Any]:
+    """uvicorn's ``http`` options for ``GATEWAY_HTTP_PROTOCOL``.
 
-
-def gateway_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
-    """The gateway's `HttpToolsProtocol` class (see the module docstring)."""
-
-    class GatewayHttpProtocol(HttpToolsProtocol):
-        _head_bytes = 0
-        _too_large = False
-        _closed: asyncio.Future[None]
-        _coalescing: CoalescingTransport
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            self._closed = self.loop.create_future()
-            self._coalescing = CoalescingTransport(transport, self.loop)
-            super().connection_made(self._coalescing)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            super().connection_lost(exc)
-            if not self._closed.done():
-                self._closed.set_result(None)
-
-        def eof_received(self) -> None:
-            # uvloop closes the socket on EOF itself, past the wrapper: send what is queued first
-            # (a caller that half-closes after its request still gets the answer).
-            self._coalescing.flush()
-            super().eof_received()
-
-        def handle_websocket_upgrade(self) -> None:
-            # The WebSocket protocol takes the connection over with the socket's own transport;
-            # a pipelined request still running before it writes through, in order.
-            self._coalescing.write_through()
-            self.transport = self._coalescing.raw
-            super().handle_websocket_upgrade()
-
-        def on_message_begin(self) -> None:
-            self._head_bytes = 0
-            super().on_message_begin()
-            self.scope.setdefault("extensions", {})[CONNECTION_CLOSED] = {"future": self._closed}
-
-        def on_url(self, url: bytes) -> None:
-            self._count(len(url))
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value) + _LINE_OVERHEAD)
-            super().on_header(name, value)
-
-        def _count(self, size: int) -> None:
-            self._head_bytes += size
-            if self._head_bytes > max_head_bytes:
-                self._too_large = True
-                raise _HeadTooLarge
-
-        def send_400_response(self, msg: str) -> None:
-            # uvicorn answers every parse error with 400; ours gets its own status.
-            if not self._too_large:
-                super().send_400_response(msg)
-                return
-            body = protocol.problem_body(
-                431,
-                "Request Header Fields Too Large",
-                f"the request line and headers exceed {max_head_bytes} bytes",
+    ``gateway``: `gateway.httpprotocol` (431 past the head limit, one write per response,
+    the connection-closed signal). ``h11``: uvicorn's h11 protocol, whose own head limit is
+    set to the same size (past it the answer is 400), slower per request. ``auto``: the
+    gateway's unless the installed uvicorn is not the one it was verified with.
+    """
+    choice = settings.http_protocol
+    if choice == "auto":
+        choice = "gateway" if seam_intact() else "h11"
+        if choice == "h11":
+            log.warning(
+                "uvicorn %s is not the %sx the gateway's HTTP protocol was verified with; "
+                "serving with uvicorn's h11 protocol instead (same head limit, more CPU per request)",
+                uvicorn.__version__,
+                VERIFIED_UVICORN,
             )
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-type: " + protocol.PROBLEM_JSON.encode() + b"\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n"
-                b"connection: close\r\n\r\n" + body
-            )
-            self.transport.close()
-
-    return GatewayHttpProtocol
+    if choice == "gateway":
+        return {"http": gateway_http_protocol(settings.max_header_bytes)}
+    return {"http": "h11", "h11_max_incomplete_event_size": settings.max_header_bytes}
 
 
 class GatewayServer(uvicorn.Server):
@@ -130,7 +57,7 @@ class GatewayServer(uvicorn.Server):
                 host=settings.host,
                 port=settings.port,
                 loop="uvloop",
-                http=gateway_http_protocol(settings.max_header_bytes),
+                **http_protocol(settings),
                 # Nothing reads the client address, and X-Forwarded-* from loopback is no reason
                 # to rewrite it: uvicorn's proxy-headers middleware would run on every request.
                 proxy_headers=False,

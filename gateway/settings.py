@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +69,9 @@ class GatewaySettings(BaseSettings):
     """Seconds the producer may spend flushing at shutdown."""
     shutdown_grace: float | None = Field(default=None, gt=0)
     """Seconds uvicorn waits for in-flight requests after SIGTERM; unset means max_timeout + 5."""
+    http_protocol: Literal["auto", "gateway", "h11"] = "auto"
+    """HTTP protocol: ``gateway`` (uvicorn httptools plus the head limit, one write per response and
+    the disconnect signal), ``h11`` (uvicorn's, slower), ``auto`` (gateway's on the verified uvicorn)."""
     timing: bool = False
     """Stamp requests (``rpc-timing``) and answer with a ``Server-Timing`` header of the stages."""
     log_level: str = "INFO"

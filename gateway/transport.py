@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-
-FLUSH_BYTES = HIGH_WATER_LIMIT
-"""Queued bytes that are written at once: uvicorn's own high-water mark for pausing the writer."""
+FLUSH_BYTES = 65_536
+"""Queued bytes that are written at once: uvicorn's own high-water mark for pausing the writer
+(``HIGH_WATER_LIMIT``, in a module of uvicorn's that is not public API; test_uvicorn_seam pins it)."""
 
 
 class CoalescingTransport(asyncio.Transport):

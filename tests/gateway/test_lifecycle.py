@@ -15,7 +15,7 @@ from starlette.types import Message, Scope
 from gateway.app import create_app
 from gateway.client import State
 from gateway.errors import ClientDisconnectedError
-from gateway.server import CONNECTION_CLOSED
+from gateway.httpprotocol import CONNECTION_CLOSED
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
 from kafkarpc.connection import KafkaSettings

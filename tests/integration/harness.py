@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from devstack import ExistingKafka, KafkaCluster
 from gateway.app import Gateway
-from gateway.server import gateway_http_protocol
+from gateway.httpprotocol import gateway_http_protocol
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
 from kafkarpc.connection import KafkaSettings
@@ -87,18 +87,18 @@ class Topics:
 
 
 @contextlib.asynccontextmanager
-async def listening(app: FastAPI) -> AsyncIterator[str]:
+async def listening(app: FastAPI, http: str = "gateway") -> AsyncIterator[str]:
     """uvicorn in this loop on a socket bound up front; yields the base URL at once.
 
     The socket listens before uvicorn starts, so clients may connect immediately: the
-    kernel queues them until the server accepts.
+    kernel queues them until the server accepts. ``http`` is the gateway's own protocol
+    (head limit, one write per response, disconnect future) or uvicorn's ``h11``/``httptools``.
     """
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
-    # The gateway's own HTTP protocol (head limit, one write per response, disconnect future).
-    protocol_class = gateway_http_protocol(GatewaySettings().max_header_bytes)
-    server = uvicorn.Server(uvicorn.Config(app, http=protocol_class, log_level="warning", lifespan="on"))
+    protocol: Any = gateway_http_protocol(GatewaySettings().max_header_bytes) if http == "gateway" else http
+    server = uvicorn.Server(uvicorn.Config(app, http=protocol, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -109,9 +109,9 @@ async def listening(app: FastAPI) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
+async def serving(app: FastAPI, http: str = "gateway") -> AsyncIterator[str]:
     """`listening`, yielding the base URL once the gateway accepts requests."""
-    async with listening(app) as url:
+    async with listening(app, http) as url:
         await asyncio.wait_for(app.state.started.wait(), 60)
         yield url
 

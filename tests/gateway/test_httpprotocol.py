@@ -12,7 +12,7 @@ import orjson
 import pytest
 import uvicorn
 
-from gateway.server import CONNECTION_CLOSED, gateway_http_protocol
+from gateway.httpprotocol import CONNECTION_CLOSED, gateway_http_protocol
 from gateway.transport import FLUSH_BYTES, CoalescingTransport
 from kafkarpc import protocol
 

@@ -1,0 +1,56 @@
+"""What ships: the wheel and the image's install hold the product (core, gateway, workers) only.
+
+The image's install is reproduced here outside Docker: the Dockerfile's own ``uv sync
+--frozen --no-editable`` from uv.lock into a fresh environment, then the product imported
+from somewhere the checkout is not.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+UV = Path(sys.executable).parent / "uv"
+PRODUCT = {"kafkarpc", "gateway", "workers"}
+TOOLING = ("devstack", "bench", "chaos", "tests")
+
+
+def test_the_wheel_holds_only_the_product_packages(tmp_path: Path) -> None:
+    subprocess.run(
+        [str(UV), "build", "--wheel", "--quiet", "--out-dir", str(tmp_path), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        top = {name.split("/", 1)[0] for name in archive.namelist()}
+    assert {name for name in top if not name.endswith(".dist-info")} == PRODUCT
+
+
+def test_the_image_install_from_the_lock_file_runs_the_product_and_nothing_else(tmp_path: Path) -> None:
+    environment = tmp_path / "venv"
+    env = {
+        **os.environ,
+        "UV_PROJECT_ENVIRONMENT": str(environment),
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
+    subprocess.run(
+        [str(UV), "sync", "--frozen", "--no-editable", "--quiet", "--python", sys.executable],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    python = str(environment / "bin" / "python")
+    probe = (
+        "import importlib.util, gateway.app, workers.runtime, kafkarpc.fetcher, confluent_kafka, uvloop\n"
+        f"print(sorted(name for name in {(*TOOLING, 'pytest')!r} if importlib.util.find_spec(name)))"
+    )
+    found = subprocess.run(
+        [python, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]", "tooling or the dev extra was installed"
