@@ -9,6 +9,7 @@ deadline, produce failure, caller disconnect, task cancellation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import random
@@ -20,6 +21,7 @@ from kafkarpc import protocol
 from kafkarpc.errors import DeliveryError
 
 from .errors import (
+    CallerDeadlineError,
     ClientDisconnectedError,
     GatewayError,
     KafkaUnavailableError,
@@ -176,6 +178,7 @@ class RequestReplyClient:
             KafkaUnavailableError: brokers unreachable, or the produce failed definitely.
             ProducerQueueFullError: librdkafka's queue is full.
             ReplyTimeout: no reply by the deadline (the request may have run).
+            CallerDeadlineError: ``wait`` left no time; nothing was sent.
             ClientDisconnectedError: ``disconnected`` returned first.
         """
         self.ensure_accepting()
@@ -184,7 +187,7 @@ class RequestReplyClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         if wait <= 0:
-            raise ReplyTimeout("the deadline had passed before the request was sent")
+            raise CallerDeadlineError("the deadline had passed before the request was sent")
         try:
             future = self._pending.register(correlation_id)
         except PendingFullError as exc:
@@ -217,12 +220,16 @@ class RequestReplyClient:
                 )
             except DeliveryError as exc:
                 raise self.produce_failed(exc.error) from None
-            return await future
+            reply = await future
         finally:
             expiry.cancel()
             if disconnected is not None:
                 disconnected.remove_done_callback(abandon)
             self._pending.discard(correlation_id)
+        if timing and not reply.timing.startswith(request.timing):
+            # The worker did not copy rpc-timing back: keep the gateway's own stamps anyway.
+            reply = dataclasses.replace(reply, timing=f"{request.timing},{reply.timing}")
+        return reply
 
     def produce_failed(self, error: KafkaError) -> GatewayError:
         """Count a refused produce and return the gateway error that answers it."""

@@ -12,7 +12,8 @@
     │   ├── ProducerQueueFullError       librdkafka's local queue is full (BufferError)
     │   ├── KafkaUnavailableError        brokers unreachable, or the produce failed definitely
     │   └── NotAcceptingError            starting up or draining for shutdown
-    └── ReplyTimeout                 504  no reply by the deadline (the request may have run)
+    ├── ReplyTimeout                 504  no reply by the deadline (the request may have run)
+    └── CallerDeadlineError          504  the caller's own wait left no time (Prefer: wait=0): never sent
 
 `gateway.problems` turns any of them into an RFC 9457 response, in one place; `delivery_error`
 says which one a Kafka delivery error is.
@@ -99,6 +100,12 @@ class NotAcceptingError(UnavailableError):
 
 class ReplyTimeout(GatewayError):
     status, title, outcome = 504, "Gateway Timeout", "timeout"
+
+
+class CallerDeadlineError(GatewayError):
+    """The caller chose a deadline that had passed; counted apart from timeouts the system caused."""
+
+    status, title, outcome = 504, "Gateway Timeout", "caller_deadline"
 
 
 def delivery_error(error: KafkaError) -> GatewayError:

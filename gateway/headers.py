@@ -5,6 +5,8 @@ stripped, so a hostile or confused client learns at once. ``content-type`` and
 ``traceparent``/``tracestate`` are protocol headers: the gateway validates them
 and sets them once itself. Any other header travels only if its name is on the
 configured allow-list; the rest (host, cookies, authorization, ...) stay behind.
+Forwarded values must be UTF-8 text (the wire contract promises workers text), and a
+``traceparent`` with an all-zero trace or parent id is dropped, as W3C trace-context requires.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ PREFER = b"prefer"
 CONTENT_LENGTH = b"content-length"
 # W3C trace-context: version-traceid-parentid-flags, lowercase hex; later versions may append fields.
 TRACEPARENT_PATTERN = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[\x21-\x7e]*)?")
+ZERO_TRACE_ID = b"0" * 32
+ZERO_PARENT_ID = b"0" * 16
 TRACESTATE_MAX = 512
 CONTENT_TYPE_MAX = 255
 _CONTENT_TYPE = protocol.CONTENT_TYPE.encode()
@@ -84,6 +88,8 @@ class HeaderPolicy:
                 text = name.decode("latin-1")
                 if any(seen == text for seen, _ in extra):
                     raise BadRequestError(f"header {text!r} must appear at most once")
+                if not value.isascii():
+                    _utf8(text, value)
                 size += len(name) + len(value)
                 extra.append((text, value))
         if size > self._max_forward_bytes:
@@ -128,11 +134,22 @@ def _content_type(value: bytes | None) -> str:
     return text
 
 
+def _utf8(name: str, value: bytes) -> None:
+    """Refuse a forwarded value that is not UTF-8 text: the wire contract promises workers text."""
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        raise BadRequestError(f"header {name!r} is not UTF-8 text") from None
+
+
 def _trace(traceparent: bytes | None, tracestate: list[bytes]) -> protocol.Headers:
     trace: protocol.Headers = []
     if traceparent is not None:
         if TRACEPARENT_PATTERN.fullmatch(traceparent) is None or traceparent.startswith(b"ff"):
             raise BadRequestError("header 'traceparent' is not W3C trace context")
+        if traceparent[3:35] == ZERO_TRACE_ID or traceparent[36:52] == ZERO_PARENT_ID:
+            # Well-formed but invalid: W3C trace-context §3.2.2.3 says ignore it (and tracestate).
+            return trace
         trace.append((protocol.TRACEPARENT, traceparent))
         if tracestate:
             # Several tracestate fields combine into one list (W3C trace-context §3.3.1).

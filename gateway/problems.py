@@ -56,8 +56,16 @@ def from_error(error: GatewayError) -> Response:
 
 
 def worker_error(reply: protocol.Reply) -> WorkerFailedError:
-    """A 502 for a worker's 5xx (or otherwise unusable) reply, keeping the worker's detail."""
-    detail = f"the worker failed with status {reply.status}"
+    """A 502 for a worker's 5xx or 1xx reply.
+
+    The caller gets the worker's problem ``detail`` (at most `WORKER_DETAIL_MAX` characters)
+    when the reply is problem+json; any other body is not forwarded, since a failing worker's
+    body may hold internals (a stack trace), and the detail says only the status.
+    """
+    if reply.status < 200:
+        detail = f"the worker replied with status {reply.status}, which is not a final response"
+    else:
+        detail = f"the worker failed with status {reply.status}"
     try:
         document = orjson.loads(reply.body) if reply.content_type == protocol.PROBLEM_JSON else None
     except orjson.JSONDecodeError:

@@ -52,8 +52,8 @@ class ReplyRouter:
     def route(self, batch: Sequence[Message], fetched_at: float) -> None:
         """Resolve the waiter of each reply in ``batch``; never raises on a bad record.
 
-        ``fetched_at`` (epoch seconds) is when the consumer thread got the batch; replies
-        carrying ``rpc-timing`` get it and the routing time stamped when timing is on.
+        ``fetched_at`` (epoch seconds) is when the consumer thread got the batch; with timing on,
+        every reply gets it and the routing time stamped.
         """
         routed_at: float | None = None
         for message in batch:
@@ -71,7 +71,8 @@ class ReplyRouter:
                     },
                 )
                 continue
-            if self._timing and reply.timing:
+            if self._timing:
+                # Stamped even when the worker sent no rpc-timing: the gateway's own stages still count.
                 routed_at = routed_at or time.time()
                 timing = protocol.stamp(reply.timing, "reply_fetched", fetched_at)
                 reply = dataclasses.replace(reply, timing=protocol.stamp(timing, "reply_routed", routed_at))

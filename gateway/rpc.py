@@ -27,7 +27,9 @@ from .errors import (
     GatewayError,
     PayloadTooLargeError,
     ReplyTimeout,
+    WorkerFailedError,
 )
+from .headers import CONTENT_TYPE_MAX
 from .httpprotocol import CONNECTION_CLOSED
 from .timing import server_timing
 
@@ -209,17 +211,18 @@ async def wait_disconnect(receive: Receive) -> None:
 
 
 def reply_parts(reply: protocol.Reply) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Status, body and headers answering a worker reply: passed through below 500.
+    """Status, body and headers answering a worker reply: passed through from 200 to 499.
 
     Raises:
-        WorkerFailedError: a 5xx, a non-final status or an unusable content type.
+        WorkerFailedError: a 5xx, a 1xx (not a final response) or a content type that could
+            split or corrupt the response.
     """
     if reply.status >= 500 or reply.status < 200:
         raise problems.worker_error(reply)
     content_type = reply.content_type
     # The worker is untrusted: a content type with CR/LF would split the HTTP response.
-    if not content_type.isascii() or not content_type.isprintable():
-        raise problems.worker_error(reply)
+    if len(content_type) > CONTENT_TYPE_MAX or not content_type.isascii() or not content_type.isprintable():
+        raise WorkerFailedError("the worker's reply has an invalid content-type", worker_status=reply.status)
     headers = [(b"content-type", content_type.encode())]
     if reply.status in BODYLESS:
         return reply.status, b"", headers  # no Content-Length either (RFC 9110 §8.6)

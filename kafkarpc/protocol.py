@@ -173,7 +173,7 @@ class Request:
             method=method,
             deadline_ms=_integer(DEADLINE, _required(single, DEADLINE)),
             body=value or b"",
-            content_type=single.get(CONTENT_TYPE, DEFAULT_CONTENT_TYPE),
+            content_type=single.get(CONTENT_TYPE) or DEFAULT_CONTENT_TYPE,
             trace=_trace(headers or ()),
             extra=[(k, v) for k, v in headers or () if v is not None and not is_reserved(k)],
             timing=single.get(TIMING, ""),
@@ -229,7 +229,7 @@ class Reply:
             correlation_id=_required(single, CORRELATION_ID),
             status=status,
             body=value or b"",
-            content_type=single.get(CONTENT_TYPE, DEFAULT_CONTENT_TYPE),
+            content_type=single.get(CONTENT_TYPE) or DEFAULT_CONTENT_TYPE,
             trace=_trace(headers or ()),
             timing=single.get(TIMING, ""),
         )
@@ -263,25 +263,38 @@ def problem_body(status: int, title: str, detail: str, **members: object) -> byt
 def correlation_id_of(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
     """The first correlation id among ``headers``, for logs about broken records."""
     for name, value in headers or ():
-        if name == CORRELATION_ID and value is not None:
+        if name.lower() == CORRELATION_ID and value is not None:
             return value.decode("utf-8", "replace")
     return None
 
 
+def duplicated(headers: Iterable[tuple[str, bytes | None]]) -> str | None:
+    """The first single-valued header that appears more than once (names compared case-insensitively)."""
+    seen: set[str] = set()
+    for name, _ in headers:
+        lowered = name.lower()
+        if lowered in SINGLE_VALUED:
+            if lowered in seen:
+                return lowered
+            seen.add(lowered)
+    return None
+
+
 def _single_valued(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
-    """Reserved single-valued headers by name; rejects duplicates and bad UTF-8."""
+    """Reserved single-valued headers by (lower-case) name; rejects duplicates and bad UTF-8."""
     found: dict[str, str] = {}
     for name, value in headers:
-        if name not in SINGLE_VALUED:
+        lowered = name.lower()
+        if lowered not in SINGLE_VALUED:
             continue
-        if name in found:
-            raise ProtocolError(f"header {name} appears more than once")
+        if lowered in found:
+            raise ProtocolError(f"header {lowered} appears more than once")
         if value is None:
-            raise ProtocolError(f"header {name} has no value")
+            raise ProtocolError(f"header {lowered} has no value")
         try:
-            found[name] = value.decode()
+            found[lowered] = value.decode()
         except UnicodeDecodeError:
-            raise ProtocolError(f"header {name} is not UTF-8") from None
+            raise ProtocolError(f"header {lowered} is not UTF-8") from None
     return found
 
 
@@ -299,4 +312,4 @@ def _integer(name: str, text: str) -> int:
 
 
 def _trace(headers: Iterable[tuple[str, bytes | None]]) -> Headers:
-    return [(k, v) for k, v in headers if k in (TRACEPARENT, TRACESTATE) and v is not None]
+    return [(k.lower(), v) for k, v in headers if k.lower() in (TRACEPARENT, TRACESTATE) and v is not None]

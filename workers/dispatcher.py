@@ -12,7 +12,6 @@ import contextvars
 import dataclasses
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from kafkarpc.protocol import (
     CORRELATION_ID_PATTERN,
     REPLY_PARTITION,
     REPLY_TO,
-    SINGLE_VALUED,
     Reply,
     Request,
+    duplicated,
     stamp,
 )
 from workers.deadletter import DeadLetter, Reason, dead_letter_for
@@ -104,11 +103,10 @@ class Dispatcher:
     def _check(self, message: Message) -> tuple[Request, Registration] | Outcome:
         """The decoded request and its handler, or the poison outcome."""
         headers = message.headers() or []
-        counts = Counter(name for name, _ in headers if name in SINGLE_VALUED)
-        duplicated = [name for name, count in counts.items() if count > 1]
-        if duplicated:
+        twice = duplicated(headers)
+        if twice is not None:
             # Readers disagree on which copy wins, so nobody is answered (RELIABILITY.md 1.4).
-            detail = f"header {duplicated[0]} appears more than once"
+            detail = f"header {twice} appears more than once"
             return self._poison(message, Reason.DUPLICATE_HEADER, detail)
         try:
             request = Request.from_record(message.value(), headers)
@@ -218,7 +216,11 @@ def _phrase(status: int) -> str:
 
 def _reply_address(headers: RecordHeaders) -> tuple[str, str, int | None] | None:
     """Where to send an error reply for an undecodable request, if that is unambiguous."""
-    values = {name: value for name, value in headers if name in (CORRELATION_ID, REPLY_TO, REPLY_PARTITION)}
+    values = {
+        name.lower(): value
+        for name, value in headers
+        if name.lower() in (CORRELATION_ID, REPLY_TO, REPLY_PARTITION)
+    }
     try:
         correlation_id = (values.get(CORRELATION_ID) or b"").decode()
         reply_to = (values.get(REPLY_TO) or b"").decode()
