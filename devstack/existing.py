@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient
 from devstack.cluster import KafkaCluster
 from devstack.errors import LocalKafkaError
 from devstack.topics import create_topics
+from kafkarpc.logs import LIBRDKAFKA
 
 
 class ExistingKafka:
@@ -27,7 +28,9 @@ class ExistingKafka:
         """
         try:
             brokers = (
-                AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=15).brokers
+                AdminClient({"bootstrap.servers": self.bootstrap_servers}, logger=LIBRDKAFKA)
+                .list_topics(timeout=15)
+                .brokers
             )
         except Exception as error:
             raise LocalKafkaError(

@@ -7,6 +7,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from devstack.errors import LocalKafkaError
+from kafkarpc.logs import LIBRDKAFKA
 
 
 def create_topics(
@@ -20,7 +21,10 @@ def create_topics(
     Raises:
         LocalKafkaError: the broker refused a topic for another reason.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False})
+    # librdkafka's own lines go through logging like the product's, never raw to the terminal.
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap_servers, "log.connection.close": False}, logger=LIBRDKAFKA
+    )
     futures = admin.create_topics(
         [
             NewTopic(name, partitions, replication_factor, config=config or {})

@@ -18,7 +18,7 @@ def main() -> None:
     """Run the gateway until SIGTERM/SIGINT; a second signal forces exit."""
     settings = GatewaySettings()
     kafka_settings = KafkaSettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     log.info(
         "starting gateway",
         extra={

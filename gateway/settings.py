@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kafkarpc import protocol
 from kafkarpc.connection import PRODUCER_DEFAULTS, KafkaSettings
+from kafkarpc.logs import LogFormat
 
 # librdkafka's default ``message.max.bytes``: the largest record the producer will send.
 LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
@@ -75,7 +76,9 @@ class GatewaySettings(BaseSettings):
     timing: bool = False
     """Stamp requests (``rpc-timing``) and answer with a ``Server-Timing`` header of the stages."""
     log_level: str = "INFO"
-    """Root log level of the JSON logs."""
+    """Root log level."""
+    log_format: LogFormat = "auto"
+    """``json`` (one object per line), ``console`` (short lines), ``auto``: console on a terminal."""
 
     @field_validator("forward_headers")
     @classmethod

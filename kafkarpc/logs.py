@@ -26,8 +26,14 @@ correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=No
 LIBRDKAFKA = logging.getLogger("librdkafka")
 """The logger librdkafka writes through (confluent-kafka's ``logger`` property)."""
 
-# LogRecord attributes that are not user-supplied ``extra`` fields.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# LogRecord attributes that are not user-supplied ``extra`` fields (uvicorn's ``color_message``
+# repeats the message with terminal colour codes).
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 # Longest extra value a console line shows; the JSON line keeps it whole.
 _CONSOLE_VALUE_MAX = 120
 # librdkafka warnings about retries it makes on its own while a broker is starting (an idempotent

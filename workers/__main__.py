@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     specs = tuple(spec.strip() for value in args.handlers for spec in value.split(",") if spec.strip())
     settings = WorkerSettings(handlers=specs) if specs else WorkerSettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     # Like uvicorn's --app-dir ".": handler modules next to where the worker is started.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

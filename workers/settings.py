@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kafkarpc.logs import LogFormat
+
 # Tuned for latency (PERFORMANCE.md 3); KAFKA_PROPERTIES overrides any of them.
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": True,  # commits in the background ...
@@ -61,6 +63,8 @@ class WorkerSettings(BaseSettings):
     """Port of that listener; 0 picks a free port (tests)."""
     log_level: str = "INFO"
     """Root log level."""
+    log_format: LogFormat = "auto"
+    """``json`` (one object per line), ``console`` (short lines), ``auto``: console on a terminal."""
 
     @field_validator("handlers", mode="before")
     @classmethod
