@@ -8,14 +8,20 @@ with no timeout (a lock as in ``Event.wait()``, ``waitpid``, ``select``) then ru
 handler only when that wait ends for another reason: ``make run`` ignored SIGTERM and
 Ctrl-C this way.
 
-`wait_in_slices` blocks for at most `SLICE_SECONDS` at a time; between slices the
-interpreter runs any recorded handler.
+* `wait_in_slices` blocks for at most `SLICE_SECONDS` at a time; between slices the
+  interpreter runs any recorded handler.
+* `waking_on_signals` gives an asyncio loop in the main thread a wakeup fd, as uvloop
+  and ``loop.add_signal_handler`` do: a signal on any thread wakes the loop at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 SLICE_SECONDS = 0.1
 """The longest a signal recorded on another thread waits for its handler to run in the main thread."""
@@ -39,3 +45,34 @@ def wait_in_slices(wait: Callable[[float], bool], timeout: float | None = None) 
             return True
         if deadline is not None and time.monotonic() >= deadline:
             return False
+
+
+@contextlib.asynccontextmanager
+async def waking_on_signals() -> AsyncIterator[None]:
+    """Within the block, any signal wakes the running loop, so its Python handler runs at once.
+
+    For an asyncio loop in the main thread that has no wakeup fd: the stdlib loop sets one
+    only in ``add_signal_handler``, so ``asyncio.run`` with ``signal.signal`` handlers (its
+    own Ctrl-C handling included) otherwise waits in ``epoll`` until the next timer or I/O.
+    Replaces any wakeup fd for the block's duration; do not combine with
+    ``loop.add_signal_handler``.
+    """
+    loop = asyncio.get_running_loop()
+    receiving, sending = socket.socketpair()
+    with receiving, sending:
+        receiving.setblocking(False)
+        sending.setblocking(False)
+        loop.add_reader(receiving.fileno(), _drain, receiving)
+        previous = signal.set_wakeup_fd(sending.fileno(), warn_on_full_buffer=False)
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous)
+            loop.remove_reader(receiving.fileno())
+
+
+def _drain(receiving: socket.socket) -> None:
+    # The bytes are signal numbers; waking up was their only purpose.
+    with contextlib.suppress(BlockingIOError):
+        while receiving.recv(4096):
+            pass
