@@ -12,12 +12,15 @@ back pickled. Between orders the child is idle, so its CPU over a step (sampled 
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import time
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
 
+from devstack.signals import wait_in_slices
 from kafkarpc.connection import KafkaSettings
 
 from .pingpong import DEADLINE_SECONDS, PingPong
@@ -71,7 +74,7 @@ class RemotePingPong:
         if graceful and self._process.is_alive():
             with contextlib.suppress(OSError):  # it already went; join reaps it
                 self._pipe.send(None)
-            self._process.join(STOP_TIMEOUT)
+            _join(self._process, STOP_TIMEOUT)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
@@ -89,15 +92,27 @@ class RemotePingPong:
         return step
 
     def _receive(self, timeout: float) -> Any:
-        if not self._pipe.poll(timeout):
+        # In slices: a Ctrl-C may land on a thread of the event loop's pools (they do not block
+        # signals), and only the main thread, waiting here, can run its handler.
+        if not wait_in_slices(self._pipe.poll, timeout):
             raise TimeoutError(f"the ping-pong child sent nothing for {timeout:g} s")
         try:
             return self._pipe.recv()
         except EOFError:
-            self._process.join(STOP_TIMEOUT)
+            _join(self._process, STOP_TIMEOUT)
             raise RuntimeError(
                 f"the ping-pong child exited with status {self._process.exitcode} (its stderr has why)"
             ) from None
+
+
+def _join(process: BaseProcess, timeout: float) -> None:
+    """`BaseProcess.join` with a timeout, in slices (see `devstack.signals`)."""
+    wait_in_slices(functools.partial(_exited, process), timeout)
+
+
+def _exited(process: BaseProcess, seconds: float) -> bool:
+    process.join(seconds)
+    return process.exitcode is not None
 
 
 def _serve(pipe: Connection, kafka: KafkaSettings, request_topic: str, reply_topic: str) -> None:

@@ -13,11 +13,13 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Coroutine
 from pathlib import Path
 
 from chaos.clusters import Clusters
 from chaos.report import Figures, render, summary
 from chaos.scenarios import SCENARIOS, Scenario
+from devstack.signals import waking_on_signals
 
 
 def _arguments() -> argparse.Namespace:
@@ -48,12 +50,19 @@ def _run(scenario: Scenario, clusters: Clusters) -> Figures:
         cluster = clusters.get(scenario.cluster)
         if time.monotonic() - started > 1:
             figures.notes["cluster start"] = f"{time.monotonic() - started:.1f} s"
-        asyncio.run(scenario.run(cluster, figures))
+        asyncio.run(_interruptible(scenario.run(cluster, figures)))
     except Exception as error:
         traceback.print_exc()
         figures.violations.append(f"scenario raised {type(error).__name__}: {error}")
     figures.notes["duration"] = f"{time.monotonic() - started:.1f} s"
     return figures
+
+
+async def _interruptible(run: Coroutine[None, None, None]) -> None:
+    # asyncio.run's loop has no signal wakeup fd: while a scenario waits in asyncio.to_thread,
+    # a Ctrl-C the kernel hands to a pool thread would wait for that call to end.
+    async with waking_on_signals():
+        await run
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from devstack.errors import LocalKafkaError
 from devstack.existing import kafka_from_environment
 from devstack.probes import wait_until_ready
 from devstack.process import Child
+from devstack.signals import wait_in_slices
 
 log = logging.getLogger("devstack")
 
@@ -51,8 +52,13 @@ def main() -> int:
         # Both ready: the gateway's reply consumer is positioned and the worker owns partitions.
         for url in (f"http://127.0.0.1:{worker_port}/readyz", f"http://127.0.0.1:{port}/readyz"):
             wait_until_ready(url, READY_TIMEOUT, partial(_check, children, stop))
+        _watch(children, stop)
+        # Printed once everything runs, watchers included: the line callers wait for.
         print(_banner(port, kafka.bootstrap_servers), flush=True)
-        _wait_for_stop_or_exit(children, stop)
+        # Not stop.wait(): with the watchers blocked in waitpid, a signal the kernel hands to one
+        # of them would never reach its handler here (see devstack.signals).
+        wait_in_slices(stop.wait)
+        _raise_if_exited(children)
     except LocalKafkaError as error:
         log.error("cannot start: %s", error)
         return 1
@@ -71,12 +77,10 @@ def _check(children: list[Child], stop: threading.Event) -> None:
         raise LocalKafkaError("interrupted before the system was ready")
 
 
-def _wait_for_stop_or_exit(children: list[Child], stop: threading.Event) -> None:
+def _watch(children: list[Child], stop: threading.Event) -> None:
     # A watcher thread per child turns "a child exited" into the same event as Ctrl-C.
     for child in children:
         threading.Thread(target=_set_when_exited, args=(child.process, stop), daemon=True).start()
-    stop.wait()
-    _raise_if_exited(children)
 
 
 def _set_when_exited(child: subprocess.Popen[bytes], stop: threading.Event) -> None:
