@@ -21,6 +21,7 @@ from devstack.existing import kafka_from_environment
 from devstack.probes import wait_until_ready
 from devstack.process import Child
 from devstack.signals import wait_in_slices
+from kafkarpc.logs import configure_logging
 
 log = logging.getLogger("devstack")
 
@@ -33,7 +34,7 @@ READY_TIMEOUT = 60.0
 
 def main() -> int:
     """Run the stack until interrupted; the exit status says whether it started."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(message)s", stream=sys.stderr)
+    configure_logging("INFO")  # the gateway's and worker's format: short lines on a terminal
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
