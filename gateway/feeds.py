@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from kafkarpc.fetcher import Fetcher
 
@@ -142,8 +142,19 @@ class TopicFeed:
         self._fetcher.start(self._assign_all)
 
     def _assign_all(self, client: ConsumerClient) -> None:
-        """Fetch thread: every partition of the topic, at its end. Raises `UnknownTopicError`."""
-        metadata = client.list_topics(self.topic, timeout=self._timeout).topics.get(self.topic)
+        """Fetch thread: every partition of the topic, at its end.
+
+        Raises:
+            UnknownTopicError: the topic does not exist (it is never created).
+            UnavailableError: the brokers did not answer.
+        """
+        try:
+            cluster = client.list_topics(self.topic, timeout=self._timeout)
+        except KafkaException as exc:
+            raise UnavailableError(
+                f"no metadata for topic {self.topic!r}: {exc.args[0]}", retry_after=1
+            ) from None
+        metadata = cluster.topics.get(self.topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise UnknownTopicError(f"topic {self.topic!r} does not exist")
         partitions = []

@@ -1,0 +1,120 @@
+"""Topic feeds on the in-memory cluster: one consumer per topic, bounded subscribers, no leaks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from gateway.errors import UnavailableError, UnknownTopicError
+from gateway.feeds import Streams
+from gateway.metrics import GatewayMetrics
+from tests.fakekafka import FakeConsumer, FakeKafka
+
+TOPIC = "events"
+
+
+@pytest.fixture
+async def streams(cluster: FakeKafka) -> AsyncIterator[Streams]:
+    streams = Streams(
+        cluster,
+        {"group.id": "unused"},
+        frozenset({TOPIC, "absent"}),
+        max_streams=3,
+        buffer=5,
+        timeout=1.0,
+        metrics=GatewayMetrics(10.0, 10),
+    )
+    yield streams
+    await streams.close()
+
+
+def stream_consumers(cluster: FakeKafka) -> list[FakeConsumer]:
+    return [
+        c for c in cluster.consumers if str(c.config.get("group.id", "")).startswith("rpc-gateway-stream-")
+    ]
+
+
+async def test_subscribers_of_one_topic_share_one_consumer_and_see_what_comes_after_joining(
+    cluster: FakeKafka, streams: Streams
+) -> None:
+    cluster.append(TOPIC, b"before")
+    first = await streams.subscribe(TOPIC)
+    second = await streams.subscribe(TOPIC)
+    assert len(stream_consumers(cluster)) == 1
+    cluster.append(TOPIC, b'{"n": 1}', key=b"k")
+    for subscription in (first, second):
+        batch = await subscription.next(5)
+        assert batch is not None
+        (document,) = batch.documents
+        assert orjson.loads(document) == {
+            "topic": TOPIC,
+            "partition": 0,
+            "offset": 1,
+            "key": "k",
+            "value": '{"n": 1}',
+        }
+        assert batch.events == b"id: 0-1\nevent: message\ndata: " + document + b"\n\n"
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off_and_the_others_are_not_slowed(
+    cluster: FakeKafka, streams: Streams
+) -> None:
+    slow = await streams.subscribe(TOPIC)
+    fast = await streams.subscribe(TOPIC)
+    received = 0
+    for n in range(12):
+        cluster.append(TOPIC, b"%d" % n)
+        batch = await fast.next(5)  # the fast one reads each record as it comes
+        assert batch is not None
+        received += len(batch.documents)
+    assert received == 12
+    assert slow.ended
+    assert slow.overflowed
+    assert await slow.next(0) is None  # its queue was dropped, not kept
+    assert not fast.ended
+    assert streams.open_streams == 1
+    assert streams._metrics.registry.get_sample_value("rpcgw_stream_overflows_total") == 1
+
+
+async def test_the_last_subscriber_leaving_closes_the_topics_consumer(
+    cluster: FakeKafka, streams: Streams
+) -> None:
+    subscription = await streams.subscribe(TOPIC)
+    (consumer,) = stream_consumers(cluster)
+    streams.unsubscribe(subscription)
+    await cluster.wait_for(lambda: consumer.closed)
+    again = await streams.subscribe(TOPIC)
+    assert len(stream_consumers(cluster)) == 2
+    assert not again.ended
+
+
+async def test_the_cap_counts_subscriptions_across_topics(streams: Streams) -> None:
+    for _ in range(3):
+        await streams.subscribe(TOPIC)
+    with pytest.raises(UnavailableError):
+        await streams.subscribe(TOPIC)
+
+
+async def test_a_missing_topic_is_refused_and_its_consumer_closed(
+    cluster: FakeKafka, streams: Streams
+) -> None:
+    with pytest.raises(UnknownTopicError):
+        await streams.subscribe("absent")
+    with pytest.raises(UnknownTopicError):
+        await streams.subscribe("not-allow-listed")
+    (consumer,) = stream_consumers(cluster)
+    await cluster.wait_for(lambda: consumer.closed)
+    assert streams.open_streams == 0
+
+
+async def test_brokers_that_do_not_answer_are_503_and_the_consumer_is_closed(
+    cluster: FakeKafka, streams: Streams
+) -> None:
+    cluster.down = True
+    with pytest.raises(UnavailableError):
+        await streams.subscribe(TOPIC)
+    (consumer,) = stream_consumers(cluster)
+    await cluster.wait_for(lambda: consumer.closed)
+    assert consumer.used_after_close == []
