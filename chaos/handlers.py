@@ -19,8 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from kafkarpc.protocol import Request
-from workers.registry import HandlerRegistry, Response
+from workers import HandlerRegistry, Request, Response
 
 registry = HandlerRegistry()
 

@@ -1,0 +1,18 @@
+"""The worker runtime: serve methods from Kafka with plain Python handlers.
+
+    from workers import HandlerRegistry, Request
+
+    registry = HandlerRegistry()
+
+    @registry.handler("greet")
+    async def greet(request: Request) -> dict[str, str]:
+        return {"hello": request.body.decode()}
+
+Run it with ``python -m workers --handlers module:registry``; docs/WORKERS.md has the rest.
+"""
+
+from kafkarpc.protocol import Request
+from workers.errors import HandlerError, TransientError
+from workers.registry import HandlerRegistry, Response
+
+__all__ = ["HandlerError", "HandlerRegistry", "Request", "Response", "TransientError"]

@@ -22,9 +22,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
-from kafkarpc.protocol import Request
-from workers.errors import HandlerError
-from workers.registry import HandlerRegistry, Response
+from workers import HandlerError, HandlerRegistry, Request, Response
 
 registry = HandlerRegistry()
 M = TypeVar("M", bound=BaseModel)
