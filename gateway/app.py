@@ -1,6 +1,7 @@
-"""The application factory: wires settings into components and runs their lifecycle.
+"""The application factory: the FastAPI app, its routes, and the lifecycle of its components.
 
-Routes find the shared components on ``request.app.state.gateway`` (a `Gateway`).
+The lifespan builds the components (`gateway.assembly`) and puts them on
+``app.state.gateway``, where the routes find them.
 """
 
 from __future__ import annotations
@@ -9,26 +10,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from kafkarpc import protocol
 from kafkarpc.clients import ConfluentClients
-from kafkarpc.producer import AsyncProducer
-from kafkarpc.statistics import consumer_lag
 
 from . import problems, routes, rpc, streams
-from .client import RequestReplyClient
-from .correlation import CorrelationIds
-from .feeds import Streams
-from .headers import HeaderPolicy
-from .health import KafkaHealth
-from .metrics import GatewayMetrics
-from .pending import PendingReplies
-from .publisher import TopicPublisher
-from .replies import ReplyListener, ReplyRouter
+from .assembly import assemble
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -36,27 +25,10 @@ if TYPE_CHECKING:
     from kafkarpc.clients import KafkaClients
     from kafkarpc.connection import KafkaSettings
 
+    from .client import RequestReplyClient
     from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Gateway:
-    """The running components, shared by all routes through ``app.state.gateway``."""
-
-    settings: GatewaySettings
-    ids: CorrelationIds
-    metrics: GatewayMetrics
-    headers: HeaderPolicy
-    body_limit: int
-    """Largest accepted request body in bytes."""
-    health: KafkaHealth
-    producer: AsyncProducer
-    listener: ReplyListener
-    client: RequestReplyClient
-    publisher: TopicPublisher
-    streams: Streams
 
 
 class GatewayAPI(FastAPI):
@@ -94,7 +66,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        gateway = _assemble(settings, kafka_settings, clients or ConfluentClients())
+        gateway = assemble(settings, kafka_settings, clients or ConfluentClients())
         app.state.gateway = gateway
         app.rpc = rpc.RpcEndpoint(
             ids=gateway.ids,
@@ -128,60 +100,6 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(streams.router)
     return app
-
-
-def _assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: KafkaClients) -> Gateway:
-    ids = CorrelationIds()
-    metrics = GatewayMetrics(settings.max_timeout, settings.metric_methods_limit)
-    pending: PendingReplies[protocol.Reply] = PendingReplies(settings.max_pending)
-    health = KafkaHealth(settings.request_topic, settings.reply_topic, settings.startup_timeout)
-    producer_config = settings.producer_config(kafka_settings, ids.tag)
-    producer = AsyncProducer(clients, {**producer_config, "error_cb": health.on_error})
-    health.attach(producer.client)
-    router = ReplyRouter(pending, ids, metrics, timing=settings.timing)
-
-    def reply_lag(statistics: str) -> None:
-        metrics.reply_consumer_lag.set(consumer_lag(statistics, since="delivered"))
-
-    consumer_config = settings.consumer_config(kafka_settings, ids.tag)
-    listener = ReplyListener(
-        clients.consumer({**consumer_config, "error_cb": health.on_error, "stats_cb": reply_lag}),
-        on_batch=router.route,
-        batch_size=settings.consume_batch_size,
-        timeout=settings.startup_timeout,
-    )
-    client = RequestReplyClient(
-        settings=settings,
-        ids=ids,
-        pending=pending,
-        producer=producer,
-        listener=listener,
-        health=health,
-        metrics=metrics,
-    )
-    return Gateway(
-        settings=settings,
-        ids=ids,
-        metrics=metrics,
-        headers=HeaderPolicy(settings.forward_headers, settings.max_forward_header_bytes),
-        body_limit=settings.body_limit(producer_config),
-        health=health,
-        producer=producer,
-        listener=listener,
-        client=client,
-        publisher=TopicPublisher(
-            producer, settings.publish_topics, settings.startup_timeout, refused=client.produce_failed
-        ),
-        streams=Streams(
-            clients,
-            consumer_config,
-            frozenset(settings.stream_topics),
-            max_streams=settings.max_streams,
-            buffer=settings.stream_buffer,
-            timeout=settings.startup_timeout,
-            metrics=metrics,
-        ),
-    )
 
 
 async def _start(client: RequestReplyClient, started: asyncio.Event) -> None:

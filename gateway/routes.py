@@ -16,7 +16,7 @@ from .errors import GatewayError
 from .rpc import read_body
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .assembly import Gateway
 
 router = APIRouter()
 

@@ -1,13 +1,15 @@
 """What ships: the wheel and the image's install hold the product (core, gateway, workers) only.
 
-The image's install is reproduced here outside Docker: the Dockerfile's own ``uv sync
---frozen --no-editable`` from uv.lock into a fresh environment, then the product imported
-from somewhere the checkout is not.
+Both build from a copy of the Docker build context (what .dockerignore admits), so they also
+show that the context suffices, and leave no build/ behind in the checkout. The image's install
+is reproduced outside Docker: the Dockerfile's own ``uv sync --frozen --no-editable`` from
+uv.lock into a fresh environment, then the product imported from somewhere else.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,9 +21,28 @@ PRODUCT = {"kafkarpc", "gateway", "workers"}
 TOOLING = ("devstack", "bench", "chaos", "tests")
 
 
+def build_context(into: Path) -> Path:
+    """A copy of what the Dockerfile may COPY (the paths .dockerignore admits)."""
+    admitted = [
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    context = into / "context"
+    for name in admitted:
+        source, target = ROOT / name, context / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    return context
+
+
 def test_the_wheel_holds_only_the_product_packages(tmp_path: Path) -> None:
     subprocess.run(
-        [str(UV), "build", "--wheel", "--quiet", "--out-dir", str(tmp_path), str(ROOT)],
+        # sdist first, then the wheel from it, as a release builds them
+        [str(UV), "build", "--quiet", "--out-dir", str(tmp_path), str(build_context(tmp_path))],
         check=True,
         timeout=300,
     )
@@ -40,7 +61,7 @@ def test_the_image_install_from_the_lock_file_runs_the_product_and_nothing_else(
     }
     subprocess.run(
         [str(UV), "sync", "--frozen", "--no-editable", "--quiet", "--python", sys.executable],
-        cwd=ROOT,
+        cwd=build_context(tmp_path),
         env=env,
         check=True,
         timeout=300,

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from gateway.app import Gateway, create_app
+from gateway.app import create_app
+from gateway.assembly import Gateway
 from gateway.settings import GatewaySettings
 from kafkarpc.connection import KafkaSettings
 from tests.fakekafka import FakeKafka

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 from fastapi import FastAPI
 
 from devstack import ExistingKafka, KafkaCluster
-from gateway.app import Gateway
+from gateway.assembly import Gateway
 from gateway.httpprotocol import gateway_http_protocol
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
