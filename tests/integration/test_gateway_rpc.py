@@ -104,10 +104,16 @@ async def test_overload_sheds_with_retry_after_and_nothing_is_produced_for_it(to
     assert metric(app, "rpcgw_shed_requests_total", reason="pending_cap") == 1
 
 
-async def test_a_caller_closing_its_connection_frees_the_request_at_once(topics: Topics) -> None:
+@pytest.mark.parametrize("http", ["gateway", "h11", "httptools"])
+async def test_a_caller_closing_its_connection_frees_the_request_at_once(topics: Topics, http: str) -> None:
+    """Under the gateway's HTTP protocol and, as when an unverified uvicorn falls back, uvicorn's own."""
     gate = Gate(expected=1)
     app = create_app(topics.settings(), topics.kafka_settings())
-    async with working(topics, gate.registry), serving(app) as url:
+    async with working(topics, gate.registry), serving(app, http) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+            answered = await client.post("/rpc/headers", content=b"{}", headers={"x-tenant": "t1"})
+        assert answered.status_code == 200
+        assert orjson.loads(answered.content)["extra"] == [["x-tenant", "t1"]]
         host, port = url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(b"POST /rpc/hold HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nprefer: wait=60\r\n\r\nhi")
