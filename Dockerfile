@@ -24,7 +24,9 @@ COPY kafkarpc ./kafkarpc
 COPY gateway ./gateway
 COPY workers ./workers
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1
-RUN uv sync --frozen --no-editable \
+# The venv keeps its pip (--inexact), so images built FROM this one can `pip install` handlers into it.
+RUN python -m venv /opt/venv \
+    && uv sync --frozen --no-editable --inexact \
     && /opt/venv/bin/python -c "import gateway.app, workers.runtime, confluent_kafka, uvloop, httptools"
 
 FROM ${PYTHON_IMAGE}
