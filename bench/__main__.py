@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import datetime
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import confluent_kafka
 
 from . import report
+from .machine import commit, load_average
 from .profile import PROFILES
 from .stack import REPO_ROOT, ServerOptions, Stack
 from .suite import Suite
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_env=_pairs(args.worker_env),
     )
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    load_before = _load()
+    load_before = load_average()
     _log(f"profile {profile.name}, load average {load_before}")
     with Stack(options) as stack:
         _log(f"stack up: Kafka {stack.kafka.bootstrap_servers}, pids {stack.pids}")
@@ -55,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {
             "started": started,
             "profile": profile.name,
-            "commit": _commit(),
+            "commit": commit(),
             "kafka": kafka_version,
             "librdkafka": confluent_kafka.libversion()[0],
             "confluent_kafka": confluent_kafka.version()[0],
             "python": sys.version.split()[0],
             "load_before": load_before,
-            "load_after": _load(),
+            "load_after": load_average(),
             "kafka_properties": os.environ.get("KAFKA_PROPERTIES", ""),
             "options": {
                 "loop": options.loop,
@@ -126,23 +126,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _pairs(items: list[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items)
-
-
-def _load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def _commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO_ROOT, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}{'+dirty' if dirty else ''}"
 
 
 def _log(text: str) -> None:
