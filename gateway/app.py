@@ -32,22 +32,33 @@ log = logging.getLogger(__name__)
 
 
 class GatewayAPI(FastAPI):
-    """FastAPI, with ``/rpc/`` requests handed to `RpcEndpoint` ahead of its middleware and routing."""
+    """FastAPI, with ``/rpc/`` and ``/stream/`` served by bare endpoints ahead of its middleware."""
 
     rpc: rpc.RpcEndpoint | None = None
     """Set once the lifespan has built the Kafka side; until then ``/rpc/`` is FastAPI's 404."""
+    events: streams.EventStreamEndpoint | None = None
+    """Likewise for ``/stream/``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.rpc is not None and scope["type"] == "http" and rpc.serves(scope["path"]):
-            await self.rpc(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if self.rpc is not None and rpc.serves(path):
+                await self.rpc(scope, receive, send)
+                return
+            if self.events is not None and streams.serves(path):
+                await self.events(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
-        """FastAPI's document, plus the endpoint it does not route."""
+        """FastAPI's document, plus the endpoints it does not route."""
         if self.openapi_schema is None:
             schema = super().openapi()
-            schema["paths"] = {f"{rpc.PREFIX}{{method}}": rpc.OPENAPI_PATH, **schema.get("paths", {})}
+            schema["paths"] = {
+                f"{rpc.PREFIX}{{method}}": rpc.OPENAPI_PATH,
+                f"{streams.PREFIX}{{topic}}": streams.OPENAPI_PATH,
+                **schema.get("paths", {}),
+            }
         return self.openapi_schema or {}
 
 
@@ -76,6 +87,7 @@ def create_app(
             caller=gateway.client,
             timing=settings.timing,
         )
+        app.events = streams.EventStreamEndpoint(gateway.streams)
         starting = asyncio.create_task(_start(gateway.client, started), name="rpcgw-start")
         try:
             yield

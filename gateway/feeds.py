@@ -110,13 +110,16 @@ class Subscription:
     async def next(self, wait: float | None = None) -> Batch | None:
         """The next batch; None after ``wait`` seconds of silence or once ended and drained."""
         if not self._batches and not self.ended:
-            self._wakeup = asyncio.get_running_loop().create_future()
+            # One future and one timer, both short-lived: nothing per wait outlives it.
+            loop = asyncio.get_running_loop()
+            self._wakeup = loop.create_future()
+            timer = None if wait is None else loop.call_later(wait, self._wake)
             try:
-                await asyncio.wait_for(self._wakeup, wait)
-            except TimeoutError:
-                return None
+                await self._wakeup
             finally:
                 self._wakeup = None
+                if timer is not None:
+                    timer.cancel()
         if not self._batches:
             return None
         batch = self._batches.popleft()

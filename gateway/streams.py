@@ -7,65 +7,127 @@ Each connection is a `Subscription` to its topic's one `TopicFeed` (`gateway.fee
 the moment it connects. Topics outside the allow-list, or missing from the cluster, are 404
 and never created. A subscriber too slow to keep up is cut off (`GATEWAY_STREAM_BUFFER`):
 SSE ends with an ``overflow`` event, WebSocket closes with 1013 (try again later).
+
+SSE is served by `EventStreamEndpoint`, a bare ASGI app that `GatewayAPI` calls ahead of
+FastAPI, like ``/rpc/``. A stream lives as long as its connection, and everything a
+framework keeps per request (task groups, exit stacks, cancel scopes) is then held for
+that long: with FastAPI's StreamingResponse, 10,000 open streams kept about 1.9 million
+objects that each full garbage collection walked, stopping the loop for a second
+(docs/benchmarks/streams.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from .errors import UnavailableError, UnknownTopicError
+from kafkarpc import protocol
+
+from . import problems
+from .errors import GatewayError, UnavailableError, UnknownTopicError
+from .rpc import disconnection
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from .feeds import Streams, Subscription
 
+PREFIX = "/stream/"
 # SSE comment sent on idle streams so proxies do not close them.
 KEEPALIVE_SECONDS = 15.0
+KEEPALIVE = b": keepalive\n\n"
 # WebSocket close codes (RFC 6455 §7.4, IANA registry): refused topic, and cut off as too slow.
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 OVERFLOW_EVENT = b'event: overflow\ndata: {"reason": "the client did not keep up; reconnect"}\n\n'
-
-router = APIRouter()
-
-
-def _streams(app: Any) -> Streams:
-    streams: Streams = app.state.gateway.streams
-    return streams
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),  # nginx: pass events on at once
+]
 
 
-@router.get("/stream/{topic}")
-async def server_sent_events(topic: str, request: Request) -> StreamingResponse:
-    """Stream ``topic`` as Server-Sent Events, from now on."""
-    streams = _streams(request.app)
-    subscription = await streams.subscribe(topic)
+def serves(path: str) -> bool:
+    """Whether ``path`` is ``/stream/{topic}`` with a non-empty topic and no further segment."""
+    return path.startswith(PREFIX) and len(path) > len(PREFIX) and path.find("/", len(PREFIX)) < 0
 
-    async def events() -> AsyncIterator[bytes]:
+
+class EventStreamEndpoint:
+    """Serves ``GET /stream/{topic}``; one instance per app, built with the `Streams`."""
+
+    def __init__(self, streams: Streams) -> None:
+        self._streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET":
+            response = problems.problem(405, "Method Not Allowed", "use GET")
+            response.raw_headers.append((b"allow", b"GET"))
+            await response(scope, receive, send)
+            return
         try:
-            yield b": streaming " + topic.encode() + b"\n\n"
+            subscription = await self._streams.subscribe(scope["path"][len(PREFIX) :])
+        except GatewayError as error:
+            await problems.from_error(error)(scope, receive, send)
+            return
+        try:
+            await _serve(subscription, scope, receive, send)
+        finally:
+            self._streams.unsubscribe(subscription)
+
+
+async def _serve(subscription: Subscription, scope: Scope, receive: Receive, send: Send) -> None:
+    """Send the subscription's events until it ends or the caller leaves."""
+
+    def caller_left(_: object) -> None:
+        subscription.end()
+
+    preamble = b": streaming " + subscription.feed.topic.encode() + b"\n\n"
+    with disconnection(scope, receive) as closed:
+        closed.add_done_callback(caller_left)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await send({"type": "http.response.body", "body": preamble, "more_body": True})
             while not subscription.ended:
                 batch = await subscription.next(KEEPALIVE_SECONDS)
-                yield b": keepalive\n\n" if batch is None else batch.events
-            if subscription.overflowed:
-                yield OVERFLOW_EVENT
+                body = KEEPALIVE if batch is None else batch.events
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            last = OVERFLOW_EVENT if subscription.overflowed else b""
+            await send({"type": "http.response.body", "body": last, "more_body": False})
         finally:
-            streams.unsubscribe(subscription)
+            closed.remove_done_callback(caller_left)
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+
+OPENAPI_PATH: dict[str, Any] = {
+    "get": {
+        "summary": "Stream a topic as Server-Sent Events",
+        "description": (
+            "Every record produced to `topic` from now on, as a `message` event whose data is the record "
+            "as JSON (`value`, or `value_base64` for bytes that are not UTF-8) and whose id is "
+            "`<partition>-<offset>`. Only topics on `GATEWAY_STREAM_TOPICS`. A client that falls "
+            "`GATEWAY_STREAM_BUFFER` records behind gets an `overflow` event and the stream ends."
+        ),
+        "operationId": "stream",
+        "parameters": [{"name": "topic", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "The event stream", "content": {"text/event-stream": {}}},
+            "default": {
+                "description": "A problem: 404 topic not allowed or missing, 503 too many streams",
+                "content": {protocol.PROBLEM_JSON: {"schema": {"type": "object"}}},
+            },
+        },
+    }
+}
+"""The OpenAPI path item of ``/stream/{topic}``, merged into FastAPI's generated document."""
+
+router = APIRouter()
 
 
 @router.websocket("/ws/{topic}")
 async def websocket_stream(websocket: WebSocket, topic: str) -> None:
     """Stream ``topic`` over a WebSocket, from now on; messages from the client are ignored."""
-    streams = _streams(websocket.app)
+    streams: Streams = websocket.app.state.gateway.streams
     try:
         subscription = await streams.subscribe(topic)
     except (UnknownTopicError, UnavailableError) as error:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import orjson
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from gateway.errors import UnavailableError, UnknownTopicError
 from gateway.feeds import Streams
 from gateway.metrics import GatewayMetrics
+from gateway.streams import EventStreamEndpoint
+from kafkarpc import protocol
 from tests.fakekafka import FakeConsumer, FakeKafka
 
 TOPIC = "events"
@@ -118,3 +122,55 @@ async def test_brokers_that_do_not_answer_are_503_and_the_consumer_is_closed(
     (consumer,) = stream_consumers(cluster)
     await cluster.wait_for(lambda: consumer.closed)
     assert consumer.used_after_close == []
+
+
+class Caller:
+    """An ASGI caller of `EventStreamEndpoint`: what it sent, and a switch to hang up."""
+
+    def __init__(self) -> None:
+        self.sent: list[MutableMapping[str, Any]] = []
+        self.chunk = asyncio.Event()
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.sent.append(message)
+        self.chunk.set()
+
+    async def next_chunk(self) -> bytes:
+        self.chunk.clear()
+        await asyncio.wait_for(self.chunk.wait(), 5)
+        body = self.sent[-1]["body"]
+        assert isinstance(body, bytes)
+        return body
+
+
+def scope(path: str, method: str = "GET") -> dict[str, object]:
+    return {"type": "http", "method": method, "path": path, "headers": [], "extensions": {}}
+
+
+async def test_sse_sends_the_topics_events_until_the_caller_hangs_up(
+    cluster: FakeKafka, streams: Streams
+) -> None:
+    caller = Caller()
+    endpoint = EventStreamEndpoint(streams)
+    serving = asyncio.create_task(endpoint(scope(f"/stream/{TOPIC}"), caller.receive, caller.send))
+    assert await caller.next_chunk() == b": streaming events\n\n"
+    assert caller.sent[0]["status"] == 200
+    cluster.append(TOPIC, b"v")
+    assert (await caller.next_chunk()).startswith(b"id: 0-0\nevent: message\ndata: ")
+    assert streams.open_streams == 1
+    caller.gone.set()
+    await asyncio.wait_for(serving, 5)
+    assert streams.open_streams == 0
+
+
+async def test_sse_refusals_are_problems(streams: Streams) -> None:
+    for path, method, status in [(f"/stream/{TOPIC}", "POST", 405), ("/stream/not-allowed", "GET", 404)]:
+        caller = Caller()
+        await EventStreamEndpoint(streams)(scope(path, method), caller.receive, caller.send)
+        assert caller.sent[0]["status"] == status
+        assert (b"content-type", protocol.PROBLEM_JSON.encode()) in caller.sent[0]["headers"]
