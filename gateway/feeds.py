@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+KEEPALIVE_SECONDS = 15.0
+"""A subscriber that got nothing for one to two of these periods is nudged to send a keepalive."""
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -83,6 +86,8 @@ class Subscription:
         self._batches: deque[Batch] = deque()
         self._queued = 0
         self._wakeup: asyncio.Future[None] | None = None
+        self.quiet = False
+        """Nothing offered since the last keepalive tick (`Streams` nudges quiet subscribers)."""
         self.ended = False
         """No more batches will come (overflow, the feed stopped, or the gateway is stopping)."""
         self.overflowed = False
@@ -98,6 +103,7 @@ class Subscription:
             self._batches.clear()
             self.end()
             return False
+        self.quiet = False
         self._batches.append(batch)
         self._wake()
         return True
@@ -107,19 +113,20 @@ class Subscription:
         self.ended = True
         self._wake()
 
-    async def next(self, wait: float | None = None) -> Batch | None:
-        """The next batch; None after ``wait`` seconds of silence or once ended and drained."""
+    def nudge(self) -> None:
+        """Make a waiting `next` return None (time for a keepalive)."""
+        self._wake()
+
+    async def next(self) -> Batch | None:
+        """The next batch; None when nudged, or once ended and drained."""
         if not self._batches and not self.ended:
-            # One future and one timer, both short-lived: nothing per wait outlives it.
-            loop = asyncio.get_running_loop()
-            self._wakeup = loop.create_future()
-            timer = None if wait is None else loop.call_later(wait, self._wake)
+            # One short-lived future per wait and no timer: with thousands of streams, every
+            # object a wait keeps alive is walked by each full garbage collection.
+            self._wakeup = asyncio.get_running_loop().create_future()
             try:
                 await self._wakeup
             finally:
                 self._wakeup = None
-                if timer is not None:
-                    timer.cancel()
         if not self._batches:
             return None
         batch = self._batches.popleft()
@@ -202,6 +209,7 @@ class Streams:
         buffer: int,
         timeout: float,
         metrics: GatewayMetrics,
+        keepalive: float = KEEPALIVE_SECONDS,
     ) -> None:
         self._clients = clients
         self._config = consumer_config
@@ -213,6 +221,8 @@ class Streams:
         self._feeds: dict[str, TopicFeed] = {}
         self._closing_feeds: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._keepalive = keepalive
+        self._ticker: asyncio.Task[None] | None = None
         metrics.stream_subscribers.set_function(lambda: self.open_streams)
 
     @property
@@ -238,6 +248,8 @@ class Streams:
                 self._clients.consumer(config), topic, self._timeout, self._metrics
             )
             feed.stopped.add_done_callback(lambda _: self._stopped(feed))
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="stream-keepalive")
         subscription = Subscription(feed, self._buffer)
         feed.subscribers.add(subscription)  # counted against the cap while the feed starts
         try:
@@ -265,8 +277,20 @@ class Streams:
         if self._feeds.get(feed.topic) is feed:
             del self._feeds[feed.topic]
 
+    async def _tick(self) -> None:
+        """Every ``keepalive`` seconds, nudge the subscribers that got nothing since the last tick."""
+        while True:
+            await asyncio.sleep(self._keepalive)  # the keepalive period itself, not synchronisation
+            for feed in list(self._feeds.values()):
+                for subscriber in feed.subscribers:
+                    if subscriber.quiet:
+                        subscriber.nudge()
+                    subscriber.quiet = True
+
     async def close(self) -> None:
         """At shutdown: end every subscription and close every consumer."""
         self._closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
         feeds, self._feeds = list(self._feeds.values()), {}
         await asyncio.gather(*(feed.close() for feed in feeds), *self._closing_feeds)

@@ -35,8 +35,7 @@ if TYPE_CHECKING:
     from .feeds import Streams, Subscription
 
 PREFIX = "/stream/"
-# SSE comment sent on idle streams so proxies do not close them.
-KEEPALIVE_SECONDS = 15.0
+# SSE comment sent on idle streams (when `Streams` nudges them) so proxies do not close them.
 KEEPALIVE = b": keepalive\n\n"
 # WebSocket close codes (RFC 6455 §7.4, IANA registry): refused topic, and cut off as too slow.
 POLICY_VIOLATION = 1008
@@ -90,7 +89,7 @@ async def _serve(subscription: Subscription, scope: Scope, receive: Receive, sen
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             await send({"type": "http.response.body", "body": preamble, "more_body": True})
             while not subscription.ended:
-                batch = await subscription.next(KEEPALIVE_SECONDS)
+                batch = await subscription.next()
                 body = KEEPALIVE if batch is None else batch.events
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             last = OVERFLOW_EVENT if subscription.overflowed else b""

@@ -49,7 +49,7 @@ async def test_subscribers_of_one_topic_share_one_consumer_and_see_what_comes_af
     assert len(stream_consumers(cluster)) == 1
     cluster.append(TOPIC, b'{"n": 1}', key=b"k")
     for subscription in (first, second):
-        batch = await subscription.next(5)
+        batch = await asyncio.wait_for(subscription.next(), 5)
         assert batch is not None
         (document,) = batch.documents
         assert orjson.loads(document) == {
@@ -70,13 +70,13 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_and_the_others_are_not_
     received = 0
     for n in range(12):
         cluster.append(TOPIC, b"%d" % n)
-        batch = await fast.next(5)  # the fast one reads each record as it comes
+        batch = await asyncio.wait_for(fast.next(), 5)  # the fast one reads each record as it comes
         assert batch is not None
         received += len(batch.documents)
     assert received == 12
     assert slow.ended
     assert slow.overflowed
-    assert await slow.next(0) is None  # its queue was dropped, not kept
+    assert await slow.next() is None  # ended, and its queue was dropped, not kept
     assert not fast.ended
     assert streams.open_streams == 1
     assert streams._metrics.registry.get_sample_value("rpcgw_stream_overflows_total") == 1
@@ -92,6 +92,28 @@ async def test_the_last_subscriber_leaving_closes_the_topics_consumer(
     again = await streams.subscribe(TOPIC)
     assert len(stream_consumers(cluster)) == 2
     assert not again.ended
+
+
+async def test_a_quiet_subscriber_is_nudged_for_a_keepalive_then_gets_records(cluster: FakeKafka) -> None:
+    streams = Streams(
+        cluster,
+        {},
+        frozenset({TOPIC}),
+        max_streams=2,
+        buffer=5,
+        timeout=1.0,
+        metrics=GatewayMetrics(10.0, 10),
+        keepalive=0.01,
+    )
+    try:
+        quiet = await streams.subscribe(TOPIC)
+        assert await asyncio.wait_for(quiet.next(), 5) is None  # nudged: nothing came
+        assert not quiet.ended
+        cluster.append(TOPIC, b"x")
+        batch = await asyncio.wait_for(quiet.next(), 5)
+        assert batch is not None
+    finally:
+        await streams.close()
 
 
 async def test_the_cap_counts_subscriptions_across_topics(streams: Streams) -> None:
