@@ -96,7 +96,7 @@ class StreamStack(Stack):
     def full_collections(self) -> int:
         """Full (generation 2) garbage collections the gateway has run so far.
 
-        Each one walks every object the interpreter tracks, a few hundred per open stream,
+        Each one walks every object the interpreter tracks, those each open stream keeps alive included,
         with the event loop stopped: at thousands of streams, the largest delays.
         """
         return int(self._metric(GC_COLLECTIONS, generation="2"))

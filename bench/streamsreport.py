@@ -71,9 +71,9 @@ def markdown(document: dict[str, Any]) -> str:
         f"to read {n:,} sockets on the other core (it shares the 2 cores with the gateway and the broker).",
         "",
         "A full GC is a generation-2 collection of the gateway's Python heap (its "
-        "`python_gc_collections_total`, read between records): it walks every tracked object, a few hundred "
-        "per open stream, with the event loop stopped, so the records whose fan-out meets one are the slow "
-        f"ones. Full GCs: {_counts(figures['gateway_full_gcs'])}.",
+        "`python_gc_collections_total`, read between records): it walks every tracked object, those "
+        "each open stream keeps alive included, with the event loop stopped, so the records whose "
+        f"fan-out meets one are the slow ones. Full GCs: {_counts(figures['gateway_full_gcs'])}.",
         "",
         "## Gateway memory and CPU",
         "",
