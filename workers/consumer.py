@@ -76,6 +76,11 @@ class RequestConsumer:
         with self._lock:
             self._stores[partition] = position
 
+    @property
+    def paused(self) -> bool:
+        """Whether the fetch thread has paused fetching (not merely been asked to)."""
+        return self._fetcher.paused
+
     def pause(self) -> None:
         """Stop fetching (back-pressure). Loop thread."""
         self._fetcher.pause()

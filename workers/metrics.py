@@ -55,7 +55,8 @@ class WorkerMetrics:
         )
         self.fetch_paused = Gauge(
             "rpcworker_fetch_paused",
-            "1 while fetching is paused because WORKER_MAX_BUFFERED records are held (back-pressure).",
+            "1 while fetching is paused because WORKER_MAX_BUFFERED records are held (back-pressure), "
+            "from the moment the consumer thread has applied the pause.",
             registry=self.registry,
         )
         self.consumer_lag = Gauge(

@@ -84,7 +84,9 @@ class Worker:
         self._running = 0
         self._paused = False
         self.metrics.assigned_partitions.set_function(lambda: len(self._tracker.partitions))
-        self.metrics.fetch_paused.set_function(lambda: int(self._paused))
+        self.metrics.fetch_paused.set_function(
+            lambda: int(self._consumer is not None and self._consumer.paused)
+        )
         self._consumer: RequestConsumer | None = None
         self._producer: AsyncProducer | None = None
         self._dispatcher: Dispatcher | None = None

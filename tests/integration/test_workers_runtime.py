@@ -227,4 +227,4 @@ def test_partitions_a_paused_worker_takes_over_stay_paused(
     )
     assert keeper.metric("rpcworker_fetch_paused") == 1
     consumed = "rpcworker_records_consumed_total"
-    never(lambda: keeper.metric(consumed) > taken, 3, "the paused keeper fetched records")
+    never(lambda: keeper.metric(consumed) > taken, 3, f"the paused keeper fetched records\n{keeper.output()}")
