@@ -17,7 +17,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from kafkarpc import protocol
+from kafkarpc import protocol, stamps
 from kafkarpc.errors import DeliveryError
 
 from .errors import (
@@ -212,7 +212,7 @@ class RequestReplyClient:
                 content_type=content_type,
                 trace=trace or [],
                 extra=extra or [],
-                timing=protocol.stamp(timing, "produced") if timing else "",
+                timing=stamps.stamp(timing, "produced") if timing else "",
             )
             try:
                 self._producer.produce(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import confluent_kafka
 
-from kafkarpc import protocol
+from kafkarpc import protocol, stamps
 from kafkarpc.errors import ProtocolError
 from kafkarpc.fetcher import Fetcher
 from kafkarpc.startup import retrying
@@ -74,8 +74,8 @@ class ReplyRouter:
             if self._timing:
                 # Stamped even when the worker sent no rpc-timing: the gateway's own stages still count.
                 routed_at = routed_at or time.time()
-                timing = protocol.stamp(reply.timing, "reply_fetched", fetched_at)
-                reply = dataclasses.replace(reply, timing=protocol.stamp(timing, "reply_routed", routed_at))
+                timing = stamps.stamp(reply.timing, "reply_fetched", fetched_at)
+                reply = dataclasses.replace(reply, timing=stamps.stamp(timing, "reply_routed", routed_at))
             if self._pending.resolve(reply.correlation_id, reply):
                 continue
             if self._ids.issued(reply.correlation_id):

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kafkarpc import protocol
+from kafkarpc import protocol, stamps
 
 from . import problems
 from .errors import (
@@ -115,7 +115,7 @@ class RpcEndpoint:
 
     async def _serve(self, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        timing = protocol.stamp("", "http_in") if self._timing else ""
+        timing = stamps.stamp("", "http_in") if self._timing else ""
         correlation_id = self._ids.new()
         label = self._metrics.method_label(method)
         applied: bytes | None = None

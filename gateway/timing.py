@@ -16,7 +16,7 @@ and the answer carries the W3C ``Server-Timing`` header with the segments betwee
 
 from __future__ import annotations
 
-from kafkarpc import protocol
+from kafkarpc import stamps
 
 SEGMENTS = (
     ("gateway", "http_in", "produced"),
@@ -36,7 +36,7 @@ def server_timing(timing: str, http_out: float) -> str:
     Segments whose stamps are missing (an older worker, a clock that went backwards)
     are left out rather than guessed.
     """
-    found = protocol.stamps(timing)
+    found = stamps.stamps(timing)
     found["http_out"] = int(http_out * 1_000_000)
     parts = []
     for name, start, end in SEGMENTS:

@@ -15,7 +15,10 @@ A request record carries the caller's body as its value and these headers:
     content-type         media type of the value
     traceparent          W3C trace context, passed through when present
     tracestate
-    rpc-timing           optional: stage timestamps (see TIMING), only when the gateway asks
+    rpc-timing           optional: stage timestamps (`kafkarpc.stamps`), only when the gateway asks
+    rpc-route            optional: the HTTP route that matched, e.g. ``GET /orders/{order_id}``
+    rpc-path-params      optional: that route's path parameters, a JSON object of strings
+    rpc-query            optional: the caller's query string, as sent (percent-encoded, no ``?``)
     + allow-listed caller headers (never a reserved name)
 
 A reply record carries the handler's body as its value and:
@@ -26,14 +29,15 @@ A reply record carries the handler's body as its value and:
     content-type
     traceparent, tracestate
     rpc-timing           the request's value plus the worker's stamps, when the request had one
+    rpc-response-headers optional: headers for the HTTP caller, a JSON object of strings
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -50,6 +54,12 @@ DEADLINE = "rpc-deadline"
 STATUS = "rpc-status"
 # Optional diagnostics: comma-separated name=epoch-microseconds pairs, appended by each hop.
 TIMING = "rpc-timing"
+# Set on requests that came by an HTTP route, and on any with a query string.
+ROUTE = "rpc-route"
+PATH_PARAMS = "rpc-path-params"
+QUERY = "rpc-query"
+# Set by workers on replies: headers for the HTTP caller (the gateway filters them).
+RESPONSE_HEADERS = "rpc-response-headers"
 # Set by workers on dead-lettered records.
 DEAD_LETTER_REASON = "rpc-dead-letter-reason"
 DEAD_LETTER_SOURCE = "rpc-dead-letter-source"
@@ -66,7 +76,20 @@ PROTOCOL_HEADERS = frozenset({CONTENT_TYPE, TRACEPARENT, TRACESTATE})
 # Headers that must appear at most once on a record; a record with two is
 # rejected, because readers disagree on which copy wins (RELIABILITY.md §1.4).
 SINGLE_VALUED = frozenset(
-    {CORRELATION_ID, REPLY_TO, REPLY_PARTITION, METHOD, DEADLINE, STATUS, CONTENT_TYPE, TIMING}
+    {
+        CORRELATION_ID,
+        REPLY_TO,
+        REPLY_PARTITION,
+        METHOD,
+        DEADLINE,
+        STATUS,
+        CONTENT_TYPE,
+        TIMING,
+        ROUTE,
+        PATH_PARAMS,
+        QUERY,
+        RESPONSE_HEADERS,
+    }
 )
 
 METHOD_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -87,26 +110,6 @@ def is_reserved(name: str) -> bool:
 def valid_method(method: str) -> bool:
     """Whether ``method`` is a legal method name."""
     return METHOD_PATTERN.fullmatch(method) is not None
-
-
-MAX_STAMP_DIGITS = 20
-
-
-def stamp(timing: str, name: str, at: float | None = None) -> str:
-    """``timing`` with ``name=<epoch µs>`` appended (``at`` in epoch seconds, default now)."""
-    micros = int((time.time() if at is None else at) * 1_000_000)
-    return f"{timing},{name}={micros}" if timing else f"{name}={micros}"
-
-
-def stamps(timing: str) -> dict[str, int]:
-    """The ``name -> epoch µs`` pairs of a timing value; malformed pairs are ignored."""
-    found: dict[str, int] = {}
-    for pair in timing.split(","):
-        name, _, micros = pair.partition("=")
-        # 20 digits hold any epoch microsecond; a longer number is garbage, not a time.
-        if name and len(micros) <= MAX_STAMP_DIGITS and micros.isascii() and micros.isdigit():
-            found[name.strip()] = int(micros)
-    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,16 @@ class Request:
     """Allow-listed caller headers, never reserved names."""
     timing: str = ""
     """``rpc-timing`` stamps so far; empty when the gateway does not ask for them."""
+    route: str = ""
+    """The HTTP route that matched (``GET /orders/{order_id}``); empty for ``/rpc/{method}``."""
+    path_params: dict[str, str] = field(default_factory=dict)
+    """The route's path parameters, as strings."""
+    query: str = ""
+    """The caller's query string, percent-encoded, without ``?``."""
+
+    def query_params(self) -> list[tuple[str, str]]:
+        """The query string decoded into (name, value) pairs, in order, blank values kept."""
+        return parse_qsl(self.query, keep_blank_values=True)
 
     def headers(self) -> Headers:
         """The record headers for this request, reserved ones set exactly once."""
@@ -147,6 +160,12 @@ class Request:
             headers.append((REPLY_PARTITION, str(self.reply_partition).encode()))
         if self.timing:
             headers.append((TIMING, self.timing.encode()))
+        if self.route:
+            headers.append((ROUTE, self.route.encode()))
+        if self.path_params:
+            headers.append((PATH_PARAMS, orjson.dumps(self.path_params)))
+        if self.query:
+            headers.append((QUERY, self.query.encode()))
         headers.extend(self.trace)
         headers.extend(self.extra)
         return headers
@@ -177,6 +196,9 @@ class Request:
             trace=_trace(headers or ()),
             extra=[(k, v) for k, v in headers or () if v is not None and not is_reserved(k)],
             timing=single.get(TIMING, ""),
+            route=single.get(ROUTE, ""),
+            path_params=_strings(PATH_PARAMS, single.get(PATH_PARAMS)),
+            query=single.get(QUERY, ""),
         )
 
 
@@ -196,6 +218,8 @@ class Reply:
     """``traceparent``/``tracestate`` copied from the request."""
     timing: str = ""
     """The request's ``rpc-timing`` plus the worker's stamps; empty when not asked for."""
+    response_headers: dict[str, str] = field(default_factory=dict)
+    """Headers for the HTTP caller (``location``, ``etag``, ...); the gateway passes allowed ones on."""
 
     @property
     def is_error(self) -> bool:
@@ -212,6 +236,8 @@ class Reply:
         ]
         if self.timing:
             headers.append((TIMING, self.timing.encode()))
+        if self.response_headers:
+            headers.append((RESPONSE_HEADERS, orjson.dumps(self.response_headers)))
         return headers
 
     @classmethod
@@ -232,6 +258,7 @@ class Reply:
             content_type=single.get(CONTENT_TYPE) or DEFAULT_CONTENT_TYPE,
             trace=_trace(headers or ()),
             timing=single.get(TIMING, ""),
+            response_headers=_strings(RESPONSE_HEADERS, single.get(RESPONSE_HEADERS)),
         )
 
     @classmethod
@@ -242,12 +269,13 @@ class Reply:
         title: str,
         detail: str,
         trace: Headers | None = None,
+        **members: object,
     ) -> Reply:
-        """An error reply whose body is an RFC 9457 problem document."""
+        """An error reply whose body is an RFC 9457 problem document; ``members`` are extensions."""
         return cls(
             correlation_id=correlation_id,
             status=status,
-            body=problem_body(status, title, detail, correlation_id=correlation_id),
+            body=problem_body(status, title, detail, correlation_id=correlation_id, **members),
             content_type=PROBLEM_JSON,
             trace=trace or [],
         )
@@ -296,6 +324,19 @@ def _single_valued(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str
         except UnicodeDecodeError:
             raise ProtocolError(f"header {lowered} is not UTF-8") from None
     return found
+
+
+def _strings(name: str, text: str | None) -> dict[str, str]:
+    """A header holding a JSON object of strings; ``{}`` when absent."""
+    if text is None:
+        return {}
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(f"header {name} is not JSON") from None
+    if not isinstance(document, dict) or not all(isinstance(v, str) for v in document.values()):
+        raise ProtocolError(f"header {name} is not a JSON object of strings")
+    return document
 
 
 def _required(single: dict[str, str], name: str) -> str:

@@ -12,7 +12,9 @@ Run it with ``python -m workers --handlers module:registry``; docs/WORKERS.md ha
 """
 
 from kafkarpc.protocol import Request
+from workers.endpoint import ResponseHeaders
 from workers.errors import HandlerError, TransientError
-from workers.registry import HandlerRegistry, Response
+from workers.registry import HandlerRegistry
+from workers.response import Response
 
-__all__ = ["HandlerError", "HandlerRegistry", "Request", "Response", "TransientError"]
+__all__ = ["HandlerError", "HandlerRegistry", "Request", "Response", "ResponseHeaders", "TransientError"]

@@ -12,7 +12,7 @@ import contextvars
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -31,11 +31,12 @@ from kafkarpc.protocol import (
     Reply,
     Request,
     duplicated,
-    stamp,
 )
+from kafkarpc.stamps import stamp
 from workers.deadletter import DeadLetter, Reason, dead_letter_for
 from workers.errors import HandlerError, TransientError
-from workers.registry import Registration, Response
+from workers.registry import Registration
+from workers.response import Response
 from workers.retries import RetryPolicy
 
 if TYPE_CHECKING:
@@ -153,10 +154,10 @@ class Dispatcher:
         reply: Reply | None
         try:
             async with scope:
-                result = await self._retries.run(
+                result, headers = await self._retries.run(
                     partial(self._invoke, registration, request), method, request.deadline_ms / 1000
                 )
-            reply = _success(request, result)
+            reply = _success(request, registration, result, headers)
         except TimeoutError as exc:
             reply = None if scope.expired() else _failure(request, exc)
         except Exception as exc:
@@ -176,17 +177,25 @@ class Dispatcher:
             reply = dataclasses.replace(reply, timing=timing)
         return reply
 
-    async def _invoke(self, registration: Registration, request: Request) -> Any:
+    async def _invoke(self, registration: Registration, request: Request) -> tuple[Any, Mapping[str, str]]:
+        """The handler's result and the headers it set; a typed handler's arguments validated first."""
+        if registration.endpoint.typed:
+            bound = registration.endpoint.bind(request)  # HandlerError 422 when invalid
+            call = partial(registration.function, **bound.arguments)
+            headers: Mapping[str, str] = {} if bound.headers is None else bound.headers
+        else:
+            call, headers = partial(registration.function, request), {}
         if registration.is_async:
-            return await registration.function(request)
+            return await call(), headers
         # The thread gets a copy of the context, so its logs carry the correlation id.
-        run = partial(contextvars.copy_context().run, registration.function, request)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        run = partial(contextvars.copy_context().run, call)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run), headers
 
 
-def _success(request: Request, result: Any) -> Reply:
+def _success(request: Request, registration: Registration, result: Any, headers: Mapping[str, str]) -> Reply:
     if isinstance(result, Response):
         body, status, content_type = result.body, result.status, result.content_type
+        headers = {**headers, **result.headers}
     elif isinstance(result, bytes):
         body, status, content_type = result, 200, "application/octet-stream"
     elif isinstance(result, str):
@@ -194,13 +203,23 @@ def _success(request: Request, result: Any) -> Reply:
     elif result is None:
         body, status, content_type = b"", 204, "application/octet-stream"
     else:
-        body, status, content_type = orjson.dumps(result), 200, "application/json"
-    return Reply(request.correlation_id, status, body, content_type, request.trace)
+        data = registration.endpoint.serialise(result)
+        body, status, content_type = orjson.dumps(data), registration.status_code, "application/json"
+    return Reply(
+        request.correlation_id,
+        status,
+        body,
+        content_type,
+        request.trace,
+        response_headers={name.lower(): value for name, value in headers.items()},
+    )
 
 
 def _failure(request: Request, exc: Exception) -> Reply:
     if isinstance(exc, HandlerError):
-        return Reply.problem(request.correlation_id, exc.status, exc.title, exc.detail, request.trace)
+        return Reply.problem(
+            request.correlation_id, exc.status, exc.title, exc.detail, request.trace, **exc.members
+        )
     if isinstance(exc, TransientError):
         detail = f"still failing after retries: {exc}"
         return Reply.problem(request.correlation_id, 503, _phrase(503), detail, request.trace)

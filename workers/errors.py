@@ -24,15 +24,17 @@ class HandlerError(WorkerError):
         status: HTTP status, 400-599.
         detail: Human-readable explanation sent to the caller (never put secrets here).
         title: Short summary; defaults to the status phrase.
+        members: RFC 9457 extension members of the problem document (JSON-able), e.g. ``errors``.
     """
 
-    def __init__(self, status: int, detail: str, title: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, title: str | None = None, **members: object) -> None:
         if not 400 <= status <= 599:
             raise ValueError(f"error status must be 400-599, not {status}")
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.title = title or HTTPStatus(status).phrase
+        self.members = members
 
 
 class TransientError(WorkerError):

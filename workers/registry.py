@@ -1,41 +1,39 @@
-"""Handlers by method name, registered with a decorator.
+"""Handlers by method name, registered with a decorator, optionally with HTTP routes.
 
     registry = HandlerRegistry()
 
+    @registry.handler("orders.create", routes=["POST /orders"], status_code=201)
+    async def create(order: NewOrder, headers: ResponseHeaders) -> Order:
+        '''Place an order.'''
+        ...
+
     @registry.handler("greet")
-    async def greet(request: Request) -> dict[str, str]:
+    async def greet(request: Request) -> dict[str, str]:   # the raw form
         return {"hello": request.body.decode()}
 
-A handler takes the decoded `Request` and returns the reply body: a `Response` (full
-control), ``bytes`` (sent as-is), ``str`` (text/plain), ``None`` (204) or anything orjson can
-serialise (application/json). ``async def`` handlers run on the event loop and must not
-block it; plain ``def`` handlers run in a thread pool.
+A typed handler declares its body, path and query parameters and result with annotations
+(`workers.endpoint`); a raw one takes the decoded `Request`. Either returns the reply body:
+a `Response` (full control), ``bytes`` (sent as-is), ``str`` (text/plain), ``None`` (204), or
+anything the return annotation (or else orjson) can serialise (application/json).
+``async def`` handlers run on the event loop and must not block it; plain ``def`` handlers
+run in a thread pool.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kafkarpc.protocol import Request, valid_method
+from kafkarpc import catalog, routes
+from kafkarpc.errors import ProtocolError
+from kafkarpc.protocol import valid_method
+from workers.endpoint import Endpoint
 from workers.errors import RegistryError
 
-Handler = Callable[[Request], Awaitable[Any]] | Callable[[Request], Any]
+Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A handler's explicit answer."""
-
-    body: bytes = b""
-    """Reply value."""
-    status: int = 200
-    """HTTP status; use `HandlerError` for errors so the body is problem+json."""
-    content_type: str = "application/json"
-    """Media type of ``body``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,39 +46,85 @@ class Registration:
     """The handler itself."""
     is_async: bool
     """Whether it is awaited on the loop (else it runs in the thread pool)."""
+    endpoint: Endpoint
+    """How its parameters are bound and its result serialised."""
+    routes: tuple[routes.Route, ...] = ()
+    """HTTP routes that call it, besides ``/rpc/{method}``."""
+    status_code: int = 200
+    """Status of a successful typed reply."""
+
+    def describe(self) -> catalog.Method:
+        """This handler as a catalog method: routes, docstring and schemas."""
+        doc = inspect.getdoc(self.function) or ""
+        summary, _, description = doc.partition("\n")
+        body, path, query, output = self.endpoint.schemas()
+        return catalog.Method(
+            method=self.method,
+            routes=tuple(str(route) for route in self.routes),
+            summary=summary.strip(),
+            description=description.strip(),
+            request_content_type="application/json" if body is not None else "*/*",
+            body=body,
+            path=path,
+            query=query,
+            response_content_type="application/json" if output is not None else "*/*",
+            status=self.status_code,
+            output=output,
+        )
 
 
 class HandlerRegistry:
-    """Method name -> handler; a method can be registered only once."""
+    """Method name -> handler; a method can be registered only once, a route only for one method."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, Registration] = {}
 
-    def handler(self, method: str) -> Callable[[H], H]:
-        """Decorator registering a function for ``method``.
+    def handler(self, method: str, *, routes: Iterable[str] = (), status_code: int = 200) -> Callable[[H], H]:
+        """Decorator registering a function for ``method`` (and ``routes``, e.g. ``"GET /orders/{id}"``).
 
         Raises:
-            RegistryError: the name is not a legal method name or is already taken.
+            RegistryError: an illegal method name or route, a name or route already taken, or a
+                signature that cannot be bound (`workers.endpoint`).
         """
 
         def register(function: H) -> H:
-            self.add(method, function)
+            self.add(method, function, routes=routes, status_code=status_code)
             return function
 
         return register
 
-    def add(self, method: str, function: Handler) -> None:
+    def add(
+        self, method: str, function: Handler, *, routes: Iterable[str] = (), status_code: int = 200
+    ) -> None:
         """Register ``function`` for ``method`` (the non-decorator form)."""
         if not valid_method(method):
             raise RegistryError(f"{method!r} is not a valid method name")
         if method in self._handlers:
             raise RegistryError(f"method {method!r} is already registered")
-        self._handlers[method] = Registration(method, function, inspect.iscoroutinefunction(function))
+        if not 200 <= status_code <= 299:
+            raise RegistryError(f"{method}: status_code must be 200-299, not {status_code}")
+        parsed = _parse(method, routes)
+        taken = {(r.verb, r.template): other.method for other in self for r in other.routes}
+        for route in parsed:
+            if (route.verb, route.template) in taken:
+                raise RegistryError(
+                    f"route {route} of {method!r} is already {taken[route.verb, route.template]!r}'s"
+                )
+        parameters = tuple(dict.fromkeys(name for route in parsed for name in route.parameters))
+        endpoint = Endpoint(function, method, parameters)
+        self._handlers[method] = Registration(
+            method, function, inspect.iscoroutinefunction(function), endpoint, parsed, status_code
+        )
 
     def include(self, other: HandlerRegistry) -> None:
-        """Add every handler of ``other``; a method both define is an error."""
+        """Add every handler of ``other``; a method or route both define is an error."""
         for registration in other:
-            self.add(registration.method, registration.function)
+            self.add(
+                registration.method,
+                registration.function,
+                routes=[str(route) for route in registration.routes],
+                status_code=registration.status_code,
+            )
 
     def get(self, method: str) -> Registration | None:
         """The registration for ``method``, or None if it is unknown."""
@@ -94,3 +138,10 @@ class HandlerRegistry:
 
     def __contains__(self, method: object) -> bool:
         return method in self._handlers
+
+
+def _parse(method: str, texts: Iterable[str]) -> tuple[routes.Route, ...]:
+    try:
+        return tuple(routes.parse(text) for text in texts)
+    except ProtocolError as exc:
+        raise RegistryError(f"{method}: {exc}") from None

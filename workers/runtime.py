@@ -24,6 +24,7 @@ from kafkarpc.clients import ConfluentClients
 from kafkarpc.connection import PRODUCER_DEFAULTS, KafkaSettings, redacted
 from kafkarpc.producer import AsyncProducer
 from kafkarpc.statistics import consumer_lag
+from workers.catalog import CatalogPublisher
 from workers.consumer import RequestConsumer
 from workers.dispatcher import Dispatcher
 from workers.metrics import WorkerMetrics
@@ -155,6 +156,18 @@ class Worker:
         await monitoring.start()
         self.monitoring_port = monitoring.port
         self._producer.start()
+        catalog = None
+        if self.settings.catalog_topic:
+            catalog = CatalogPublisher(
+                self._producer,
+                self.settings.catalog_topic,
+                self.registry,
+                group=self.settings.group_id,
+                instance=self.settings.instance,
+                heartbeat=self.settings.catalog_heartbeat,
+                clock=self._clock,
+            )
+            catalog.start()
         self._consumer.start()
         try:
             stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
@@ -169,6 +182,8 @@ class Worker:
                 await self._consumer.stopped
             except Exception:
                 self.exit_code = 1
+            if catalog is not None:
+                await catalog.stop()  # withdrawn while the producer still runs
             await self._producer.stop(FLUSH_TIMEOUT)
             pool.shutdown(wait=False, cancel_futures=True)
             await monitoring.stop()

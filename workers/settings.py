@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -43,6 +45,12 @@ class WorkerSettings(BaseSettings):
     """Topics a reply may be sent to, comma-separated; requests naming another are dead-lettered."""
     dead_letter_topic: str = "requests.dlt"
     """Where poison records go, with the reason in headers."""
+    catalog_topic: str = "rpc-catalog"
+    """Compacted topic this worker announces its methods on; empty: announce nothing."""
+    catalog_heartbeat: float = Field(default=10.0, gt=0)
+    """Seconds between catalog announcements; gateways forget an entry some heartbeats after the last."""
+    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    """This process's name in the catalog (its record key is ``<group_id>/<instance>``)."""
     concurrency: int = Field(default=64, ge=1)
     """Records handled at the same time by this process."""
     max_buffered: int = Field(default=0, ge=0)

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError
 from gateway.errors import ClientDisconnectedError
 from gateway.rpc import read_body
 from gateway.settings import GatewaySettings
-from kafkarpc import protocol
+from kafkarpc import protocol, stamps
 from tests.fakekafka import FakeKafka
 
 from .conftest import Harness, running
@@ -354,7 +354,7 @@ async def test_timing_off_by_default_sends_no_stamps_and_no_server_timing(harnes
 
 async def test_timing_stamps_the_request_and_answers_with_server_timing(cluster: FakeKafka) -> None:
     def stamping_echo(request: protocol.Request) -> protocol.Reply:
-        timing = protocol.stamp(protocol.stamp(request.timing, "worker_in"), "worker_out")
+        timing = stamps.stamp(stamps.stamp(request.timing, "worker_in"), "worker_out")
         return protocol.Reply(request.correlation_id, 200, request.body, timing=timing)
 
     async with running(GatewaySettings(timing=True), cluster) as harness:
@@ -362,7 +362,7 @@ async def test_timing_stamps_the_request_and_answers_with_server_timing(cluster:
             before = time.time() * 1_000_000
             response = await harness.http.post("/rpc/echo", content=b"x")
     assert response.status_code == 200
-    sent = protocol.stamps(worker.requests[0].timing)
+    sent = stamps.stamps(worker.requests[0].timing)
     assert list(sent) == ["http_in", "produced"]
     assert before <= sent["http_in"] <= sent["produced"]
     durations = {

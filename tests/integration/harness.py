@@ -21,7 +21,8 @@ from gateway.settings import GatewaySettings
 from kafkarpc import protocol
 from kafkarpc.connection import KafkaSettings
 from workers import examples
-from workers.registry import HandlerRegistry, Response
+from workers.registry import HandlerRegistry
+from workers.response import Response
 from workers.runtime import Worker
 from workers.settings import WorkerSettings
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from kafkarpc import protocol
+from kafkarpc import protocol, stamps
 from kafkarpc.errors import ProtocolError
 
 
 def test_stamps_append_in_order_in_epoch_microseconds() -> None:
-    timing = protocol.stamp("", "http_in", 1.5)
-    timing = protocol.stamp(timing, "produced", 2.000001)
+    timing = stamps.stamp("", "http_in", 1.5)
+    timing = stamps.stamp(timing, "produced", 2.000001)
     assert timing == "http_in=1500000,produced=2000001"
-    assert protocol.stamps(timing) == {"http_in": 1_500_000, "produced": 2_000_001}
+    assert stamps.stamps(timing) == {"http_in": 1_500_000, "produced": 2_000_001}
 
 
 def test_malformed_pairs_are_ignored_not_fatal() -> None:
-    assert protocol.stamps("a=1,b=x,=3,c,d=-4,e=5") == {"a": 1, "e": 5}
+    assert stamps.stamps("a=1,b=x,=3,c,d=-4,e=5") == {"a": 1, "e": 5}
 
 
 def test_timing_travels_on_requests_and_replies_only_when_set() -> None:
@@ -37,4 +37,4 @@ def test_a_duplicated_timing_header_is_a_protocol_error() -> None:
 
 def test_absurdly_long_numbers_are_not_stamps() -> None:
     # int() of thousands of digits raises on Python 3.11; a worker must not crash the gateway.
-    assert protocol.stamps("worker_in=1," + "worker_out=" + "9" * 5000) == {"worker_in": 1}
+    assert stamps.stamps("worker_in=1," + "worker_out=" + "9" * 5000) == {"worker_in": 1}

@@ -22,11 +22,12 @@ from workers.settings import WorkerSettings
 REQUESTS = "requests"
 REPLIES = "replies"
 DLT = "requests.dlt"
+CATALOG = "rpc-catalog"
 
 
 @pytest.fixture
 def broker() -> FakeKafka:
-    return FakeKafka({REQUESTS: 3, REPLIES: 2, DLT: 1})
+    return FakeKafka({REQUESTS: 3, REPLIES: 2, DLT: 1, CATALOG: 1})
 
 
 def settings(**overrides: Any) -> WorkerSettings:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import pytest
 
-from kafkarpc import protocol
+from kafkarpc import protocol, stamps
 from kafkarpc.clients import Message
 from kafkarpc.protocol import CORRELATION_ID, REPLY_TO, Request
 from tests.fakekafka import record
@@ -158,9 +158,9 @@ async def test_a_timed_request_gets_the_workers_stamps_appended_in_order() -> No
     before = int(time.time() * 1_000_000)
     outcome = await dispatcher(registry).dispatch(message(timed))
     assert outcome.reply is not None
-    stamps = protocol.stamps(outcome.reply.timing)
-    assert list(stamps) == ["http_in", "produced", "worker_in", "worker_out"]
-    assert before <= stamps["worker_in"] <= stamps["worker_out"] <= int(time.time() * 1_000_000)
+    found = stamps.stamps(outcome.reply.timing)
+    assert list(found) == ["http_in", "produced", "worker_in", "worker_out"]
+    assert before <= found["worker_in"] <= found["worker_out"] <= int(time.time() * 1_000_000)
 
 
 async def test_an_untimed_request_gets_an_untimed_reply() -> None:

@@ -11,6 +11,7 @@ def test_the_public_surface() -> None:
         "HandlerRegistry",
         "Request",
         "Response",
+        "ResponseHeaders",
         "TransientError",
     ]
     assert all(getattr(workers, name) is not None for name in workers.__all__)

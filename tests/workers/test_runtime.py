@@ -12,7 +12,8 @@ from kafkarpc.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTE
 from tests.fakekafka import FakeKafka
 from tests.workers.conftest import DLT, REPLIES, REQUESTS, request, send, serving, settings
 from workers.errors import HandlerError
-from workers.registry import HandlerRegistry, Response
+from workers.registry import HandlerRegistry
+from workers.response import Response
 
 
 def echo_registry() -> HandlerRegistry:

@@ -1,0 +1,162 @@
+"""`Endpoint`: a handler's signature, read once at registration, FastAPI style.
+
+Each parameter is bound by its annotation:
+
+    Request              the raw request (the untyped form; it keeps working alone)
+    ResponseHeaders      a dict the handler fills with headers for the caller (``location``, ...)
+    a pydantic model     the JSON body; at most one
+    a route parameter    a path parameter (``{order_id}`` in a route), converted to its annotation;
+                         called through ``/rpc/{method}``, it may come from the query string
+    anything else        a query parameter: a scalar, or ``list[...]`` of one for repeats
+
+pydantic validates and converts them; the first failure answers 422 with pydantic's error
+list (locations ``["body", ...]``, ``["path", name]``, ``["query", name]``). A return
+annotation serialises the result (pydantic to JSON-able data, then orjson) and, with the
+models, describes the method in the catalog. The docstring's first line is the summary.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
+
+from kafkarpc import catalog
+from kafkarpc.protocol import Request
+from workers.errors import HandlerError, RegistryError
+from workers.response import Response
+
+# Return annotations that keep the untyped reply rules (`workers.dispatcher`).
+UNTYPED_RETURNS: tuple[Any, ...] = (inspect.Signature.empty, Any, bytes, str, None, type(None), Response)
+
+
+class ResponseHeaders(dict[str, str]):
+    """Headers for the HTTP caller; declare a parameter of this type and fill it in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The arguments for one call, and the headers dict the handler may fill."""
+
+    arguments: dict[str, Any]
+    headers: ResponseHeaders | None
+
+
+class Endpoint:
+    """How one handler's parameters come from a request, and how its result becomes a body."""
+
+    def __init__(self, function: Callable[..., Any], method: str, path_parameters: tuple[str, ...]) -> None:
+        try:
+            hints = typing.get_type_hints(function)
+        except (NameError, TypeError) as exc:
+            raise RegistryError(f"{method}: cannot read the handler's annotations: {exc}") from None
+        self._request: list[str] = []
+        self._headers: str | None = None
+        self._body: tuple[str, type[BaseModel]] | None = None
+        path: dict[str, Any] = {}
+        query: dict[str, Any] = {}
+        for name, parameter in inspect.signature(function).parameters.items():
+            annotation = hints.get(name, Request if len(inspect.signature(function).parameters) == 1 else str)
+            default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+            if annotation is Request:
+                self._request.append(name)
+            elif annotation is ResponseHeaders:
+                self._headers = name
+            elif inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+                if self._body is not None:
+                    raise RegistryError(f"{method}: two body models ({self._body[0]} and {name})")
+                self._body = (name, annotation)
+            elif name in path_parameters:
+                path[name] = (annotation, default)
+            else:
+                query[name] = (annotation, default)
+        missing = set(path_parameters) - set(path)
+        if missing:
+            raise RegistryError(f"{method}: route parameters {sorted(missing)} are not handler parameters")
+        self._path = create_model(f"{method}.path", **path) if path else None
+        self._query = create_model(f"{method}.query", **query) if query else None
+        self._lists = {
+            name for name, (annotation, _) in query.items() if typing.get_origin(annotation) is list
+        }
+        returns = hints.get("return", inspect.Signature.empty)
+        self._output = None if returns in UNTYPED_RETURNS else TypeAdapter(returns)
+        self.typed = bool(self._body or path or query or self._output or self._headers)
+        """Whether anything beyond a lone raw `Request` parameter is declared."""
+
+    def bind(self, request: Request) -> Bound:
+        """The handler's arguments for ``request``.
+
+        Raises:
+            HandlerError: 422 with pydantic's ``errors`` when the request does not validate.
+        """
+        arguments: dict[str, Any] = dict.fromkeys(self._request, request)
+        errors: list[dict[str, Any]] = []
+        query = request.query_params()
+        if self._path is not None:
+            path = request.path_params or {n: v for n, v in query if n in self._path.model_fields}
+            arguments.update(_validate(self._path, path, "path", errors))
+        if self._query is not None:
+            values: dict[str, Any] = {}
+            for name, value in query:
+                if name in self._lists:
+                    values.setdefault(name, []).append(value)
+                else:
+                    values.setdefault(name, value)
+            arguments.update(_validate(self._query, values, "query", errors))
+        if self._body is not None:
+            name, model = self._body
+            try:
+                arguments[name] = model.model_validate_json(request.body)
+            except ValidationError as exc:
+                errors.extend(_errors(exc, "body"))
+        if errors:
+            raise HandlerError(422, _summary(errors), errors=errors)
+        headers = None
+        if self._headers is not None:
+            headers = arguments[self._headers] = ResponseHeaders()
+        return Bound(arguments, headers)
+
+    def serialise(self, result: Any) -> Any:
+        """The result as JSON-able data through the return annotation; unchanged if untyped."""
+        if self._output is None:
+            return result
+        return self._output.dump_python(result, mode="json")
+
+    def schemas(self) -> tuple[catalog.Schema, catalog.Schema, catalog.Schema, catalog.Schema]:
+        """JSON Schemas of the body, the path and the query parameters, and the result."""
+        return (
+            None if self._body is None else self._body[1].model_json_schema(),
+            None if self._path is None else self._path.model_json_schema(),
+            None if self._query is None else self._query.model_json_schema(),
+            None if self._output is None else self._output.json_schema(mode="serialization"),
+        )
+
+
+def _validate(
+    model: type[BaseModel], values: dict[str, Any], where: str, errors: list[dict[str, Any]]
+) -> dict[str, Any]:
+    try:
+        return dict(model.model_validate(values))
+    except ValidationError as exc:
+        errors.extend(_errors(exc, where))
+        return {}
+
+
+def _errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
+    # Locations and messages only: pydantic's "input" would echo what the caller sent (maybe a
+    # secret) and "ctx" may hold objects JSON cannot carry.
+    return [
+        {"loc": [where, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
