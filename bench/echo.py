@@ -47,6 +47,9 @@ class EchoCaller:
         extra: protocol.Headers,
         timing: str,
         disconnected: asyncio.Future[None] | None,
+        route: str,
+        path_params: dict[str, str],
+        query: str,
     ) -> protocol.Reply:
         """The body back, as a 200 reply."""
         return protocol.Reply(correlation_id, 200, body, content_type)

@@ -12,6 +12,7 @@ from kafkarpc import protocol
 from kafkarpc.producer import AsyncProducer
 from kafkarpc.statistics import consumer_lag
 
+from .catalog import Catalog
 from .client import RequestReplyClient
 from .correlation import CorrelationIds
 from .feeds import Streams
@@ -45,6 +46,8 @@ class Gateway:
     client: RequestReplyClient
     publisher: TopicPublisher
     streams: Streams
+    catalog: Catalog | None
+    """The method catalog; None when ``GATEWAY_CATALOG_TOPIC`` is empty."""
 
 
 def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: KafkaClients) -> Gateway:
@@ -81,7 +84,9 @@ def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: 
         settings=settings,
         ids=ids,
         metrics=metrics,
-        headers=HeaderPolicy(settings.forward_headers, settings.max_forward_header_bytes),
+        headers=HeaderPolicy(
+            settings.forward_headers, settings.max_forward_header_bytes, settings.response_headers
+        ),
         body_limit=settings.body_limit(producer_config),
         health=health,
         producer=producer,
@@ -96,6 +101,15 @@ def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: 
             frozenset(settings.stream_topics),
             max_streams=settings.max_streams,
             buffer=settings.stream_buffer,
+            timeout=settings.startup_timeout,
+            metrics=metrics,
+        ),
+        catalog=None
+        if not settings.catalog_topic
+        else Catalog(
+            clients.consumer({**consumer_config, "error_cb": health.on_error}),
+            settings.catalog_topic,
+            stale_after=settings.catalog_stale_after,
             timeout=settings.startup_timeout,
             metrics=metrics,
         ),

@@ -164,10 +164,15 @@ class RequestReplyClient:
         extra: protocol.Headers | None = None,
         timing: str = "",
         disconnected: asyncio.Future[None] | None = None,
+        route: str = "",
+        path_params: dict[str, str] | None = None,
+        query: str = "",
     ) -> protocol.Reply:
         """Send ``method`` with ``body`` and return the worker's reply within ``wait`` seconds.
 
-        ``timing``, if not empty, gets the ``produced`` stamp and travels as ``rpc-timing``.
+        ``timing``, if not empty, gets the ``produced`` stamp and travels as ``rpc-timing``;
+        ``route``, ``path_params`` and ``query`` travel as ``rpc-route``, ``rpc-path-params`` and
+        ``rpc-query`` (docs/PROTOCOL.md).
         ``disconnected``, if given, is done once the caller has gone: the request is
         then abandoned. Cancelling ``call`` removes the pending entry too; a reply
         arriving afterwards is dropped and counted as late.
@@ -213,6 +218,9 @@ class RequestReplyClient:
                 trace=trace or [],
                 extra=extra or [],
                 timing=stamps.stamp(timing, "produced") if timing else "",
+                route=route,
+                path_params=path_params or {},
+                query=query,
             )
             try:
                 self._producer.produce(

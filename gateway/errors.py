@@ -3,6 +3,8 @@
     GatewayError
     ├── BadRequestError              400  invalid method name, reserved or malformed header
     ├── UnknownTopicError            404  publish to a topic outside the allow-list or missing
+    ├── UnknownMethodError           404  no live worker announces the method (GATEWAY_UNKNOWN_METHODS=reject)
+    ├── MethodNotAllowedError        405  a route's path with a verb it has no route for
     ├── PayloadTooLargeError         413  body over the limit, refused before producing
     ├── HeadersTooLargeError         431  forwarded caller headers over the limit
     ├── ClientDisconnectedError      499  the caller went away (never sent; metrics and logs only)
@@ -50,6 +52,19 @@ class BadRequestError(GatewayError):
 
 class UnknownTopicError(GatewayError):
     status, title, outcome = 404, "Not Found", "unknown_topic"
+
+
+class UnknownMethodError(GatewayError):
+    status, title, outcome = 404, "Not Found", "unknown_method"
+
+
+class MethodNotAllowedError(GatewayError):
+    status, title, outcome = 405, "Method Not Allowed", "bad_request"
+
+    def __init__(self, detail: str, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(detail)
+        self.allowed = allowed
+        """The verbs the path does have routes for (the ``Allow`` header)."""
 
 
 class PayloadTooLargeError(GatewayError):

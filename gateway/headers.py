@@ -1,4 +1,4 @@
-"""`HeaderPolicy`: which caller headers may travel to Kafka, and what ``Prefer`` asks for.
+"""`HeaderPolicy`: which caller headers travel to Kafka, which reply headers reach the caller.
 
 Reserved names (``rpc-*``) sent by a caller are refused with 400 rather than
 stripped, so a hostile or confused client learns at once. ``content-type`` and
@@ -7,12 +7,16 @@ and sets them once itself. Any other header travels only if its name is on the
 configured allow-list; the rest (host, cookies, authorization, ...) stay behind.
 Forwarded values must be UTF-8 text (the wire contract promises workers text), and a
 ``traceparent`` with an all-zero trace or parent id is dropped, as W3C trace-context requires.
+
+The other way, a worker's ``rpc-response-headers`` reach the caller when the name is one of
+`ALWAYS_PASSED` or on the operator's list, never one of `NEVER_PASSED`, and the value is
+printable ASCII of at most `RESPONSE_VALUE_MAX` bytes; any other is dropped and counted.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from kafkarpc import protocol
@@ -27,6 +31,28 @@ ZERO_TRACE_ID = b"0" * 32
 ZERO_PARENT_ID = b"0" * 16
 TRACESTATE_MAX = 512
 CONTENT_TYPE_MAX = 255
+# Reply headers a worker may always give the caller, and those it never may: hop-by-hop and
+# framing headers (RFC 9110 §7.6.1), and what the gateway itself sets.
+ALWAYS_PASSED = frozenset({"location", "etag", "cache-control", "content-language", "retry-after"})
+NEVER_PASSED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-type",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "date",
+        "server",
+        "x-correlation-id",
+        "preference-applied",
+        "server-timing",
+    }
+)
+RESPONSE_VALUE_MAX = 4_096
 _CONTENT_TYPE = protocol.CONTENT_TYPE.encode()
 _TRACEPARENT = protocol.TRACEPARENT.encode()
 _TRACESTATE = protocol.TRACESTATE.encode()
@@ -49,9 +75,10 @@ class Admitted:
 class HeaderPolicy:
     """Admits caller headers; see the module docstring for the rules."""
 
-    def __init__(self, forward: Iterable[str], max_forward_bytes: int) -> None:
+    def __init__(self, forward: Iterable[str], max_forward_bytes: int, respond: Iterable[str] = ()) -> None:
         self._forward = frozenset(name.lower().encode() for name in forward)
         self._max_forward_bytes = max_forward_bytes
+        self._respond = ALWAYS_PASSED | {name.lower() for name in respond}
 
     def admit(self, raw: Iterable[tuple[bytes, bytes]]) -> Admitted:
         """Check ``raw`` ASGI headers (lowercase names) and keep what may travel.
@@ -103,6 +130,21 @@ class HeaderPolicy:
             wait=wait,
             content_length=content_length,
         )
+
+    def for_caller(
+        self, headers: dict[str, str], dropped: Callable[[str], object]
+    ) -> list[tuple[bytes, bytes]]:
+        """The reply headers a worker set that may reach the caller; ``dropped(reason)`` for the rest."""
+        passed: list[tuple[bytes, bytes]] = []
+        for name, value in headers.items():
+            lowered = name.lower()
+            if lowered not in self._respond or lowered in NEVER_PASSED or lowered.startswith("proxy-"):
+                dropped("not_allowed")
+            elif len(value) > RESPONSE_VALUE_MAX or not value.isascii() or not value.isprintable():
+                dropped("invalid_value")
+            else:
+                passed.append((lowered.encode(), value.encode()))
+        return passed
 
 
 def prefer_wait(value: bytes) -> int | None:

@@ -109,6 +109,23 @@ class GatewayMetrics:
             "Stream subscribers cut off for falling more than GATEWAY_STREAM_BUFFER records behind.",
             registry=registry,
         )
+        self.catalog_methods = Gauge(
+            f"{PREFIX}_catalog_methods",
+            "Methods live workers serve, from the catalog topic.",
+            registry=registry,
+        )
+        self.catalog_refused = Counter(
+            f"{PREFIX}_catalog_refused",
+            "Catalog records or routes refused (invalid, reserved_path, route_conflict, no_key).",
+            ["reason"],
+            registry=registry,
+        )
+        self.reply_headers_dropped = Counter(
+            f"{PREFIX}_reply_headers_dropped",
+            "Response headers from workers not passed to callers (not_allowed, invalid_value).",
+            ["reason"],
+            registry=registry,
+        )
         Info(f"{PREFIX}_build", "Gateway build.", registry=registry).info({"version": _version()})
 
     def method_label(self, method: str) -> str:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from kafkarpc import protocol
 
 from . import correlation
-from .errors import GatewayError, WorkerFailedError
+from .errors import GatewayError, MethodNotAllowedError, WorkerFailedError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -52,7 +52,10 @@ def from_error(error: GatewayError) -> Response:
     members: dict[str, object] = {}
     if isinstance(error, WorkerFailedError):
         members["worker_status"] = error.worker_status
-    return problem(error.status, error.title, error.detail, retry_after=error.retry_after, **members)
+    response = problem(error.status, error.title, error.detail, retry_after=error.retry_after, **members)
+    if isinstance(error, MethodNotAllowedError):
+        response.raw_headers.append((b"allow", ", ".join(error.allowed).encode()))
+    return response
 
 
 def worker_error(reply: protocol.Reply) -> WorkerFailedError:

@@ -55,7 +55,7 @@ async def healthz(request: Request) -> Response:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    """Readiness: accepting, brokers reachable and the reply consumer positioned."""
+    """Readiness: accepting, brokers reachable, the reply consumer positioned, the catalog read."""
     gateway: Gateway = request.app.state.gateway
     client = gateway.client
     checks = {
@@ -63,7 +63,10 @@ async def readyz(request: Request) -> Response:
         "kafka": "reachable" if gateway.health.reachable else "unreachable",
         "reply_consumer": "positioned" if gateway.listener.positioned.is_set() else "starting",
     }
-    if client.ready:
+    catalog_read = gateway.catalog is None or gateway.catalog.ready.is_set()
+    if gateway.catalog is not None:
+        checks["catalog"] = "read" if catalog_read else "reading"
+    if client.ready and catalog_read:
         return Response(orjson.dumps({"status": "ready", **checks}), media_type="application/json")
     return problems.problem(503, "Service Unavailable", "the gateway is not ready", checks=checks)
 

@@ -25,8 +25,10 @@ from .errors import (
     BadRequestError,
     ClientDisconnectedError,
     GatewayError,
+    MethodNotAllowedError,
     PayloadTooLargeError,
     ReplyTimeout,
+    UnknownMethodError,
     WorkerFailedError,
 )
 from .headers import CONTENT_TYPE_MAX
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
     from starlette.types import Receive, Scope, Send
 
+    from .catalog import Catalog, Match
     from .correlation import CorrelationIds
     from .headers import HeaderPolicy
     from .metrics import GatewayMetrics
@@ -78,6 +81,9 @@ class Caller(Protocol):
         extra: protocol.Headers,
         timing: str,
         disconnected: asyncio.Future[None] | None,
+        route: str,
+        path_params: dict[str, str],
+        query: str,
     ) -> protocol.Reply:
         """The worker's reply to ``method`` with ``body``, within ``wait`` seconds."""
 
@@ -94,6 +100,7 @@ class RpcEndpoint:
         body_limit: int,
         caller: Caller,
         timing: bool,
+        catalog: Catalog | None = None,
     ) -> None:
         self._ids = ids
         self._metrics = metrics
@@ -101,6 +108,8 @@ class RpcEndpoint:
         self._body_limit = body_limit
         self._caller = caller
         self._timing = timing
+        self._catalog = catalog
+        """Methods not in it are 404 once it is read; None forwards every method."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -113,15 +122,30 @@ class RpcEndpoint:
         except Exception as exc:  # the framework's last-resort handler is bypassed here
             await problems.crash(exc)(scope, receive, send)
 
-    async def _serve(self, method: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def route(self, match: Match, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a request a catalog route matched: its method, with the route's path parameters."""
+        try:
+            await self._serve(match.method or "", scope, receive, send, match)
+        except Exception as exc:  # the framework's last-resort handler is bypassed here
+            await problems.crash(exc)(scope, receive, send)
+
+    async def _serve(
+        self, method: str, scope: Scope, receive: Receive, send: Send, match: Match | None = None
+    ) -> None:
         started = time.perf_counter()
         timing = stamps.stamp("", "http_in") if self._timing else ""
         correlation_id = self._ids.new()
         label = self._metrics.method_label(method)
         applied: bytes | None = None
         try:
+            if match is not None and match.method is None:
+                allowed = ", ".join(match.allowed)
+                raise MethodNotAllowedError(f"{scope['path']} takes {allowed}", allowed=match.allowed)
             if not protocol.valid_method(method):
                 raise BadRequestError(f"{method!r} is not a valid method name")
+            catalog = self._catalog
+            if catalog is not None and method not in catalog.served and catalog.ready.is_set():
+                raise UnknownMethodError(f"no worker serves method {method!r}")
             self._caller.ensure_accepting()
             admitted = self._headers.admit(scope["headers"])
             body = await read_body(receive, self._body_limit, admitted.content_length)
@@ -138,8 +162,13 @@ class RpcEndpoint:
                     extra=admitted.extra,
                     timing=timing,
                     disconnected=disconnected,
+                    route="" if match is None or match.route is None else str(match.route),
+                    path_params={} if match is None else match.params,
+                    query=scope.get("query_string", b"").decode("latin-1"),
                 )
             status, body, headers = reply_parts(reply)
+            if reply.response_headers:
+                headers += self._headers.for_caller(reply.response_headers, self._dropped)
             headers.append((_CORRELATION_HEADER, correlation_id.encode()))
             outcome = "ok" if status < 400 else "rejected"
         except GatewayError as error:
@@ -161,6 +190,10 @@ class RpcEndpoint:
             headers.append((b"server-timing", server_timing(reply.timing, time.time()).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    def _dropped(self, reason: str) -> None:
+        self._metrics.reply_headers_dropped.labels(reason).inc()
+        log.warning("a worker's response header was not passed on", extra={"reason": reason})
 
 
 async def read_body(receive: Receive, limit: int, announced: int | None) -> bytes:

@@ -11,6 +11,8 @@ from kafkarpc import protocol
 from kafkarpc.connection import PRODUCER_DEFAULTS, KafkaSettings
 from kafkarpc.logs import LogFormat
 
+from .headers import NEVER_PASSED
+
 # librdkafka's default ``message.max.bytes``: the largest record the producer will send.
 LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
 # Room left for the key, reserved headers, forwarded caller headers and batch framing.
@@ -52,6 +54,16 @@ class GatewaySettings(BaseSettings):
     """Request line plus all headers; above it the answer is 431 before the app runs."""
     max_forward_header_bytes: int = Field(default=8_192, gt=0)
     """Total size of forwarded caller headers; above it the answer is 431."""
+    catalog_topic: str = "rpc-catalog"
+    """Compacted topic workers announce their methods on (never created); empty: no catalog."""
+    catalog_stale_after: float = Field(default=30.0, gt=0)
+    """Seconds after a worker's last catalog heartbeat that its methods stop counting."""
+    unknown_methods: Literal["reject", "forward"] = "reject"
+    """A method no live worker announces: ``reject`` (404 at once) or ``forward`` (for workers that
+    publish no catalog; the caller then waits for a reply or its deadline)."""
+    response_headers: list[str] = Field(default_factory=list)
+    """Worker reply headers passed to callers besides location, etag, cache-control,
+    content-language and retry-after (JSON list); hop-by-hop and framing headers never pass."""
     publish_topics: list[str] = Field(default_factory=list)
     """Topics ``POST /publish/{topic}`` may write to (JSON list); empty disables publishing."""
     stream_topics: list[str] = Field(default_factory=list)
@@ -86,6 +98,16 @@ class GatewaySettings(BaseSettings):
         reserved = [name for name in names if protocol.is_reserved(name)]
         if reserved:
             raise ValueError(f"reserved headers cannot be forwarded: {reserved}")
+        return [name.lower() for name in names]
+
+    @field_validator("response_headers")
+    @classmethod
+    def _passable(cls, names: list[str]) -> list[str]:
+        refused = [
+            name for name in names if name.lower() in NEVER_PASSED or name.lower().startswith("proxy-")
+        ]
+        if refused:
+            raise ValueError(f"hop-by-hop, framing or gateway headers cannot be passed to callers: {refused}")
         return [name.lower() for name in names]
 
     @field_validator("shed_status")

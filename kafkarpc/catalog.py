@@ -35,6 +35,8 @@ MAX_METHODS = 1_000
 MAX_ROUTES = 16
 MAX_TEXT = 4_096
 """Longest summary or description, in characters."""
+MAX_SCHEMA_DEPTH = 64
+"""Deepest nesting of objects and lists in a schema (readers walk schemas recursively)."""
 
 Schema = dict[str, Any] | bool | None
 """A JSON Schema (an object or a boolean), or None where there is nothing to describe."""
@@ -199,6 +201,18 @@ def _text(value: Any, method: str) -> str:
 
 
 def _schema(value: Any, method: str) -> Schema:
-    if value is None or isinstance(value, bool | dict):
+    if value is None or isinstance(value, bool):
         return value
-    raise ProtocolError(f"{method}: a schema must be a JSON object, a boolean or null")
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{method}: a schema must be a JSON object, a boolean or null")
+    level: list[Any] = [value]
+    for _ in range(MAX_SCHEMA_DEPTH):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return value
+    raise ProtocolError(f"{method}: a schema is nested deeper than {MAX_SCHEMA_DEPTH} levels")

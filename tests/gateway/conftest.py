@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -33,14 +34,22 @@ class Harness:
         return 0.0 if value is None else value
 
 
+CATALOG = "rpc-catalog"
+
+
 @pytest.fixture
 def cluster() -> FakeKafka:
-    return FakeKafka({"requests": 2, "replies": 3, "events": 1})
+    return FakeKafka({"requests": 2, "replies": 3, "events": 1, CATALOG: 1})
+
+
+def gateway_settings(**overrides: Any) -> GatewaySettings:
+    """Settings for a gateway whose test workers (`FakeWorker`) announce no catalog: forward all."""
+    return GatewaySettings(**{"unknown_methods": "forward", **overrides})
 
 
 @pytest.fixture
 def settings() -> GatewaySettings:
-    return GatewaySettings(
+    return gateway_settings(
         default_timeout=2.0, max_timeout=5.0, max_pending=50, publish_topics=["events", "absent"]
     )
 

@@ -8,11 +8,10 @@ import httpx
 import orjson
 import pytest
 
-from gateway.settings import GatewaySettings
 from kafkarpc import protocol
 from tests.fakekafka import FakeKafka
 
-from .conftest import Harness, running
+from .conftest import Harness, gateway_settings, running
 from .fakes import FakeWorker, echo
 
 
@@ -93,7 +92,7 @@ async def test_an_invalid_reply_content_type_is_502_saying_so(harness: Harness, 
 async def test_server_timing_keeps_the_gateways_stages_when_the_worker_sends_no_stamps(
     cluster: FakeKafka,
 ) -> None:
-    async with running(GatewaySettings(timing=True), cluster) as harness:
+    async with running(gateway_settings(timing=True), cluster) as harness:
         with FakeWorker(cluster, {"echo": echo}):  # echo() copies no rpc-timing back
             response = await harness.http.post("/rpc/echo", content=b"x")
     names = [part.split(";")[0] for part in response.headers["server-timing"].split(", ")]

@@ -21,7 +21,7 @@ from kafkarpc import protocol
 from kafkarpc.connection import KafkaSettings
 from tests.fakekafka import FakeKafka
 
-from .conftest import Harness, running
+from .conftest import Harness, gateway_settings, running
 from .fakes import FakeWorker, echo
 
 
@@ -46,7 +46,7 @@ async def test_not_ready_until_kafka_answers_and_the_consumer_is_positioned(
 
 
 async def test_missing_topic_keeps_the_gateway_unready_and_creates_nothing(cluster: FakeKafka) -> None:
-    settings = GatewaySettings(reply_topic="no-such-topic")
+    settings = gateway_settings(reply_topic="no-such-topic")
     async with running(settings, cluster, wait=False) as harness:
         assert (await harness.http.get("/readyz")).status_code == 503
         assert harness.gateway.client.state is State.STARTING
@@ -67,9 +67,9 @@ async def test_replies_sent_right_after_ready_are_not_missed(harness: Harness) -
 
 
 async def test_fixed_reply_partition_is_used_and_checked(cluster: FakeKafka) -> None:
-    async with running(GatewaySettings(reply_partition=2), cluster) as harness:
+    async with running(gateway_settings(reply_partition=2), cluster) as harness:
         assert harness.gateway.listener.partition == 2
-    async with running(GatewaySettings(reply_partition=3), cluster, wait=False) as harness:
+    async with running(gateway_settings(reply_partition=3), cluster, wait=False) as harness:
         await asyncio.gather(
             *[t for t in asyncio.all_tasks() if t.get_name() == "rpcgw-start"], return_exceptions=True
         )
@@ -255,6 +255,7 @@ async def test_health_endpoints_answer_without_kafka_calls(harness: Harness) -> 
         "state": "running",
         "kafka": "reachable",
         "reply_consumer": "positioned",
+        "catalog": "read",
     }
 
 

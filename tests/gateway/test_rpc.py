@@ -15,11 +15,10 @@ from confluent_kafka import KafkaError
 
 from gateway.errors import ClientDisconnectedError
 from gateway.rpc import read_body
-from gateway.settings import GatewaySettings
 from kafkarpc import protocol, stamps
 from tests.fakekafka import FakeKafka
 
-from .conftest import Harness, running
+from .conftest import Harness, gateway_settings, running
 from .fakes import FakeWorker, echo
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -111,7 +110,7 @@ async def test_invalid_method_names_are_400(harness: Harness, method: str) -> No
 
 
 async def test_oversized_body_is_413_and_nothing_is_produced(cluster: FakeKafka) -> None:
-    settings = GatewaySettings(max_body_bytes=10, default_timeout=2.0, max_timeout=5.0)
+    settings = gateway_settings(max_body_bytes=10, default_timeout=2.0, max_timeout=5.0)
     async with running(settings, cluster) as harness:
         with FakeWorker(cluster, {"echo": echo}):
             at_limit = await harness.http.post("/rpc/echo", content=b"x" * 10)
@@ -129,7 +128,7 @@ async def test_oversized_body_is_413_and_nothing_is_produced(cluster: FakeKafka)
 
 
 def test_default_body_limit_follows_message_max_bytes() -> None:
-    settings = GatewaySettings()
+    settings = gateway_settings()
     assert settings.body_limit({}) == 1_000_000 - 16_384
     assert settings.body_limit({"message.max.bytes": 2_000_000}) == 2_000_000 - 16_384
 
@@ -243,7 +242,7 @@ async def test_reply_with_a_header_splitting_content_type_is_502(harness: Harnes
 
 @pytest.mark.parametrize("shed_status", [429, 503])
 async def test_pending_cap_sheds_with_retry_after(cluster: FakeKafka, shed_status: int) -> None:
-    settings = GatewaySettings(max_pending=2, shed_status=shed_status, retry_after=3, default_timeout=5.0)
+    settings = gateway_settings(max_pending=2, shed_status=shed_status, retry_after=3, default_timeout=5.0)
     release = threading.Event()
 
     def held(request: protocol.Request) -> protocol.Reply:
@@ -302,7 +301,7 @@ async def test_unknown_route_is_a_problem_document(harness: Harness) -> None:
 
 
 async def test_method_label_cardinality_is_capped(cluster: FakeKafka) -> None:
-    settings = GatewaySettings(metric_methods_limit=2, default_timeout=1.0)
+    settings = gateway_settings(metric_methods_limit=2, default_timeout=1.0)
     async with running(settings, cluster) as harness:
         with FakeWorker(cluster, {m: echo for m in ("a", "b", "c")}):
             for method in ("a", "b", "c"):
@@ -357,7 +356,7 @@ async def test_timing_stamps_the_request_and_answers_with_server_timing(cluster:
         timing = stamps.stamp(stamps.stamp(request.timing, "worker_in"), "worker_out")
         return protocol.Reply(request.correlation_id, 200, request.body, timing=timing)
 
-    async with running(GatewaySettings(timing=True), cluster) as harness:
+    async with running(gateway_settings(timing=True), cluster) as harness:
         with FakeWorker(cluster, {"echo": stamping_echo}) as worker:
             before = time.time() * 1_000_000
             response = await harness.http.post("/rpc/echo", content=b"x")
@@ -405,7 +404,7 @@ async def test_a_hostile_timing_header_cannot_break_a_successful_reply(cluster: 
         timing = request.timing + ",worker_in=1,worker_out=" + "9" * 5000
         return protocol.Reply(request.correlation_id, 200, b"fine", timing=timing)
 
-    async with running(GatewaySettings(timing=True), cluster) as harness:
+    async with running(gateway_settings(timing=True), cluster) as harness:
         with FakeWorker(cluster, {"echo": hostile}):
             response = await harness.http.post("/rpc/echo", content=b"x")
     assert response.status_code == 200
