@@ -25,6 +25,7 @@ from devstack import KafkaCluster, kafka_from_environment
 from devstack.ports import claim
 from devstack.probes import NotReadyError, wait_until_ready
 from devstack.process import Child
+from devstack.topics import COMPACTED
 from kafkarpc.connection import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,7 @@ class Stack:
         self.request_topic = f"bench-requests-{self.suffix}"
         self.reply_topic = f"bench-replies-{self.suffix}"
         self.pingpong_topic = f"bench-pingpong-{self.suffix}"
+        self.catalog_topic = f"bench-catalog-{self.suffix}"
         self.kafka = kafka_from_environment()
         self.children: dict[str, Child] = {}
         self.gateway_port, self.echo_port, self.worker_port, self.timed_port = claim(4)
@@ -106,6 +108,7 @@ class Stack:
                 f"{self.request_topic}.dlt": 1,
             }
         )
+        self.kafka.create_topics({self.catalog_topic: 1}, COMPACTED)
         worker = [sys.executable, "-m", "workers"]
         if self.options.worker_loop != "asyncio":
             worker = [sys.executable, "-m", "bench.server", "worker", "--loop", self.options.worker_loop]
@@ -186,6 +189,7 @@ class Stack:
             "WORKER_REQUEST_TOPIC": self.request_topic,
             "WORKER_REPLY_TOPICS": f"{self.reply_topic},{self.pingpong_topic}",
             "WORKER_DEAD_LETTER_TOPIC": f"{self.request_topic}.dlt",
+            "WORKER_CATALOG_TOPIC": self.catalog_topic,
             "WORKER_METRICS_HOST": "127.0.0.1",
             "WORKER_METRICS_PORT": str(self.worker_port),
             "WORKER_LOG_LEVEL": "WARNING",
@@ -204,6 +208,7 @@ class Stack:
             "GATEWAY_PORT": str(port),
             "GATEWAY_REQUEST_TOPIC": self.request_topic,
             "GATEWAY_REPLY_TOPIC": self.reply_topic,
+            "GATEWAY_CATALOG_TOPIC": self.catalog_topic,
             "GATEWAY_REPLY_PARTITION": "0",
             "GATEWAY_LOG_LEVEL": "WARNING",
             **self.options.gateway_env,

@@ -77,6 +77,7 @@ class StreamStack(Stack):
         self.partitions = partitions
         self.options.gateway_env |= {
             "GATEWAY_STREAM_TOPICS": orjson.dumps([self.stream_topic]).decode(),
+            "GATEWAY_CATALOG_TOPIC": "",  # no worker here: nothing to announce
             "GATEWAY_MAX_STREAMS": str(subscribers),
         }
 

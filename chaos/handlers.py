@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import orjson
+from pydantic import BaseModel, Field
 
 from workers import HandlerRegistry, Request, Response
 
@@ -27,6 +28,8 @@ LEDGER_ENV = "CHAOS_LEDGER"
 IDEMPOTENCY_KEY = "idempotency-key"
 EXECUTIONS = "executions.log"
 EFFECTS = "effects.log"
+MAX_DELAY = 60.0
+MAX_STALL = 60
 # PyDLL calls keep the GIL: the Python threads stop, librdkafka's C threads do not.
 _LIBC = ctypes.PyDLL(None)
 
@@ -70,15 +73,30 @@ async def echo(request: Request) -> Response:
     if key is not None:  # calls without a key (bad-input probes) are not part of the accounting
         _append(ledger / EXECUTIONS, f"{key} {request.correlation_id} {os.getpid()}\n".encode())
         apply_once(ledger, key)
-    delay = float(orjson.loads(request.body).get("delay", 0)) if request.body.startswith(b"{") else 0.0
+    delay = _delay(request.body)
     if delay > 0:
         await asyncio.sleep(delay)
     return Response(request.body, 200, request.content_type)
 
 
+def _delay(body: bytes) -> float:
+    """``delay`` seconds from a JSON object body; 0 for any other body (a bad-input probe's)."""
+    try:
+        document = orjson.loads(body) if body.startswith(b"{") else {}
+    except orjson.JSONDecodeError:
+        return 0.0
+    delay = document.get("delay", 0) if isinstance(document, dict) else 0
+    return float(delay) if isinstance(delay, int | float) and 0 <= delay <= MAX_DELAY else 0.0
+
+
+class Stall(BaseModel):
+    """Body of ``chaos.stall``."""
+
+    seconds: int = Field(ge=0, le=MAX_STALL)
+
+
 @registry.handler("chaos.stall")
-async def stall(request: Request) -> Response:
+async def stall(body: Stall) -> dict[str, int]:
     """Freeze this process for ``seconds`` without releasing the GIL."""
-    seconds = int(orjson.loads(request.body)["seconds"])
-    _LIBC.sleep(seconds)
-    return Response(b"{}", 200, "application/json")
+    _LIBC.sleep(body.seconds)
+    return {}

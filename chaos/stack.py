@@ -14,6 +14,7 @@ from chaos.load import Load, Outcome
 from chaos.report import DEADLINE_SLACK, Figures
 from chaos.schedstat import RunQueueWatch
 from chaos.service import Service
+from devstack.topics import COMPACTED
 
 PENDING = "rpcgw_pending_requests"
 # uvicorn (>= 0.29) re-raises the signal it handled once it has shut down, so a gateway that
@@ -46,6 +47,7 @@ class Stack:
         self.requests = f"requests-{unique}"
         self.replies = f"replies-{unique}"
         self.dead_letters = f"requests-{unique}.dlt"
+        self.catalog = f"catalog-{unique}"
         self.group = f"workers-{unique}"
         self.ledger = Ledger()
         self.gateways: list[Service] = []
@@ -56,12 +58,14 @@ class Stack:
         kafka.create_topics(
             {self.requests: request_partitions, self.replies: reply_partitions, self.dead_letters: 1}
         )
+        kafka.create_topics({self.catalog: 1}, COMPACTED)
 
     def add_gateway(self, **env: str) -> Service:
         """Start a gateway (not yet awaited ready) on its own reply partition."""
         settings = {
             "GATEWAY_REQUEST_TOPIC": self.requests,
             "GATEWAY_REPLY_TOPIC": self.replies,
+            "GATEWAY_CATALOG_TOPIC": self.catalog,
             "GATEWAY_REPLY_PARTITION": str(len(self.gateways) % self._reply_partitions),
             "GATEWAY_MAX_TIMEOUT": "10",
             "GATEWAY_DEFAULT_TIMEOUT": "5",
@@ -77,6 +81,7 @@ class Stack:
             "WORKER_REQUEST_TOPIC": self.requests,
             "WORKER_REPLY_TOPICS": self.replies,
             "WORKER_DEAD_LETTER_TOPIC": self.dead_letters,
+            "WORKER_CATALOG_TOPIC": self.catalog,
             "WORKER_GROUP_ID": self.group,
             "CHAOS_LEDGER": str(self.ledger.path),
             **env,

@@ -21,12 +21,14 @@ from devstack.existing import kafka_from_environment
 from devstack.probes import wait_until_ready
 from devstack.process import Child
 from devstack.signals import wait_in_slices
+from devstack.topics import COMPACTED
 from kafkarpc.logs import configure_logging
 
 log = logging.getLogger("devstack")
 
 # Topic names and partition counts; the gateway and worker defaults use the same names.
 TOPICS = {"requests": 6, "replies": 4, "requests.dlt": 1}
+CATALOG_TOPIC = "rpc-catalog"
 EXAMPLE_HANDLERS = "workers.examples:registry"
 GRACE_SECONDS = 30.0
 READY_TIMEOUT = 60.0
@@ -44,6 +46,7 @@ def main() -> int:
     try:
         kafka.start()
         kafka.create_topics(TOPICS)
+        kafka.create_topics({CATALOG_TOPIC: 1}, COMPACTED)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
         port = env.setdefault("GATEWAY_PORT", "8080")
         worker_port = env.setdefault("WORKER_METRICS_PORT", "9090")

@@ -9,6 +9,9 @@ from confluent_kafka.cimpl import NewTopic
 from devstack.errors import LocalKafkaError
 from kafkarpc.logs import LIBRDKAFKA
 
+COMPACTED = {"cleanup.policy": "compact"}
+"""Topic config of the method catalog: the latest record per key (worker process) is kept."""
+
 
 def create_topics(
     bootstrap_servers: str,

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 WITHDRAW_TIMEOUT = 5.0
 """Longest the tombstone may take to be acknowledged at shutdown."""
+ANNOUNCE_WAIT = 5.0
+"""Longest readiness waits for the first entry to be acknowledged (a missing topic takes ~30 s)."""
 
 
 class CatalogPublisher:
@@ -48,9 +50,14 @@ class CatalogPublisher:
         self._heartbeat = heartbeat
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._announced: Callable[[], object] | None = None
 
-    def start(self) -> None:
-        """Publish now and then every heartbeat."""
+    def start(self, announced: Callable[[], object] | None = None) -> None:
+        """Publish now and then every heartbeat; ``announced()`` once the first publish was answered.
+
+        Answered either way: a worker whose catalog Kafka refuses still serves (and logs why).
+        """
+        self._announced = announced
         self._task = asyncio.get_running_loop().create_task(self._beat(), name="catalog-heartbeat")
 
     async def stop(self) -> None:
@@ -70,11 +77,19 @@ class CatalogPublisher:
     async def _beat(self) -> None:
         while True:
             entry = Entry(self._group, self._instance, int(self._clock() * 1000), self._methods)
+            delivery = self._producer.send(self._topic, entry.value(), entry.key, [])
             try:
-                await self._producer.send(self._topic, entry.value(), entry.key, [])
+                # The first answer is awaited only so long: readiness waits for it (`Worker.ready`).
+                wait = ANNOUNCE_WAIT if self._announced is not None else None
+                await asyncio.wait_for(asyncio.shield(delivery), wait)
+            except TimeoutError:
+                log.warning("the catalog entry is not acknowledged yet", extra={"topic": self._topic})
             except Exception as exc:
                 log.error(
                     "could not publish the catalog entry; gateways may answer 404 for its methods",
                     extra={"topic": self._topic, "error": str(exc)},
                 )
+            if self._announced is not None:
+                announced, self._announced = self._announced, None
+                announced()
             await asyncio.sleep(self._heartbeat)  # the heartbeat period itself

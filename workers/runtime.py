@@ -72,7 +72,10 @@ class Worker:
         self.registry = registry
         self.metrics = metrics or WorkerMetrics()
         self.ready = asyncio.Event()
-        """Set once the consumer has joined the group and received its assignment."""
+        """Set once the consumer has joined the group and received its assignment, and the catalog
+        entry has been offered to Kafka once (so gateways can route to this worker when it is ready)."""
+        self._assigned = False
+        self._announced = asyncio.Event()
         self.exit_code = 0
         """0, or 1 after a fatal error (e.g. a reply Kafka would not take)."""
         self.monitoring_port: int | None = None
@@ -167,7 +170,9 @@ class Worker:
                 heartbeat=self.settings.catalog_heartbeat,
                 clock=self._clock,
             )
-            catalog.start()
+            catalog.start(announced=self._on_announced)
+        else:
+            self._on_announced()
         self._consumer.start()
         try:
             stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
@@ -192,8 +197,15 @@ class Worker:
     def on_assigned(self, partitions: list[Partition]) -> None:
         """Consumer-thread report (on the loop): these partitions are ours now."""
         self._tracker.assign(partitions)
-        self.ready.set()
+        self._assigned = True
+        if self._announced.is_set():
+            self.ready.set()
         log.info("partitions assigned", extra={"partitions": partitions})
+
+    def _on_announced(self) -> None:
+        self._announced.set()
+        if self._assigned:
+            self.ready.set()
 
     def on_lost(self, partitions: list[Partition]) -> None:
         """Partitions lost without a clean revocation: another member owns them, commit nothing."""

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 from fastapi import FastAPI
 
 from devstack import ExistingKafka, KafkaCluster
+from devstack.topics import COMPACTED
 from gateway.assembly import Gateway
 from gateway.httpprotocol import gateway_http_protocol
 from gateway.settings import GatewaySettings
@@ -40,6 +41,8 @@ class Topics:
         self.requests = f"requests-{unique}"
         self.replies = f"replies-{unique}"
         self.events = f"events-{unique}"
+        self.catalog = f"catalog-{unique}"
+        kafka.create_topics({self.catalog: 1}, COMPACTED)
         kafka.create_topics(
             {
                 self.requests: REQUEST_PARTITIONS,
@@ -53,6 +56,7 @@ class Topics:
         values: dict[str, Any] = {
             "request_topic": self.requests,
             "reply_topic": self.replies,
+            "catalog_topic": self.catalog,
             "default_timeout": 10.0,
             "max_timeout": 20.0,
             "publish_topics": [self.events, f"missing-{self.unique}"],
@@ -125,6 +129,8 @@ async def working(topics: Topics, registry: HandlerRegistry = examples.registry)
         request_topic=topics.requests,
         reply_topics=frozenset({topics.replies}),
         dead_letter_topic=f"{topics.requests}.dlt",
+        catalog_topic=topics.catalog,
+        catalog_heartbeat=1.0,
         metrics_port=0,
         concurrency=128,
     )

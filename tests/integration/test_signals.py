@@ -32,6 +32,7 @@ from devstack import ExistingKafka, KafkaCluster
 from devstack.ports import claim
 from devstack.probes import wait_until_ready
 from devstack.process import die_with_parent
+from devstack.topics import COMPACTED
 
 Kafka = KafkaCluster | ExistingKafka
 READY_WITHIN = 60.0
@@ -138,9 +139,12 @@ def topics(kafka: Kafka) -> dict[str, str]:
     unique = uuid.uuid4().hex[:10]
     requests, replies = f"signals-requests-{unique}", f"signals-replies-{unique}"
     kafka.create_topics({requests: 1, replies: 1, f"{requests}.dlt": 1})
+    kafka.create_topics({f"signals-catalog-{unique}": 1}, COMPACTED)
     return {
         "GATEWAY_REQUEST_TOPIC": requests,
         "GATEWAY_REPLY_TOPIC": replies,
+        "GATEWAY_CATALOG_TOPIC": f"signals-catalog-{unique}",
+        "WORKER_CATALOG_TOPIC": f"signals-catalog-{unique}",
         "WORKER_REQUEST_TOPIC": requests,
         "WORKER_REPLY_TOPICS": replies,
         "WORKER_DEAD_LETTER_TOPIC": f"{requests}.dlt",

@@ -132,6 +132,7 @@ class WorkerProcess:
             "KAFKA_PROPERTIES": orjson.dumps(TEST_KAFKA_PROPERTIES).decode(),
             "WORKER_METRICS_HOST": "127.0.0.1",
             "WORKER_METRICS_PORT": str(self.port),
+            "WORKER_CATALOG_TOPIC": "",  # these tests watch requests and replies, not the catalog
             **env,
         }
         command = [sys.executable, "-m", "workers", "--handlers", handlers]
