@@ -51,7 +51,7 @@ class Endpoint:
 
     def __init__(self, function: Callable[..., Any], method: str, path_parameters: tuple[str, ...]) -> None:
         try:
-            hints = typing.get_type_hints(function)
+            hints = typing.get_type_hints(function, include_extras=True)  # keeps Annotated[int, Field(...)]
         except (NameError, TypeError) as exc:
             raise RegistryError(f"{method}: cannot read the handler's annotations: {exc}") from None
         self._request: list[str] = []
@@ -62,14 +62,15 @@ class Endpoint:
         for name, parameter in inspect.signature(function).parameters.items():
             annotation = hints.get(name, Request if len(inspect.signature(function).parameters) == 1 else str)
             default = ... if parameter.default is inspect.Parameter.empty else parameter.default
-            if annotation is Request:
+            kind = _bare(annotation)
+            if kind is Request:
                 self._request.append(name)
-            elif annotation is ResponseHeaders:
+            elif kind is ResponseHeaders:
                 self._headers = name
-            elif inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+            elif inspect.isclass(kind) and issubclass(kind, BaseModel):
                 if self._body is not None:
                     raise RegistryError(f"{method}: two body models ({self._body[0]} and {name})")
-                self._body = (name, annotation)
+                self._body = (name, kind)
             elif name in path_parameters:
                 path[name] = (annotation, default)
             else:
@@ -80,7 +81,7 @@ class Endpoint:
         self._path = create_model(f"{method}.path", **path) if path else None
         self._query = create_model(f"{method}.query", **query) if query else None
         self._lists = {
-            name for name, (annotation, _) in query.items() if typing.get_origin(annotation) is list
+            name for name, (annotation, _) in query.items() if typing.get_origin(_bare(annotation)) is list
         }
         returns = hints.get("return", inspect.Signature.empty)
         self._output = None if returns in UNTYPED_RETURNS else TypeAdapter(returns)
@@ -134,6 +135,11 @@ class Endpoint:
             None if self._query is None else self._query.model_json_schema(),
             None if self._output is None else self._output.json_schema(mode="serialization"),
         )
+
+
+def _bare(annotation: Any) -> Any:
+    """The type inside ``Annotated[type, ...]``; any other annotation as it is."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
 
 
 def _validate(

@@ -1,15 +1,18 @@
 """Example handlers for demos and tests: ``workers.examples:registry``.
 
-    echo           returns the body with its content type
-    sleep          {"seconds": x}: waits, then answers (provokes gateway timeouts)
-    fail           {"status": 4xx|5xx, "detail": "..."}: answers with that error (default 500)
-    orders.create  {"customer_id", "items", "total"}: stores an order, answers 201 with it
-    orders.get     {"order_id"}: the stored order, or 404
+    echo           the body back with its content type (the raw, untyped form)
+    sleep          waits ``seconds``, then answers (provokes gateway timeouts)
+    fail           answers with the requested error (default 500)
+    orders.create  POST /orders             an order; 201, Location: /orders/{order_id}
+    orders.get     GET /orders/{order_id}   the order, or 404
+    orders.list    GET /orders?customer=…   the orders, newest last, at most ``limit``
 
-Orders live in this process's memory, so with several workers ``orders.get`` finds only
-orders created by the same process; a real service keeps them in a shared database.
-``orders.create`` is idempotent: a redelivered request (same correlation id) or a retry with
-the same ``idempotency-key`` header returns the order created the first time.
+The orders are a small REST service, typed end to end: pydantic models declare what comes in
+and goes out, the worker validates (422 with the field errors) and serialises, and the
+gateway's /docs shows and calls them. Orders live in this process's memory, so with several
+workers a read finds only orders the same process created; a real service keeps them in a
+shared database. ``orders.create`` is idempotent: a redelivered request (same correlation id)
+or a retry with the same ``idempotency-key`` header returns the order created the first time.
 """
 
 from __future__ import annotations
@@ -17,15 +20,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from typing import Any, TypeVar
+from typing import Annotated
 
-import orjson
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from workers import HandlerError, HandlerRegistry, Request, Response
+from workers import HandlerError, HandlerRegistry, Request, Response, ResponseHeaders
 
 registry = HandlerRegistry()
-M = TypeVar("M", bound=BaseModel)
 
 # Bound for the sleep handler, so a demo cannot park a handler slot for hours.
 MAX_SLEEP_SECONDS = 300.0
@@ -46,27 +47,34 @@ class FailRequest(BaseModel):
     detail: str = "failure requested by the caller"
 
 
-class OrderCreate(BaseModel):
-    """Body of ``orders.create``."""
+class Item(BaseModel):
+    """One line of an order."""
+
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(default=1, ge=1, le=1000)
+
+
+class NewOrder(BaseModel):
+    """An order to place."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"customer_id": "ada", "items": [{"sku": "kafka-mug", "quantity": 2}], "total": 24.0}
+            ]
+        }
+    )
 
     customer_id: str = Field(min_length=1, max_length=100)
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+    items: list[Item] = Field(min_length=1, max_length=100)
     total: float = Field(ge=0)
 
 
-class OrderGet(BaseModel):
-    """Body of ``orders.get``."""
+class Order(NewOrder):
+    """A placed order."""
 
     order_id: str
-
-
-def parse(model: type[M], request: Request) -> M:
-    """Validate a JSON body; a bad one is the caller's fault (422)."""
-    try:
-        return model.model_validate_json(request.body or b"{}")
-    except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise HandlerError(422, errors) from None
+    status: str = "created"
 
 
 @registry.handler("echo")
@@ -76,17 +84,15 @@ async def echo(request: Request) -> Response:
 
 
 @registry.handler("sleep")
-async def sleep(request: Request) -> dict[str, float]:
+async def sleep(body: SleepRequest) -> dict[str, float]:
     """Wait ``seconds``, then answer; the runtime cancels it at the deadline."""
-    seconds = parse(SleepRequest, request).seconds
-    await asyncio.sleep(seconds)
-    return {"slept": seconds}
+    await asyncio.sleep(body.seconds)
+    return {"slept": body.seconds}
 
 
 @registry.handler("fail")
-async def fail(request: Request) -> None:
+async def fail(body: FailRequest) -> None:
     """Always answers with the requested error."""
-    body = parse(FailRequest, request)
     raise HandlerError(body.status, body.detail)
 
 
@@ -95,42 +101,58 @@ class OrderBook:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._orders: dict[str, dict[str, Any]] = {}
+        self._orders: dict[str, Order] = {}
         self._by_key: dict[str, str] = {}
 
-    def create(self, key: str, order: OrderCreate) -> dict[str, Any]:
+    def create(self, key: str, order: NewOrder) -> Order:
         """Create the order once per idempotency key; repeats return the first one."""
         with self._lock:
             if key in self._by_key:
                 return self._orders[self._by_key[key]]
-            order_id = str(uuid.uuid4())
-            stored = {"order_id": order_id, "status": "created", **order.model_dump()}
-            self._orders[order_id] = stored
-            self._by_key[key] = order_id
-            return stored
+            placed = Order(order_id=str(uuid.uuid4()), **order.model_dump())
+            self._orders[placed.order_id] = placed
+            self._by_key[key] = placed.order_id
+            return placed
 
-    def get(self, order_id: str) -> dict[str, Any] | None:
+    def get(self, order_id: str) -> Order | None:
         """The order, or None."""
         with self._lock:
             return self._orders.get(order_id)
+
+    def of(self, customer_id: str | None) -> list[Order]:
+        """Every order, or a customer's, in creation order."""
+        with self._lock:
+            return [o for o in self._orders.values() if customer_id in (None, o.customer_id)]
 
 
 orders = OrderBook()
 
 
-@registry.handler("orders.create")
-def create_order(request: Request) -> Response:
-    """Store an order (a sync handler: it runs in the thread pool)."""
+@registry.handler("orders.create", routes=["POST /orders"], status_code=201)
+def create_order(order: NewOrder, request: Request, headers: ResponseHeaders) -> Order:
+    """Place an order.
+
+    Idempotent: a retry with the same Idempotency-Key header (or a redelivery) returns the
+    order placed the first time. The answer's Location names the new order.
+    """
     key = next((v.decode() for k, v in request.extra if k.lower() == IDEMPOTENCY_KEY), request.correlation_id)
-    stored = orders.create(key, parse(OrderCreate, request))
-    return Response(orjson.dumps(stored), 201)
+    placed = orders.create(key, order)
+    headers["location"] = f"/orders/{placed.order_id}"
+    return placed
 
 
-@registry.handler("orders.get")
-def get_order(request: Request) -> dict[str, Any]:
-    """The stored order, or 404."""
-    order_id = parse(OrderGet, request).order_id
+@registry.handler("orders.get", routes=["GET /orders/{order_id}"])
+def get_order(order_id: str) -> Order:
+    """One order."""
     found = orders.get(order_id)
     if found is None:
         raise HandlerError(404, f"no order {order_id!r}")
     return found
+
+
+@registry.handler("orders.list", routes=["GET /orders"])
+def list_orders(
+    customer: str | None = None, limit: Annotated[int, Field(ge=1, le=1000)] = 100
+) -> list[Order]:
+    """Orders, oldest first; ``customer`` keeps one customer's."""
+    return orders.of(customer)[:limit]

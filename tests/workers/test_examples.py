@@ -1,48 +1,61 @@
-"""The example handlers, called directly."""
+"""The example handlers through the dispatcher: the orders REST service, typed end to end."""
 
 from __future__ import annotations
 
-import orjson
-import pytest
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from tests.workers.conftest import request
-from workers.errors import HandlerError
-from workers.examples import create_order, echo, fail, get_order, sleep
+import orjson
+
+from kafkarpc.protocol import Reply, Request
+from tests.fakekafka import record
+from tests.workers.conftest import request, settings
+from workers.dispatcher import Dispatcher
+from workers.examples import registry
+from workers.metrics import WorkerMetrics
+
+
+async def answer(method: str, body: bytes = b"", **fields: Any) -> Reply:
+    base = request(method, body)
+    req = Request(**{**{f: getattr(base, f) for f in base.__slots__}, **fields})
+    dispatcher = Dispatcher(registry, settings(), WorkerMetrics(), ThreadPoolExecutor(1))
+    outcome = await dispatcher.dispatch(record("requests", 0, 1, req.body, headers=req.headers()))
+    assert outcome.reply is not None
+    return outcome.reply
 
 
 async def test_echo_returns_body_and_content_type() -> None:
-    response = await echo(request("echo", b'{"a":1}'))
-    assert (response.body, response.content_type) == (b'{"a":1}', "application/json")
+    reply = await answer("echo", b'{"a":1}')
+    assert (reply.body, reply.content_type) == (b'{"a":1}', "application/json")
 
 
-async def test_sleep_validates_its_body() -> None:
-    assert await sleep(request("sleep", b'{"seconds": 0}')) == {"slept": 0}
-    with pytest.raises(HandlerError) as raised:
-        await sleep(request("sleep", b'{"seconds": -1}'))
-    assert raised.value.status == 422
+async def test_sleep_and_fail_validate_their_bodies() -> None:
+    assert orjson.loads((await answer("sleep", b'{"seconds": 0}')).body) == {"slept": 0}
+    assert (await answer("sleep", b'{"seconds": -1}')).status == 422
+    failed = await answer("fail", b'{"status": 409, "detail": "taken"}')
+    assert (failed.status, orjson.loads(failed.body)["detail"]) == (409, "taken")
 
 
-async def test_fail_raises_the_requested_error() -> None:
-    with pytest.raises(HandlerError) as raised:
-        await fail(request("fail", b'{"status": 409, "detail": "taken"}'))
-    assert (raised.value.status, raised.value.detail) == (409, "taken")
-
-
-def test_orders_are_created_once_per_idempotency_key_and_read_back() -> None:
-    body = orjson.dumps({"customer_id": "c1", "items": [{"sku": "a"}], "total": 9.5})
-    first = create_order(request("orders.create", body, extra=[("Idempotency-Key", b"k1")]))
-    again = create_order(request("orders.create", body, extra=[("Idempotency-Key", b"k1")]))
+async def test_an_order_is_created_once_per_idempotency_key_read_back_and_listed() -> None:
+    body = orjson.dumps({"customer_id": "grace", "items": [{"sku": "a", "quantity": 2}], "total": 9.5})
+    key = [("idempotency-key", b"k1")]
+    first = await answer("orders.create", body, route="POST /orders", extra=key)
+    again = await answer("orders.create", body, route="POST /orders", extra=key)
     assert first.status == 201
-    assert first.body == again.body  # a retry returns the first order
     order = orjson.loads(first.body)
-    found = get_order(request("orders.get", orjson.dumps({"order_id": order["order_id"]})))
-    assert found == order
-    with pytest.raises(HandlerError) as raised:
-        get_order(request("orders.get", b'{"order_id": "missing"}'))
-    assert raised.value.status == 404
+    assert first.response_headers == {"location": f"/orders/{order['order_id']}"}
+    assert again.body == first.body  # a retry returns the first order
+    found = await answer("orders.get", path_params={"order_id": order["order_id"]})
+    assert orjson.loads(found.body) == order
+    listed = await answer("orders.list", query="customer=grace&limit=5")
+    assert orjson.loads(listed.body) == [order]
+    assert (await answer("orders.get", path_params={"order_id": "missing"})).status == 404
 
 
-def test_a_redelivered_create_returns_the_same_order() -> None:
-    body = orjson.dumps({"customer_id": "c2", "items": [{"sku": "b"}], "total": 1})
-    req = request("orders.create", body)
-    assert create_order(req).body == create_order(req).body  # same correlation id
+async def test_an_invalid_order_is_422_with_each_fields_error() -> None:
+    reply = await answer("orders.create", b'{"customer_id": "", "items": [], "total": -1}')
+    assert reply.status == 422
+    locations = [error["loc"] for error in orjson.loads(reply.body)["errors"]]
+    assert locations == [["body", "customer_id"], ["body", "items"], ["body", "total"]]
+    limit = await answer("orders.list", query="limit=0")
+    assert [e["loc"] for e in orjson.loads(limit.body)["errors"]] == [["query", "limit"]]

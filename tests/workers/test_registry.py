@@ -42,7 +42,14 @@ def test_duplicates_and_bad_names_are_rejected() -> None:
 
 def test_load_registry_merges_specs_and_explains_failures() -> None:
     registry = load_registry(["workers.examples:registry"])
-    assert {r.method for r in registry} == {"echo", "sleep", "fail", "orders.create", "orders.get"}
+    assert {r.method for r in registry} == {
+        "echo",
+        "sleep",
+        "fail",
+        "orders.create",
+        "orders.get",
+        "orders.list",
+    }
     with pytest.raises(RegistryError, match="already registered"):
         load_registry(["workers.examples:registry", "workers.examples:registry"])
     with pytest.raises(RegistryError, match="not module:object"):
