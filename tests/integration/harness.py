@@ -122,8 +122,10 @@ async def serving(app: FastAPI, http: str = "gateway") -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def working(topics: Topics, registry: HandlerRegistry = examples.registry) -> AsyncIterator[Worker]:
-    """The real worker runtime in this loop, until the block ends."""
+async def working(
+    topics: Topics, registry: HandlerRegistry = examples.registry, *, ready: bool = True
+) -> AsyncIterator[Worker]:
+    """The real worker runtime in this loop, until the block ends; ``ready``: once it is ready."""
     settings = WorkerSettings(
         group_id=f"workers-{topics.unique}",
         request_topic=topics.requests,
@@ -137,7 +139,8 @@ async def working(topics: Topics, registry: HandlerRegistry = examples.registry)
     worker = Worker(settings, topics.kafka_settings(), registry)
     task = asyncio.create_task(worker.serve())
     try:
-        await asyncio.wait_for(worker.ready.wait(), 60)
+        if ready:
+            await asyncio.wait_for(worker.ready.wait(), 60)
         yield worker
     finally:
         worker.shutdown()
