@@ -114,6 +114,15 @@ def test_config_env_is_read_by_the_app_settings(default: Manifests, monkeypatch:
     assert worker.reply_topics == {gateway.reply_topic}
     assert worker.handlers == ("workers.examples:registry",)
     assert kafka.bootstrap_servers == "kafka-bootstrap.kafka.svc:9092"
+    assert gateway.catalog_topic == worker.catalog_topic == "rpc-catalog"
+    assert gateway.unknown_methods == "reject"
+
+
+def test_without_a_catalog_the_gateway_forwards_every_method(helm: Helm, monkeypatch: pytest.MonkeyPatch):
+    values = {"kafka": {"bootstrapServers": "k:9092"}, "topics": {"catalog": ""}}
+    gateway, worker, _ = settings_from(helm.render(values).config(), monkeypatch)
+    assert gateway.catalog_topic == worker.catalog_topic == ""
+    assert gateway.unknown_methods == "forward"
 
 
 def test_every_config_key_is_a_setting_the_app_reads(everything: Manifests):
