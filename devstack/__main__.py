@@ -111,7 +111,7 @@ Try it:
 
   curl -s http://127.0.0.1:{port}/rpc/echo -H 'content-type: application/json' -d '{{"hello": "kafka"}}'
 
-Metrics: http://127.0.0.1:{port}/metrics   Stop: Ctrl-C
+API docs: http://127.0.0.1:{port}/docs   Metrics: http://127.0.0.1:{port}/metrics   Stop: Ctrl-C
 """
 
 

@@ -61,6 +61,7 @@ class GatewayServer(uvicorn.Server):
                 # Nothing reads the client address, and X-Forwarded-* from loopback is no reason
                 # to rewrite it: uvicorn's proxy-headers middleware would run on every request.
                 proxy_headers=False,
+                server_header=False,  # no "server: uvicorn" (and version hunting) in every answer
                 access_log=False,
                 log_config=None,
                 lifespan="on",
