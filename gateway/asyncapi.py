@@ -18,18 +18,22 @@ if TYPE_CHECKING:
 
 _TEXT = {"type": "string"}
 _DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
+# Headers requests and replies both carry.
+_BOTH = {
+    protocol.CORRELATION_ID: {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    protocol.CONTENT_TYPE: _TEXT,
+    protocol.TRACEPARENT: _TEXT,
+    protocol.TRACESTATE: _TEXT,
+    protocol.TIMING: _TEXT,
+}
 REQUEST_HEADERS = {
     "type": "object",
     "properties": {
-        protocol.CORRELATION_ID: {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        **_BOTH,
         protocol.REPLY_TO: _TEXT,
         protocol.REPLY_PARTITION: _DIGITS,
         protocol.METHOD: {"type": "string", "pattern": f"^{protocol.METHOD_PATTERN.pattern}$"},
         protocol.DEADLINE: {**_DIGITS, "description": "Unix epoch milliseconds"},
-        protocol.CONTENT_TYPE: _TEXT,
-        protocol.TRACEPARENT: _TEXT,
-        protocol.TRACESTATE: _TEXT,
-        protocol.TIMING: _TEXT,
         protocol.ROUTE: _TEXT,
         protocol.PATH_PARAMS: {**_TEXT, "description": "a JSON object of strings"},
         protocol.QUERY: _TEXT,
@@ -45,12 +49,8 @@ REQUEST_HEADERS = {
 REPLY_HEADERS = {
     "type": "object",
     "properties": {
-        protocol.CORRELATION_ID: {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        **_BOTH,
         protocol.STATUS: _DIGITS,
-        protocol.CONTENT_TYPE: _TEXT,
-        protocol.TRACEPARENT: _TEXT,
-        protocol.TRACESTATE: _TEXT,
-        protocol.TIMING: _TEXT,
         protocol.RESPONSE_HEADERS: {**_TEXT, "description": "a JSON object of strings"},
     },
     "required": [protocol.CORRELATION_ID, protocol.STATUS, protocol.CONTENT_TYPE],
