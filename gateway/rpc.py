@@ -113,9 +113,9 @@ class RpcEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            response = problems.problem(405, "Method Not Allowed", "use POST")
-            response.raw_headers.append((b"allow", b"POST"))
-            await response(scope, receive, send)
+            await problems.from_error(MethodNotAllowedError("use POST", allowed=("POST",)))(
+                scope, receive, send
+            )
             return
         try:
             await self._serve(scope["path"][len(PREFIX) :], scope, receive, send)

@@ -26,7 +26,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from kafkarpc import protocol
 
 from . import problems
-from .errors import GatewayError, UnavailableError, UnknownTopicError
+from .errors import GatewayError, MethodNotAllowedError, UnavailableError, UnknownTopicError
 from .rpc import disconnection
 
 if TYPE_CHECKING:
@@ -61,9 +61,9 @@ class EventStreamEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "GET":
-            response = problems.problem(405, "Method Not Allowed", "use GET")
-            response.raw_headers.append((b"allow", b"GET"))
-            await response(scope, receive, send)
+            await problems.from_error(MethodNotAllowedError("use GET", allowed=("GET",)))(
+                scope, receive, send
+            )
             return
         try:
             subscription = await self._streams.subscribe(scope["path"][len(PREFIX) :])
