@@ -50,6 +50,7 @@ class EchoCaller:
         route: str,
         path_params: dict[str, str],
         query: str,
+        caller: protocol.Identity | None,
     ) -> protocol.Reply:
         """The body back, as a 200 reply."""
         return protocol.Reply(correlation_id, 200, body, content_type)

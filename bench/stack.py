@@ -211,6 +211,7 @@ class Stack:
             "GATEWAY_CATALOG_TOPIC": self.catalog_topic,
             "GATEWAY_REPLY_PARTITION": "0",
             "GATEWAY_LOG_LEVEL": "WARNING",
+            "GATEWAY_AUTH": "none",
             **self.options.gateway_env,
         }
 

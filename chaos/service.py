@@ -134,6 +134,7 @@ def gateway(name: str, bootstrap: str, env: dict[str, str]) -> Service:
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
         "GATEWAY_LOG_LEVEL": "WARNING",
+        "GATEWAY_AUTH": "none",
         **env,
     }
     return Service(name, ["-m", "gateway"], settings, port)

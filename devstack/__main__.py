@@ -49,6 +49,7 @@ def main() -> int:
         kafka.create_topics({CATALOG_TOPIC: 1}, COMPACTED)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
         port = env.setdefault("GATEWAY_PORT", "8080")
+        env.setdefault("GATEWAY_AUTH", "none")  # a laptop demo; the gateway logs the warning
         worker_port = env.setdefault("WORKER_METRICS_PORT", "9090")
         worker = [sys.executable, "-m", "workers", "--handlers", EXAMPLE_HANDLERS]
         children.append(Child.spawn("worker", worker, env))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from kafkarpc.connection import KafkaSettings, redacted
 from kafkarpc.logs import configure_logging
 
+from .access import AccessSettings
 from .app import create_app
+from .limits import raise_open_files
 from .server import GatewayServer
 from .settings import GatewaySettings
 
@@ -18,15 +21,23 @@ def main() -> None:
     """Run the gateway until SIGTERM/SIGINT; a second signal forces exit."""
     settings = GatewaySettings()
     kafka_settings = KafkaSettings()
+    access = AccessSettings()
     configure_logging(settings.log_level, settings.log_format)
+    raise_open_files()  # each HTTP connection holds a descriptor (gateway.limits)
+    if access.mode is None:
+        sys.exit(
+            "GATEWAY_AUTH is not set: set it to jwt, apikey or jwt,apikey (docs/SECURITY.md), "
+            "or to none to let every caller call every method"
+        )
     log.info(
         "starting gateway",
         extra={
             "settings": settings.model_dump(),
+            "access": access.model_dump(exclude={"policy"}),
             "kafka": redacted(settings.producer_config(kafka_settings, "-")),
         },
     )
-    app = create_app(settings, kafka_settings)
+    app = create_app(settings, kafka_settings, access=access)
     GatewayServer(app, settings).run()
 
 

@@ -17,7 +17,10 @@ from fastapi import FastAPI
 from kafkarpc.clients import ConfluentClients
 
 from . import docs, openapi, problems, routes, rpc, streams
+from .access import AccessSettings, Resource
+from .access import build as build_access
 from .assembly import Gateway, assemble
+from .errors import GatewayError
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -25,10 +28,14 @@ if TYPE_CHECKING:
     from kafkarpc.clients import KafkaClients
     from kafkarpc.connection import KafkaSettings
 
+    from .access import Gatekeeper
     from .catalog import Catalog
     from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+
+PUBLISH_PREFIX = "/publish/"
+WS_PREFIX = "/ws/"
 
 
 class GatewayAPI(FastAPI):
@@ -40,6 +47,8 @@ class GatewayAPI(FastAPI):
     """Likewise for ``/stream/``."""
     catalog: Catalog | None = None
     """Routes of the methods live workers announce; None without a catalog."""
+    gate: Gatekeeper | None = None
+    """Admits callers to methods, routes and topics; None with ``GATEWAY_AUTH=none``."""
     _openapi_base: dict[str, Any] | None = None
     _openapi_version = -1
 
@@ -47,10 +56,16 @@ class GatewayAPI(FastAPI):
         if scope["type"] == "http":
             path = scope["path"]
             if self.rpc is not None and rpc.serves(path):
-                await self.rpc(scope, receive, send)
+                if self.gate is None or await self._admitted(
+                    scope, receive, send, "methods", path[len(rpc.PREFIX) :]
+                ):
+                    await self.rpc(scope, receive, send)
                 return
             if self.events is not None and streams.serves(path):
-                await self.events(scope, receive, send)
+                if self.gate is None or await self._admitted(
+                    scope, receive, send, "stream", path[len(streams.PREFIX) :]
+                ):
+                    await self.events(scope, receive, send)
                 return
             if self.rpc is not None and self.catalog is not None:
                 # Matched as sent, so an encoded "/" stays inside its segment (%2F); values are decoded.
@@ -58,9 +73,45 @@ class GatewayAPI(FastAPI):
                 sent = raw.partition(b"?")[0].decode("latin-1") if raw else path
                 match = self.catalog.match(scope["method"], sent)
                 if match is not None:
-                    await self.rpc.route(match, scope, receive, send)
+                    # A path without a route for this verb is a 405 for anyone: no need to ask.
+                    if (
+                        self.gate is None
+                        or match.method is None
+                        or await self._admitted(
+                            scope, receive, send, "routes", str(match.route), match.method
+                        )
+                    ):
+                        await self.rpc.route(match, scope, receive, send)
                     return
+        if self.gate is not None and not await self._framework_route_admitted(scope, receive, send):
+            return
         await super().__call__(scope, receive, send)
+
+    async def _framework_route_admitted(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """For FastAPI's routes that reach Kafka (publish, WebSocket streams): whether admitted."""
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith(PUBLISH_PREFIX):
+            return await self._admitted(scope, receive, send, "publish", path[len(PUBLISH_PREFIX) :])
+        if scope["type"] == "websocket" and path.startswith(WS_PREFIX):
+            return await self._admitted(scope, receive, send, "stream", path[len(WS_PREFIX) :])
+        return True
+
+    async def _admitted(  # noqa: PLR0917 (the ASGI triple and the resource)
+        self, scope: Scope, receive: Receive, send: Send, kind: str, name: str, method: str | None = None
+    ) -> bool:
+        """Whether the `Gatekeeper` admits the caller to a resource; if not, the 401 or 403 is sent."""
+        assert self.gate is not None
+        try:
+            await self.gate.admit(scope, Resource(kind, name, method))
+        except GatewayError as error:
+            if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+                await send(
+                    {"type": "websocket.close", "code": streams.POLICY_VIOLATION, "reason": error.title}
+                )
+            else:  # a WebSocket handshake is refused with the same HTTP answer (a denial response)
+                await problems.from_error(error)(scope, receive, send)
+            return False
+        return True
 
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document, the bare endpoints, and every method and route of the catalog."""
@@ -86,12 +137,15 @@ def create_app(
     settings: GatewaySettings,
     kafka_settings: KafkaSettings,
     clients: KafkaClients | None = None,
+    *,
+    access: AccessSettings | None = None,
 ) -> GatewayAPI:
     """The gateway ASGI app; Kafka clients start in the lifespan.
 
     Start-up runs in the background, so /healthz answers and /readyz reports 503
     while Kafka is being reached; ``app.state.started`` (an `asyncio.Event`) is set
     once requests are accepted. ``clients`` replaces confluent-kafka (unit tests).
+    ``access`` says who may call what; None lets everyone in, like ``GATEWAY_AUTH=none``.
     """
     started = asyncio.Event()
 
@@ -99,6 +153,21 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         gateway = assemble(settings, kafka_settings, clients or ConfluentClients())
         app.state.gateway = gateway
+        control = (
+            None
+            if access is None
+            else build_access(
+                access,
+                gateway.metrics.registry,
+                max_pending=settings.max_pending,
+                retry_after=settings.retry_after,
+            )
+        )
+        if control is not None:
+            app.gate = control[0]
+            await app.gate.start()
+        elif access is not None:
+            log.warning("GATEWAY_AUTH=none: every caller may call every method and topic the gateway serves")
         app.rpc = rpc.RpcEndpoint(
             ids=gateway.ids,
             metrics=gateway.metrics,
@@ -107,6 +176,7 @@ def create_app(
             caller=gateway.client,
             timing=settings.timing,
             catalog=gateway.catalog if settings.unknown_methods == "reject" else None,
+            share=None if control is None else control[1],
         )
         app.events = streams.EventStreamEndpoint(gateway.streams)
         app.catalog = gateway.catalog

@@ -167,12 +167,13 @@ class RequestReplyClient:
         route: str = "",
         path_params: dict[str, str] | None = None,
         query: str = "",
+        caller: protocol.Identity | None = None,
     ) -> protocol.Reply:
         """Send ``method`` with ``body`` and return the worker's reply within ``wait`` seconds.
 
         ``timing``, if not empty, gets the ``produced`` stamp and travels as ``rpc-timing``;
         ``route``, ``path_params`` and ``query`` travel as ``rpc-route``, ``rpc-path-params`` and
-        ``rpc-query`` (docs/PROTOCOL.md).
+        ``rpc-query`` (docs/PROTOCOL.md), ``caller`` (the authenticated caller) as ``rpc-caller``.
         ``disconnected``, if given, is done once the caller has gone: the request is
         then abandoned. Cancelling ``call`` removes the pending entry too; a reply
         arriving afterwards is dropped and counted as late.
@@ -221,6 +222,7 @@ class RequestReplyClient:
                 route=route,
                 path_params=path_params or {},
                 query=query,
+                caller=caller,
             )
             try:
                 self._producer.produce(

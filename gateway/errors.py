@@ -2,6 +2,8 @@
 
     GatewayError
     ├── BadRequestError              400  invalid method name, reserved or malformed header
+    ├── UnauthenticatedError         401  no credential, or one that does not verify; WWW-Authenticate
+    ├── ForbiddenError               403  a valid caller without the scope the policy asks for
     ├── UnknownTopicError            404  publish to a topic outside the allow-list or missing
     ├── UnknownMethodError           404  no live worker announces the method (GATEWAY_UNKNOWN_METHODS=reject)
     ├── MethodNotAllowedError        405  a route's path with a verb it has no route for
@@ -11,6 +13,7 @@
     ├── WorkerFailedError            502  the worker replied with a 5xx or an unusable reply
     ├── UnavailableError             503  definitely not sent; Retry-After
     │   ├── OverloadedError     429/503  pending requests at the cap (load shedding)
+    │   │   └── OverShareError       429  this caller's pending requests at its fair share
     │   ├── ProducerQueueFullError       librdkafka's local queue is full (BufferError)
     │   ├── KafkaUnavailableError        brokers unreachable, or the produce failed definitely
     │   └── NotAcceptingError            starting up or draining for shutdown
@@ -48,6 +51,21 @@ class GatewayError(Exception):
 
 class BadRequestError(GatewayError):
     status, title, outcome = 400, "Bad Request", "bad_request"
+
+
+class UnauthenticatedError(GatewayError):
+    status, title, outcome = 401, "Unauthorized", "unauthenticated"
+
+    def __init__(self, detail: str, *, reason: str, challenge: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        """Why, as a metric label: ``missing``, ``expired``, ``bad_signature``, ``unknown_key``, ..."""
+        self.challenge = challenge
+        """The ``WWW-Authenticate`` value (RFC 6750 §3 for bearer tokens)."""
+
+
+class ForbiddenError(GatewayError):
+    status, title, outcome = 403, "Forbidden", "forbidden"
 
 
 class UnknownTopicError(GatewayError):
@@ -99,6 +117,15 @@ class OverloadedError(UnavailableError):
         super().__init__(detail, retry_after=retry_after)
         self.status = status
         self.title = "Too Many Requests" if status == 429 else "Service Unavailable"
+
+
+class OverShareError(OverloadedError):
+    """One caller holds its whole fair share of the pending map; others are still served."""
+
+    outcome = "over_share"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, status=429, retry_after=retry_after)
 
 
 class ProducerQueueFullError(UnavailableError):

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from kafkarpc import protocol
 
 from . import correlation
-from .errors import GatewayError, MethodNotAllowedError, WorkerFailedError
+from .errors import GatewayError, MethodNotAllowedError, UnauthenticatedError, WorkerFailedError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -55,6 +55,8 @@ def from_error(error: GatewayError) -> Response:
     response = problem(error.status, error.title, error.detail, retry_after=error.retry_after, **members)
     if isinstance(error, MethodNotAllowedError):
         response.raw_headers.append((b"allow", ", ".join(error.allowed).encode()))
+    elif isinstance(error, UnauthenticatedError):
+        response.raw_headers.append((b"www-authenticate", error.challenge.encode()))
     return response
 
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from kafkarpc import protocol
 
 from . import problems
+from .access import IDENTITY
 from .errors import GatewayError
 from .rpc import read_body
 
@@ -31,6 +32,9 @@ async def publish(topic: str, request: Request, key: str | None = None) -> Respo
         admitted = gateway.headers.admit(request.headers.raw)
         body = await read_body(request.receive, gateway.body_limit, admitted.content_length)
         headers = [(protocol.CONTENT_TYPE, admitted.content_type.encode()), *admitted.trace, *admitted.extra]
+        caller: protocol.Identity | None = request.scope.get(IDENTITY)
+        if caller is not None:
+            headers.append((protocol.CALLER, caller.encode()))
         delivery = await gateway.publisher.publish(
             topic, body, None if key is None else key.encode(), headers, gateway.settings.default_timeout
         )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kafkarpc import protocol, stamps
 
 from . import problems
+from .access import IDENTITY
 from .errors import (
     BadRequestError,
     ClientDisconnectedError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from starlette.types import Receive, Scope, Send
 
+    from .access import FairShare
     from .catalog import Catalog, Match
     from .correlation import CorrelationIds
     from .headers import HeaderPolicy
@@ -58,6 +60,7 @@ def serves(path: str) -> bool:
 # Statuses whose responses must not carry a body (RFC 9110 §6.4.1).
 BODYLESS = frozenset({204, 304})
 _CORRELATION_HEADER = problems.CORRELATION_HEADER.encode()
+_UNSHARED = contextlib.nullcontext()
 
 
 class Caller(Protocol):
@@ -84,6 +87,7 @@ class Caller(Protocol):
         route: str,
         path_params: dict[str, str],
         query: str,
+        caller: protocol.Identity | None,
     ) -> protocol.Reply:
         """The worker's reply to ``method`` with ``body``, within ``wait`` seconds."""
 
@@ -101,6 +105,7 @@ class RpcEndpoint:
         caller: Caller,
         timing: bool,
         catalog: Catalog | None = None,
+        share: FairShare | None = None,
     ) -> None:
         self._ids = ids
         self._metrics = metrics
@@ -110,6 +115,8 @@ class RpcEndpoint:
         self._timing = timing
         self._catalog = catalog
         """Methods not in it are 404 once it is read; None forwards every method."""
+        self._share = share
+        """Caps each authenticated caller's pending requests; None without authentication."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -151,7 +158,9 @@ class RpcEndpoint:
             body = await read_body(receive, self._body_limit, admitted.content_length)
             timeout, honoured = self._caller.timeout_for(admitted.wait)
             applied = f"wait={admitted.wait}".encode() if honoured else None
-            with disconnection(scope, receive) as disconnected:
+            caller: protocol.Identity | None = scope.get(IDENTITY)
+            share = _UNSHARED if caller is None or self._share is None else self._share.held(caller.subject)
+            with share, disconnection(scope, receive) as disconnected:
                 reply = await self._caller.call(
                     correlation_id,
                     method,
@@ -165,6 +174,7 @@ class RpcEndpoint:
                     route="" if match is None or match.route is None else str(match.route),
                     path_params={} if match is None else match.params,
                     query=scope.get("query_string", b"").decode("latin-1"),
+                    caller=caller,
                 )
             status, body, headers = reply_parts(reply)
             if reply.response_headers:

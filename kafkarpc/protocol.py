@@ -19,6 +19,8 @@ A request record carries the caller's body as its value and these headers:
     rpc-route            optional: the HTTP route that matched, e.g. ``GET /orders/{order_id}``
     rpc-path-params      optional: that route's path parameters, a JSON object of strings
     rpc-query            optional: the caller's query string, as sent (percent-encoded, no ``?``)
+    rpc-caller           optional: the authenticated caller, a JSON object (`Identity`); only the
+                         gateway sets it, and only when authentication is on
     + allow-listed caller headers (never a reserved name)
 
 A reply record carries the handler's body as its value and:
@@ -58,6 +60,8 @@ TIMING = "rpc-timing"
 ROUTE = "rpc-route"
 PATH_PARAMS = "rpc-path-params"
 QUERY = "rpc-query"
+# Set by the gateway when it authenticated the caller: who it is (`Identity`).
+CALLER = "rpc-caller"
 # Set by workers on replies: headers for the HTTP caller (the gateway filters them).
 RESPONSE_HEADERS = "rpc-response-headers"
 # Set by workers on dead-lettered records.
@@ -88,6 +92,7 @@ SINGLE_VALUED = frozenset(
         ROUTE,
         PATH_PARAMS,
         QUERY,
+        CALLER,
         RESPONSE_HEADERS,
     }
 )
@@ -110,6 +115,49 @@ def is_reserved(name: str) -> bool:
 def valid_method(method: str) -> bool:
     """Whether ``method`` is a legal method name."""
     return METHOD_PATTERN.fullmatch(method) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The authenticated caller of a request, as the gateway vouches for it (``rpc-caller``).
+
+    Encoded as ``{"sub": "...", "scopes": [...], "claims": {...}}``; ``claims`` holds only the
+    token claims the gateway is configured to pass on (``GATEWAY_AUTH_FORWARD_CLAIMS``).
+    """
+
+    subject: str
+    """Who is calling: the token's ``sub``, or the API key's subject."""
+    scopes: tuple[str, ...] = ()
+    """The scopes or roles the caller holds."""
+    claims: dict[str, object] = field(default_factory=dict)
+    """Further claims passed on, by name (JSON values)."""
+
+    def encode(self) -> bytes:
+        """The ``rpc-caller`` header value."""
+        return orjson.dumps({"sub": self.subject, "scopes": list(self.scopes), "claims": self.claims})
+
+    @classmethod
+    def decode(cls, text: str) -> Identity:
+        """Parse an ``rpc-caller`` header value.
+
+        Raises:
+            ProtocolError: not a JSON object with a string ``sub``, a list of string ``scopes``
+                and an object ``claims``.
+        """
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise ProtocolError(f"header {CALLER} is not JSON") from None
+        if not isinstance(document, dict):
+            raise ProtocolError(f"header {CALLER} is not a JSON object")
+        subject, scopes, claims = document.get("sub"), document.get("scopes", []), document.get("claims", {})
+        if not isinstance(subject, str) or not subject:
+            raise ProtocolError(f"header {CALLER} has no subject")
+        if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+            raise ProtocolError(f"header {CALLER} scopes is not a list of strings")
+        if not isinstance(claims, dict):
+            raise ProtocolError(f"header {CALLER} claims is not an object")
+        return cls(subject, tuple(scopes), claims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +190,8 @@ class Request:
     """The route's path parameters, as strings."""
     query: str = ""
     """The caller's query string, percent-encoded, without ``?``."""
+    caller: Identity | None = None
+    """Who called, when the gateway authenticates callers; None otherwise."""
 
     def query_params(self) -> list[tuple[str, str]]:
         """The query string decoded into (name, value) pairs, in order, blank values kept."""
@@ -166,6 +216,8 @@ class Request:
             headers.append((PATH_PARAMS, orjson.dumps(self.path_params)))
         if self.query:
             headers.append((QUERY, self.query.encode()))
+        if self.caller is not None:
+            headers.append((CALLER, self.caller.encode()))
         headers.extend(self.trace)
         headers.extend(self.extra)
         return headers
@@ -185,6 +237,7 @@ class Request:
         if not valid_method(method):
             raise ProtocolError(f"{METHOD} {method!r} is not a valid method name")
         partition = single.get(REPLY_PARTITION)
+        caller = single.get(CALLER)
         return cls(
             correlation_id=correlation_id,
             reply_to=_required(single, REPLY_TO),
@@ -199,6 +252,7 @@ class Request:
             route=single.get(ROUTE, ""),
             path_params=_strings(PATH_PARAMS, single.get(PATH_PARAMS)),
             query=single.get(QUERY, ""),
+            caller=None if caller is None else Identity.decode(caller),
         )
 
 

@@ -11,10 +11,18 @@
 Run it with ``python -m workers --handlers module:registry``; docs/WORKERS.md has the rest.
 """
 
-from kafkarpc.protocol import Request
+from kafkarpc.protocol import Identity, Request
 from workers.endpoint import ResponseHeaders
 from workers.errors import HandlerError, TransientError
 from workers.registry import HandlerRegistry
 from workers.response import Response
 
-__all__ = ["HandlerError", "HandlerRegistry", "Request", "Response", "ResponseHeaders", "TransientError"]
+__all__ = [
+    "HandlerError",
+    "HandlerRegistry",
+    "Identity",
+    "Request",
+    "Response",
+    "ResponseHeaders",
+    "TransientError",
+]

@@ -3,6 +3,8 @@
 Each parameter is bound by its annotation:
 
     Request              the raw request (the untyped form; it keeps working alone)
+    Identity             the authenticated caller (``rpc-caller``); without one the answer is 401.
+                         ``Identity | None`` takes None instead (a gateway without authentication)
     ResponseHeaders      a dict the handler fills with headers for the caller (``location``, ...)
     a pydantic model     the JSON body; at most one
     a route parameter    a path parameter (``{order_id}`` in a route), converted to its annotation;
@@ -18,6 +20,7 @@ models, describes the method in the catalog. The docstring's first line is the s
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
 from kafkarpc import catalog
-from kafkarpc.protocol import Request
+from kafkarpc.protocol import Identity, Request
 from workers.errors import HandlerError, RegistryError
 from workers.response import Response
 
@@ -56,6 +59,8 @@ class Endpoint:
             raise RegistryError(f"{method}: cannot read the handler's annotations: {exc}") from None
         self._request: list[str] = []
         self._headers: str | None = None
+        self._callers: dict[str, bool] = {}
+        """Parameters that take the caller's `Identity`, and whether each requires one."""
         self._body: tuple[str, type[BaseModel]] | None = None
         path: dict[str, Any] = {}
         query: dict[str, Any] = {}
@@ -67,6 +72,8 @@ class Endpoint:
                 self._request.append(name)
             elif kind is ResponseHeaders:
                 self._headers = name
+            elif kind is Identity or _optional(kind) is Identity:
+                self._callers[name] = kind is Identity
             elif inspect.isclass(kind) and issubclass(kind, BaseModel):
                 if self._body is not None:
                     raise RegistryError(f"{method}: two body models ({self._body[0]} and {name})")
@@ -85,7 +92,7 @@ class Endpoint:
         }
         returns = hints.get("return", inspect.Signature.empty)
         self._output = None if returns in UNTYPED_RETURNS else TypeAdapter(returns)
-        self.typed = bool(self._body or path or query or self._output or self._headers)
+        self.typed = bool(self._body or path or query or self._output or self._headers or self._callers)
         """Whether anything beyond a lone raw `Request` parameter is declared."""
 
     def bind(self, request: Request) -> Bound:
@@ -95,6 +102,10 @@ class Endpoint:
             HandlerError: 422 with pydantic's ``errors`` when the request does not validate.
         """
         arguments: dict[str, Any] = dict.fromkeys(self._request, request)
+        for name, required in self._callers.items():
+            if required and request.caller is None:
+                raise HandlerError(401, "this method needs an authenticated caller")
+            arguments[name] = request.caller
         errors: list[dict[str, Any]] = []
         query = request.query_params()
         if self._path is not None:
@@ -140,6 +151,13 @@ class Endpoint:
 def _bare(annotation: Any) -> Any:
     """The type inside ``Annotated[type, ...]``; any other annotation as it is."""
     return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+
+
+def _optional(annotation: Any) -> Any:
+    """``X`` for ``X | None`` (or ``Optional[X]``); None for anything else."""
+    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return arguments[0] if is_union and len(arguments) == 1 else None
 
 
 def _validate(

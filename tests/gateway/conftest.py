@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from gateway.access import AccessSettings
 from gateway.app import create_app
 from gateway.assembly import Gateway
 from gateway.settings import GatewaySettings
@@ -56,10 +57,10 @@ def settings() -> GatewaySettings:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: GatewaySettings, cluster: FakeKafka, *, wait: bool = True
+    settings: GatewaySettings, cluster: FakeKafka, *, wait: bool = True, access: AccessSettings | None = None
 ) -> AsyncIterator[Harness]:
     """The app with its lifespan running (httpx's ASGITransport does not run it)."""
-    app = create_app(settings, KafkaSettings(bootstrap_servers="fake:9092"), cluster)
+    app = create_app(settings, KafkaSettings(bootstrap_servers="fake:9092"), cluster, access=access)
     async with app.router.lifespan_context(app):
         if wait:
             await asyncio.wait_for(app.state.gateway.client.started.wait(), 5)

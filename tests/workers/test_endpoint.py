@@ -14,7 +14,7 @@ from kafkarpc.clients import Message
 from kafkarpc.protocol import PROBLEM_JSON, Request
 from tests.fakekafka import record
 from tests.workers.conftest import request, settings
-from workers import HandlerRegistry, ResponseHeaders
+from workers import HandlerRegistry, Identity, ResponseHeaders
 from workers.dispatcher import Dispatcher, Outcome
 from workers.errors import RegistryError
 from workers.metrics import WorkerMetrics
@@ -147,3 +147,25 @@ def test_bad_or_taken_routes_are_refused_at_registration(routes: list[str], mess
     registry = orders()
     with pytest.raises(RegistryError, match=message):
         registry.add("other", lambda req: b"", routes=routes)
+
+
+async def test_a_handler_can_take_the_authenticated_caller_and_refuses_anonymous_calls() -> None:
+    registry = HandlerRegistry()
+
+    @registry.handler("whoami")
+    def whoami(caller: Identity) -> dict[str, Any]:
+        return {"sub": caller.subject, "scopes": list(caller.scopes)}
+
+    @registry.handler("maybe")
+    def maybe(caller: Identity | None = None) -> str:
+        return "anonymous" if caller is None else caller.subject
+
+    alice = Identity("alice", ("rpc",))
+    known = await call(registry, routed("whoami", caller=alice))
+    assert known.reply is not None
+    assert orjson.loads(known.reply.body) == {"sub": "alice", "scopes": ["rpc"]}
+    anonymous = await call(registry, routed("whoami"))
+    assert anonymous.reply is not None
+    assert anonymous.reply.status == 401
+    optional = [await call(registry, routed("maybe", caller=c)) for c in (alice, None)]
+    assert [outcome.reply.body for outcome in optional if outcome.reply] == [b"alice", b"anonymous"]

@@ -9,6 +9,7 @@ def test_the_public_surface() -> None:
     assert sorted(workers.__all__) == [
         "HandlerError",
         "HandlerRegistry",
+        "Identity",
         "Request",
         "Response",
         "ResponseHeaders",
