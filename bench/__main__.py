@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,26 @@ from .profile import PROFILES
 from .stack import REPO_ROOT, ServerOptions, Stack
 from .suite import Suite
 from .targets import evaluate
+from .tokens import jwt_options
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run, write the report, print where it is; exit status 0 unless the run failed."""
     args = _parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory:
+        return _run(args, Path(directory))
+
+
+def _run(args: argparse.Namespace, directory: Path) -> int:
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    gateway_env, request_headers = jwt_options(directory) if args.jwt else ({}, {})
     options = ServerOptions(
         loop=args.loop,
         http=args.http,
         worker_loop=args.worker_loop,
-        gateway_env=_pairs(args.gateway_env),
+        gateway_env={**gateway_env, **_pairs(args.gateway_env)},
         worker_env=_pairs(args.worker_env),
+        request_headers=request_headers,
     )
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     load_before = load_average()
@@ -68,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 "http": options.http,
                 "worker_loop": options.worker_loop,
                 "env": {**options.gateway_env, **options.worker_env},
+                "jwt": args.jwt,
             },
             "label": args.label,
         },
@@ -100,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "benchmarks"), help="output directory")
     parser.add_argument("--name", default="results", help="file name stem of the outputs")
     parser.add_argument("--label", default="", help="free text recorded in the report (the experiment)")
+    parser.add_argument(
+        "--jwt", action="store_true", help="GATEWAY_AUTH=jwt, every request with one RS256 bearer token"
+    )
     parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"], help="gateway event loop")
     parser.add_argument(
         "--http", default="httptools", choices=["httptools", "h11"], help="gateway HTTP parser"

@@ -53,11 +53,18 @@ class LoadGenerator:
     """Drives one HTTP endpoint; see the module docstring for the method."""
 
     def __init__(
-        self, host: str, port: int, path: str = "/rpc/echo", body_bytes: int = 256, timeout: float = 5.0
+        self,
+        host: str,
+        port: int,
+        path: str = "/rpc/echo",
+        body_bytes: int = 256,
+        timeout: float = 5.0,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.template = RequestTemplate(host, port, path, body_bytes)
+        self.template = RequestTemplate(host, port, path, body_bytes, headers)
         self.timeout = timeout
         self.exchanges = 0
         """Requests completed so far, warm-up included (the denominator of CPU per request)."""

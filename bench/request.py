@@ -14,15 +14,18 @@ class RequestTemplate:
 
     NONCE_WIDTH = 20
 
-    def __init__(self, host: str, port: int, path: str, body_bytes: int) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, body_bytes: int, headers: dict[str, str] | None = None
+    ) -> None:
         self._tag = secrets.token_hex(4)  # distinguishes runs sharing a topic
         self._prefix = b'{"nonce":"'
         self._suffix_head = b'","pad":"'
         fixed = len(self._prefix) + self.NONCE_WIDTH + len(self._suffix_head) + len(b'"}')
         self._suffix = self._suffix_head + b"x" * max(body_bytes - fixed, 0) + b'"}'
         self.body_bytes = fixed + max(body_bytes - fixed, 0)
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self._head = (
-            f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n{extra}"
             f"content-length: {self.body_bytes}\r\n\r\n"
         ).encode()
 

@@ -17,6 +17,7 @@ import uvicorn
 import uvloop
 from starlette.types import ASGIApp
 
+from gateway.access import AccessSettings
 from gateway.app import create_app
 from gateway.server import GatewayServer
 from gateway.settings import GatewaySettings
@@ -32,7 +33,7 @@ def build(kind: str) -> ASGIApp:
         return create_echo_app()
     if kind == "raw":
         return raw_echo_app
-    return create_app(GatewaySettings(), KafkaSettings())
+    return create_app(GatewaySettings(), KafkaSettings(), access=AccessSettings())
 
 
 def main() -> None:

@@ -49,6 +49,8 @@ class ServerOptions:
     """``asyncio`` runs ``python -m workers`` as shipped; ``uvloop`` runs it on uvloop."""
     gateway_env: dict[str, str] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
+    request_headers: dict[str, str] = field(default_factory=dict)
+    """Headers every request to the gateway carries (``--jwt``: the bearer token)."""
 
     @property
     def stock(self) -> bool:

@@ -55,7 +55,7 @@ class Suite:
         self.log = log
         self.meter = CpuMeter({**stack.pids, "client": os.getpid()})
         self.echo = LoadGenerator("127.0.0.1", stack.echo_port)
-        self.gateway = LoadGenerator("127.0.0.1", stack.gateway_port)
+        self.gateway = LoadGenerator("127.0.0.1", stack.gateway_port, headers=stack.options.request_headers)
         self.pingpong = PingPong(stack.kafka_settings, stack.request_topic, stack.pingpong_topic)
         self.runner = asyncio.Runner(loop_factory=new_loop)
         self.results: dict[str, Any] = {
@@ -223,7 +223,7 @@ class Suite:
         self.log("stage breakdown")
         trace: Trace = []
         with self.stack.timed_gateway() as (port, pid):
-            timed = LoadGenerator("127.0.0.1", port)
+            timed = LoadGenerator("127.0.0.1", port, headers=self.stack.options.request_headers)
             window = _Window(CpuMeter({**self.meter.pids, "gateway": pid}), lambda: timed.exchanges)
             run = timed.open_loop(p.low_rate, p.stage_seconds, p.warmup, connections_for(p.low_rate), trace)
             step = self._charge(window, self.runner.run(run), "S")
