@@ -169,9 +169,15 @@ class TopicFeed:
             raise UnknownTopicError(f"topic {self.topic!r} does not exist")
         partitions = []
         for number in metadata.partitions:
-            watermarks = client.get_watermark_offsets(
-                TopicPartition(self.topic, number), timeout=self._timeout
-            )
+            try:
+                watermarks = client.get_watermark_offsets(
+                    TopicPartition(self.topic, number), timeout=self._timeout
+                )
+            except KafkaException as exc:  # timed out on a busy broker, say: 503, not a crash
+                watermarks = None
+                log.warning(
+                    "no watermarks for a stream topic", extra={"topic": self.topic, "cause": str(exc)}
+                )
             if watermarks is None:
                 raise UnavailableError(f"no watermarks for {self.topic}[{number}]", retry_after=1)
             partitions.append(TopicPartition(self.topic, number, watermarks[1]))

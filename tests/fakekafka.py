@@ -53,6 +53,8 @@ class FakeKafka:
         """Notified on every change; waits in tests and fakes use it."""
         self.down = False
         """Metadata and watermark requests fail as if no broker answered."""
+        self.watermarks_time_out = False
+        """Watermark queries raise librdkafka's timeout, as a busy real broker makes them."""
         self.queue_full = False
         """``produce()`` raises BufferError."""
         self.delivery_error: KafkaError | None = None
@@ -349,6 +351,8 @@ class FakeConsumer:
         self, partition: TopicPartition, timeout: float = -1, cached: bool = False
     ) -> tuple[int, int] | None:
         self._check_open("get_watermark_offsets")
+        if self.kafka.watermarks_time_out and not cached:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get watermark offsets"))
         if self.kafka.down and not cached:
             return None
         with self.kafka.changed:

@@ -146,6 +146,15 @@ async def test_brokers_that_do_not_answer_are_503_and_the_consumer_is_closed(
     assert consumer.used_after_close == []
 
 
+async def test_a_watermark_query_that_times_out_is_503_not_a_crash(
+    cluster: FakeKafka, streams: Streams
+) -> None:
+    cluster.watermarks_time_out = True
+    with pytest.raises(UnavailableError, match="no watermarks"):
+        await streams.subscribe(TOPIC)
+    assert streams.open_streams == 0
+
+
 class Caller:
     """An ASGI caller of `EventStreamEndpoint`: what it sent, and a switch to hang up."""
 
