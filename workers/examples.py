@@ -6,6 +6,7 @@
     orders.create  POST /orders             an order; 201, Location: /orders/{order_id}
     orders.get     GET /orders/{order_id}   the order, or 404
     orders.list    GET /orders?customer=…   the orders, newest last, at most ``limit``
+    whoami         GET /me                  who the gateway says is calling (``rpc-caller``)
 
 The orders are a small REST service, typed end to end: pydantic models declare what comes in
 and goes out, the worker validates (422 with the field errors) and serialises, and the
@@ -24,7 +25,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workers import HandlerError, HandlerRegistry, Request, Response, ResponseHeaders
+from workers import HandlerError, HandlerRegistry, Identity, Request, Response, ResponseHeaders
 
 registry = HandlerRegistry()
 
@@ -156,3 +157,22 @@ def list_orders(
 ) -> list[Order]:
     """Orders, oldest first; ``customer`` keeps one customer's."""
     return orders.of(customer)[:limit]
+
+
+class Caller(BaseModel):
+    """Who is calling, as the gateway authenticated them."""
+
+    subject: str | None = Field(description="token subject or API key subject; null without authentication")
+    scopes: list[str] = Field(default_factory=list)
+    claims: dict[str, object] = Field(default_factory=dict)
+
+
+@registry.handler("whoami", routes=["GET /me"])
+def whoami(caller: Identity | None = None) -> Caller:
+    """Who the gateway says is calling.
+
+    With GATEWAY_AUTH on, the token's subject, scopes and forwarded claims; without it, null.
+    """
+    if caller is None:
+        return Caller(subject=None)
+    return Caller(subject=caller.subject, scopes=list(caller.scopes), claims=caller.claims)

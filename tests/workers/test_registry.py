@@ -49,6 +49,7 @@ def test_load_registry_merges_specs_and_explains_failures() -> None:
         "orders.create",
         "orders.get",
         "orders.list",
+        "whoami",
     }
     with pytest.raises(RegistryError, match="already registered"):
         load_registry(["workers.examples:registry", "workers.examples:registry"])
