@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
-from kafkarpc import routes
+from kafkarpc import routes, topics
 from kafkarpc.catalog import Entry, Method
 from kafkarpc.errors import ProtocolError
 from kafkarpc.fetcher import Fetcher
@@ -138,8 +138,9 @@ class Catalog:
         for attempt in retrying(lambda: self._fetcher.stopping):
             with attempt:
                 metadata = client.list_topics(self._topic, timeout=self._timeout).topics.get(self._topic)
-                if metadata is None or metadata.error is not None:
-                    raise LookupError(f"catalog topic {self._topic!r} does not exist (it is never created)")
+                problem = topics.unusable(self._topic, metadata)
+                if problem is not None:
+                    raise LookupError(f"catalog: {problem}")
                 ends = {}
                 for number in metadata.partitions:
                     watermarks = client.get_watermark_offsets(

@@ -25,6 +25,7 @@ import orjson
 from confluent_kafka import KafkaException, TopicPartition
 
 from kafkarpc.fetcher import Fetcher
+from kafkarpc.topics import unusable
 
 from .errors import UnavailableError, UnknownTopicError
 
@@ -165,8 +166,10 @@ class TopicFeed:
                 f"no metadata for topic {self.topic!r}: {exc.args[0]}", retry_after=1
             ) from None
         metadata = cluster.topics.get(self.topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise UnknownTopicError(f"topic {self.topic!r} does not exist")
+        problem = unusable(self.topic, metadata)
+        if problem is not None:
+            log.warning("a stream topic cannot be followed", extra={"topic": self.topic, "cause": problem})
+            raise UnknownTopicError(f"topic {self.topic!r} does not exist")  # callers learn no more
         partitions = []
         for number in metadata.partitions:
             try:

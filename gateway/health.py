@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import confluent_kafka
 
+from kafkarpc import topics
 from kafkarpc.startup import in_thread_until_it_works
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class TopicMissingError(Exception):
-    """A topic the gateway needs does not exist (it is never created)."""
+    """A topic the gateway needs does not exist (it is never created) or the ACLs refuse it."""
 
 
 class KafkaHealth:
@@ -91,8 +92,9 @@ class KafkaHealth:
     def _partitions(self, topic: str) -> int:
         assert self._producer is not None, "attach() a producer first"
         metadata = self._producer.list_topics(topic, timeout=self._probe_timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise TopicMissingError(f"topic {topic!r} does not exist (the gateway never creates topics)")
+        problem = topics.unusable(topic, metadata)
+        if problem is not None:
+            raise TopicMissingError(problem)
         return len(metadata.partitions)
 
     async def stop(self) -> None:

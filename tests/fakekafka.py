@@ -54,6 +54,8 @@ class FakeKafka:
         self.down = False
         """Metadata and watermark requests fail as if no broker answered."""
         self.watermarks_time_out = False
+        self.forbidden: set[str] = set()
+        """Topics whose metadata the ACLs refuse (TOPIC_AUTHORIZATION_FAILED), as a secured broker does."""
         """Watermark queries raise librdkafka's timeout, as a busy real broker makes them."""
         self.queue_full = False
         """``produce()`` raises BufferError."""
@@ -136,7 +138,10 @@ class FakeKafka:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT))
         topics = {}
         for name in [topic] if topic is not None else list(self.counts):
-            if name in self.counts:
+            if name in self.forbidden:
+                error = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+                topics[name] = SimpleNamespace(topic=name, partitions={}, error=error)
+            elif name in self.counts:
                 partitions = {p: SimpleNamespace(id=p) for p in range(self.counts[name])}
                 topics[name] = SimpleNamespace(topic=name, partitions=partitions, error=None)
             else:

@@ -15,6 +15,7 @@ from starlette.types import Message, Scope
 from gateway.app import create_app
 from gateway.client import State
 from gateway.errors import ClientDisconnectedError
+from gateway.health import KafkaHealth, TopicMissingError
 from gateway.httpprotocol import CONNECTION_CLOSED
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
@@ -320,3 +321,15 @@ async def test_shutdown_during_start_up_closes_the_reply_consumer_after_its_last
     assert all(consumer.closed for consumer in consumers)
     assert [consumer.used_after_close for consumer in consumers] == [[] for _ in consumers]
     assert not [thread for thread in threading.enumerate() if thread.name == "rpcgw-replies"]
+
+
+async def test_a_topic_the_acls_refuse_is_reported_as_refused_not_as_missing(cluster: FakeKafka) -> None:
+    health = KafkaHealth("requests", "replies", probe_timeout=1.0)
+    health.attach(cluster.producer({}))
+    cluster.forbidden.add("replies")
+    with pytest.raises(TopicMissingError, match=r"ACLs refuse .* 'replies' .*TOPIC_AUTHORIZATION_FAILED"):
+        health.probe()
+    absent = KafkaHealth("requests", "absent", probe_timeout=1.0)
+    absent.attach(cluster.producer({}))
+    with pytest.raises(TopicMissingError, match="'absent' does not exist"):
+        absent.probe()
