@@ -122,6 +122,10 @@ class GatewayAPI(FastAPI):
                 f"{streams.PREFIX}{{topic}}": streams.OPENAPI_PATH,
                 **base.get("paths", {}),
             }
+            if self.gate is not None:  # so that /docs asks for a credential and sends it
+                schemes = self.gate.security_schemes()
+                base.setdefault("components", {})["securitySchemes"] = schemes
+                base["security"] = [{name: []} for name in schemes]
             self._openapi_base = base
         version = 0 if self.catalog is None else self.catalog.version
         if self.openapi_schema is None or version != self._openapi_version:

@@ -79,6 +79,15 @@ class Gatekeeper:
         )
         self._allowed = self.decisions.labels("allowed")
 
+    def security_schemes(self) -> dict[str, dict[str, str]]:
+        """OpenAPI security schemes of the enabled credentials (any one of them is accepted)."""
+        schemes: dict[str, dict[str, str]] = {}
+        if self._tokens is not None:
+            schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        if self._api_keys is not None:
+            schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": apikeys.HEADER}
+        return schemes
+
     async def start(self) -> None:
         """Read the keys; raises when a key file is missing or malformed."""
         if self._keys is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from openapi_spec_validator import validate as validate_openapi
 
 from gateway.access import AccessSettings
 from kafkarpc import protocol
@@ -195,6 +196,12 @@ async def test_publish_and_stream_topics_need_their_own_scopes(guarded: Harness,
 async def test_probes_metrics_and_docs_need_no_credential(guarded: Harness) -> None:
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"):
         assert (await guarded.http.get(path)).status_code == 200, path
+    document = orjson.loads((await guarded.http.get("/openapi.json")).content)
+    assert document["components"]["securitySchemes"] == {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    assert document["security"] == [{"bearer": []}]
+    validate_openapi(document)
 
 
 async def test_a_rotated_key_is_fetched_once_and_made_up_key_ids_cannot_make_it_fetch_again(
