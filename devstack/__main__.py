@@ -4,6 +4,10 @@ Starts a real Kafka broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` names one), creat
 the topics, starts one worker with the example handlers and one gateway, waits until
 the gateway is ready and prints a ``curl`` that gets a real reply. Ctrl-C (or
 SIGTERM) stops the gateway, then the worker, then Kafka.
+
+``DEVSTACK_SECURED=1`` starts the local broker secured instead (`devstack.secured`:
+SASL_SSL, SCRAM-SHA-512, ACLs), and the worker and the gateway each run as their own
+principal with only the grants of `devstack.acls`.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import sys
 import threading
 from functools import partial
 
+from devstack import acls
+from devstack.cluster import KafkaCluster
 from devstack.errors import LocalKafkaError
-from devstack.existing import kafka_from_environment
+from devstack.existing import ExistingKafka, kafka_from_environment
 from devstack.probes import wait_until_ready
 from devstack.process import Child
+from devstack.secured import SecuredKafkaCluster
 from devstack.signals import wait_in_slices
 from devstack.topics import COMPACTED
 from kafkarpc.logs import configure_logging
@@ -41,7 +48,7 @@ def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
-    kafka = kafka_from_environment()
+    kafka = _kafka()
     children: list[Child] = []
     try:
         kafka.start()
@@ -51,9 +58,12 @@ def main() -> int:
         port = env.setdefault("GATEWAY_PORT", "8080")
         env.setdefault("GATEWAY_AUTH", "none")  # a laptop demo; the gateway logs the warning
         worker_port = env.setdefault("WORKER_METRICS_PORT", "9090")
+        worker_env, gateway_env = (
+            _principals(kafka, env) if isinstance(kafka, SecuredKafkaCluster) else (env, env)
+        )
         worker = [sys.executable, "-m", "workers", "--handlers", EXAMPLE_HANDLERS]
-        children.append(Child.spawn("worker", worker, env))
-        children.append(Child.spawn("gateway", [sys.executable, "-m", "gateway"], env))
+        children.append(Child.spawn("worker", worker, worker_env))
+        children.append(Child.spawn("gateway", [sys.executable, "-m", "gateway"], gateway_env))
         # Both ready: the gateway's reply consumer is positioned and the worker owns partitions.
         for url in (f"http://127.0.0.1:{worker_port}/readyz", f"http://127.0.0.1:{port}/readyz"):
             wait_until_ready(url, READY_TIMEOUT, partial(_check, children, stop))
@@ -74,6 +84,32 @@ def main() -> int:
         kafka.stop()
         log.info("stopped")
     return 0
+
+
+def _kafka() -> KafkaCluster | ExistingKafka:
+    """A secured local broker with ``DEVSTACK_SECURED=1``, else the one the environment names."""
+    if os.environ.get("DEVSTACK_SECURED") != "1":
+        return kafka_from_environment()
+    port = os.environ.get("LOCAL_KAFKA_PORT")
+    return SecuredKafkaCluster(port=int(port) if port else None)
+
+
+def _principals(kafka: SecuredKafkaCluster, env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The worker's and the gateway's environments: each its own user, granted its ACL row only."""
+    worker, gateway = kafka.add_user("worker"), kafka.add_user("gateway")
+    kafka.grant(
+        acls.worker(
+            worker.principal,
+            group=env.get("WORKER_GROUP_ID", "rpc-workers"),
+            requests="requests",
+            replies=["replies"],
+            dead_letter="requests.dlt",
+            catalog=CATALOG_TOPIC,
+        )
+        + acls.gateway(gateway.principal, requests="requests", replies="replies", catalog=CATALOG_TOPIC)
+    )
+    log.info("Kafka is secured (SASL_SSL, SCRAM-SHA-512, ACLs): worker and gateway run as users of their own")
+    return {**env, **kafka.environment(worker)}, {**env, **kafka.environment(gateway)}
 
 
 def _check(children: list[Child], stop: threading.Event) -> None:

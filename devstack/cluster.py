@@ -88,12 +88,13 @@ class KafkaCluster:
         (self._directory / "owner.pid").write_text(str(os.getpid()))
         voters = ",".join(f"{n + 1}@127.0.0.1:{p}" for n, p in enumerate(controller_ports))
         cluster_id = _cluster_id()
+        self.prepare(self._directory)
         for index in range(self.size):
             spec = NodeSpec(
                 index + 1, client_ports[index], controller_ports[index], self._directory / f"node{index + 1}"
             )
             node = KafkaNode(spec, self.node_properties(spec, voters), java_binary, classpath)
-            node.format(cluster_id)
+            node.format(cluster_id, self.format_arguments())
             self.nodes.append(node)
         try:
             for node in self.nodes:
@@ -117,7 +118,9 @@ class KafkaCluster:
 
     def create_topics(self, topics: dict[str, int], config: dict[str, str] | None = None) -> None:
         """Create topics with the given partition counts; existing ones are left alone."""
-        create_topics(self.bootstrap_servers, topics, self.replication_factor, config)
+        create_topics(
+            self.bootstrap_servers, topics, self.replication_factor, config, self.admin_properties()
+        )
 
     def __enter__(self) -> KafkaCluster:
         self.start()
@@ -159,9 +162,22 @@ class KafkaCluster:
             "num.io.threads": "2",
         }
 
+    def prepare(self, directory: Path) -> None:
+        """Called once before the nodes are formatted, with the cluster's fresh data directory."""
+
+    def format_arguments(self) -> list[str]:
+        """Extra ``kafka-storage format`` arguments for every node (none here)."""
+        return []
+
+    def admin_properties(self) -> dict[str, str]:
+        """librdkafka properties devstack's own admin clients add to ``bootstrap.servers`` (none here)."""
+        return {}
+
     def _wait_until_ready(self) -> None:
         # log_level 0: refused connections while the JVM boots are expected, not news.
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient(
+            {"bootstrap.servers": self.bootstrap_servers, "log_level": 0, **self.admin_properties()}
+        )
         for attempt in Retrying(
             stop=stop_after_delay(self._startup_timeout),
             wait=wait_fixed(0.25),

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,11 @@ class KafkaNode:
         """The JVM's process id while it runs."""
         return self._process.pid if self.running and self._process else None
 
-    def format(self, cluster_id: str) -> None:
-        """Write ``server.properties`` and format the data directory for ``cluster_id``."""
+    def format(self, cluster_id: str, arguments: Sequence[str] = ()) -> None:
+        """Write ``server.properties`` and format the data directory for ``cluster_id``.
+
+        ``arguments`` go to ``kafka-storage format`` as they are (``--add-scram ...``).
+        """
         self.spec.directory.mkdir(parents=True, exist_ok=True)
         config = self.spec.directory / "server.properties"
         config.write_text("".join(f"{key}={value}\n" for key, value in self._properties.items()))
@@ -76,6 +80,7 @@ class KafkaNode:
                 cluster_id,
                 "-c",
                 str(config),
+                *arguments,
             ],
             capture_output=True,
             text=True,

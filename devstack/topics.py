@@ -18,15 +18,19 @@ def create_topics(
     topics: dict[str, int],
     replication_factor: int = 1,
     config: dict[str, str] | None = None,
+    properties: dict[str, str] | None = None,
 ) -> None:
     """Create each topic with its partition count; a topic that exists already is fine.
+
+    ``properties`` are added to the admin client's configuration (credentials of a secured cluster).
 
     Raises:
         LocalKafkaError: the broker refused a topic for another reason.
     """
     # librdkafka's own lines go through logging like the product's, never raw to the terminal.
     admin = AdminClient(
-        {"bootstrap.servers": bootstrap_servers, "log.connection.close": False}, logger=LIBRDKAFKA
+        {"bootstrap.servers": bootstrap_servers, "log.connection.close": False, **(properties or {})},
+        logger=LIBRDKAFKA,
     )
     futures = admin.create_topics(
         [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from kafkarpc.producer import refused_by_acl
 from workers.deadletter import DeadLetter, Reason, dead_letter_for
 
 if TYPE_CHECKING:
@@ -47,7 +48,10 @@ class OutcomePublisher:
                 outcome.reply_partition,
             )
         except Exception as exc:
-            log.error("reply undeliverable; dead-lettering the request", extra={"error": str(exc)})
+            details = {"topic": outcome.reply_to, "error": str(exc)}
+            if refused_by_acl(exc):  # no retry helps: say which grant is missing
+                details["cause"] = "Kafka ACLs refuse this worker's principal WRITE on the reply topic"
+            log.error("reply undeliverable; dead-lettering the request", extra=details)
             await self._dead_letter(dead_letter_for(message, Reason.REPLY_UNDELIVERABLE, str(exc)))
 
     async def _dead_letter(self, letter: DeadLetter) -> None:

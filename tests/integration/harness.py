@@ -123,20 +123,30 @@ async def serving(app: FastAPI, http: str = "gateway") -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def working(
-    topics: Topics, registry: HandlerRegistry = examples.registry, *, ready: bool = True
+    topics: Topics,
+    registry: HandlerRegistry = examples.registry,
+    *,
+    ready: bool = True,
+    kafka: KafkaSettings | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Worker]:
-    """The real worker runtime in this loop, until the block ends; ``ready``: once it is ready."""
-    settings = WorkerSettings(
-        group_id=f"workers-{topics.unique}",
-        request_topic=topics.requests,
-        reply_topics=frozenset({topics.replies}),
-        dead_letter_topic=f"{topics.requests}.dlt",
-        catalog_topic=topics.catalog,
-        catalog_heartbeat=1.0,
-        metrics_port=0,
-        concurrency=128,
-    )
-    worker = Worker(settings, topics.kafka_settings(), registry)
+    """The real worker runtime in this loop, until the block ends; ``ready``: once it is ready.
+
+    ``kafka`` replaces the topics' connection (a secured cluster's principal); ``overrides``
+    replace `WorkerSettings` fields.
+    """
+    values: dict[str, Any] = {
+        "group_id": f"workers-{topics.unique}",
+        "request_topic": topics.requests,
+        "reply_topics": frozenset({topics.replies}),
+        "dead_letter_topic": f"{topics.requests}.dlt",
+        "catalog_topic": topics.catalog,
+        "catalog_heartbeat": 1.0,
+        "metrics_port": 0,
+        "concurrency": 128,
+        **overrides,
+    }
+    worker = Worker(WorkerSettings(**values), kafka or topics.kafka_settings(), registry)
     task = asyncio.create_task(worker.serve())
     try:
         if ready:
