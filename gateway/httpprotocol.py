@@ -1,4 +1,4 @@
-"""The gateway's HTTP protocol: uvicorn's httptools protocol with three additions.
+"""The gateway's HTTP protocol: uvicorn's httptools protocol with four additions.
 
 * A head limit. uvicorn caps the request line and headers only in its h11 mode; with
   httptools a caller could send megabytes of headers and the gateway would hold them
@@ -8,6 +8,9 @@
 * A connection-closed future in each request's scope (`CONNECTION_CLOSED`), so the RPC
   endpoint learns of a caller leaving from a callback instead of a task per request
   waiting in ``receive()``.
+* Deadlines and a cap (`gateway.connections`): a head timeout, a body timeout and an idle
+  keep-alive timeout, all checked by one sweep per server instead of uvicorn's timer per
+  response, and, past the connection cap, probes only.
 
 It subclasses a class of uvicorn's that is not public API and overrides the hooks in
 `OVERRIDDEN`. That seam is pinned: uvicorn's version is bounded in pyproject.toml and locked
@@ -22,10 +25,11 @@ import asyncio
 import inspect
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from kafkarpc import protocol
 
+from .connections import Admission, Connections, OverLimit, over_limit_detail
 from .transport import CoalescingTransport
 
 CONNECTION_CLOSED = "rpcgw.connection_closed"
@@ -45,6 +49,9 @@ OVERRIDDEN: dict[str, tuple[str, ...]] = {
     "on_message_begin": ("self",),
     "on_url": ("self", "url"),
     "on_header": ("self", "name", "value"),
+    "on_headers_complete": ("self",),
+    "on_body": ("self", "body"),
+    "on_response_complete": ("self",),
     "send_400_response": ("self", "msg"),
 }
 """The `HttpToolsProtocol` methods the gateway's protocol overrides, with their parameters."""
@@ -65,12 +72,70 @@ class _HeadTooLarge(Exception):
     """Raised inside a parser callback to stop parsing; httptools reports it as a parse error."""
 
 
-def gateway_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
-    """The gateway's `HttpToolsProtocol` class (see the module docstring)."""
+# Where a connection stands between requests (while one is with the app, its cycle tells more).
+# Plain ints, not an Enum: a member lookup costs ~70 ns, four of them a request.
+_FRESH = 0  # open, and nothing of a request received yet
+_HEAD = 1  # a request head has begun
+_REQUEST = 2  # the head is complete: the request is the app's (its body may still be arriving)
+_IDLE = 3  # a response went out; nothing of the next request yet
+
+
+def problem_response(status: int, title: str, detail: str, headers: bytes = b"") -> bytes:
+    """A whole problem+json response that closes the connection, for the protocol to write itself."""
+    body = protocol.problem_body(status, title, detail)
+    return (
+        f"HTTP/1.1 {status} {title}\r\n".encode()
+        + b"content-type: "
+        + protocol.PROBLEM_JSON.encode()
+        + b"\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + headers
+        + b"connection: close\r\n\r\n"
+        + body
+    )
+
+
+def gateway_http_protocol(
+    max_head_bytes: int, connections: Connections | None = None
+) -> type[HttpToolsProtocol]:
+    """The gateway's `HttpToolsProtocol` class (see the module docstring).
+
+    Args:
+        max_head_bytes: the largest request line and headers; past it, 431.
+        connections: the limits, counts and sweep of the server's connections; by default
+            `ConnectionLimits`' defaults, with metrics no registry exports.
+    """
+    tracker = connections or Connections()
+    limits = tracker.limits
+    # Waits are stamped with the sweep's clock, up to a period early: a period more keeps every
+    # limit a lower bound (a wait ends between one and two periods after its limit).
+    head_limit = limits.head_timeout + tracker.period
+    body_limit = limits.body_timeout + tracker.period
+    idle_limit = limits.keepalive_timeout + tracker.period
+    head_too_large = problem_response(
+        431, "Request Header Fields Too Large", f"the request line and headers exceed {max_head_bytes} bytes"
+    )
+    head_timed_out = problem_response(
+        408, "Request Timeout", f"the request head was not complete within {limits.head_timeout:g} s"
+    )
+    body_timed_out = problem_response(
+        408, "Request Timeout", f"no byte of the request body arrived for {limits.body_timeout:g} s"
+    )
+    refused = problem_response(
+        503,
+        "Service Unavailable",
+        over_limit_detail(limits),
+        f"retry-after: {limits.retry_after}\r\n".encode(),
+    )
 
     class GatewayHttpProtocol(HttpToolsProtocol):
         _head_bytes = 0
         _too_large = False
+        _phase = _FRESH
+        _since = 0.0
+        """When the current wait began, by the sweep's clock: the connection opened, a response
+        went out, the head completed or a body chunk arrived."""
         _closed: asyncio.Future[None]
         _coalescing: CoalescingTransport
 
@@ -78,8 +143,16 @@ def gateway_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
             self._closed = self.loop.create_future()
             self._coalescing = CoalescingTransport(transport, self.loop)
             super().connection_made(self._coalescing)
+            self._since = self.loop.time()
+            admission = tracker.admit(self, self.connections, self.loop)
+            if admission is Admission.OVER_LIMIT:
+                self.app = OverLimit(self.app, tracker)
+            elif admission is Admission.REFUSED:
+                self._coalescing.write(refused)
+                self._coalescing.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            tracker.release(self)
             super().connection_lost(exc)
             if not self._closed.done():
                 self._closed.set_result(None)
@@ -93,12 +166,14 @@ def gateway_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
         def handle_websocket_upgrade(self) -> None:
             # The WebSocket protocol takes the connection over with the socket's own transport;
             # a pipelined request still running before it writes through, in order.
+            tracker.release(self)
             self._coalescing.write_through()
             self.transport = self._coalescing.raw
             super().handle_websocket_upgrade()
 
         def on_message_begin(self) -> None:
             self._head_bytes = 0
+            self._phase = _HEAD
             super().on_message_begin()
             self.scope.setdefault("extensions", {})[CONNECTION_CLOSED] = {"future": self._closed}
 
@@ -116,22 +191,78 @@ def gateway_http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
                 self._too_large = True
                 raise _HeadTooLarge
 
+        def on_headers_complete(self) -> None:
+            self._phase = _REQUEST
+            self._since = tracker.now
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            self._since = tracker.now
+            super().on_body(body)
+
+        def on_response_complete(self) -> None:
+            # uvicorn's, less the keep-alive timer it arms for every response (a call_later and
+            # its cancel, about 2 µs a request): the sweep closes idle connections instead.
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._since = tracker.now
+            if self._phase != _HEAD:  # else the next (pipelined) head has begun
+                self._phase = _IDLE
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+
+        def expire_if_overdue(self, now: float) -> str | None:
+            """Close the connection if its current wait is over (`Expiring`); the reason, or None."""
+            transport = self.transport
+            if transport.is_closing() or not transport.is_reading():
+                # Not reading: uvicorn holds back a pipelined request or an unread body, so the
+                # wait is the app's, which has deadlines of its own.
+                return None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return self._expire_body(cycle, now - self._since)
+            return self._expire_between(now - self._since)
+
+        def _expire_body(self, cycle: RequestResponseCycle, waited: float) -> str | None:
+            # The request is the app's: only a body that stopped arriving is the caller's doing.
+            if (
+                not cycle.more_body
+                or cycle.response_started
+                or cycle.waiting_for_100_continue
+                or waited < body_limit
+            ):
+                return None
+            cycle.disconnected = True  # receive() now says http.disconnect; the app's answer is dropped
+            cycle.message_event.set()
+            self._close_with(body_timed_out)
+            return "body_timeout"
+
+        def _expire_between(self, waited: float) -> str | None:
+            if self._phase == _IDLE:
+                if waited < idle_limit:
+                    return None
+                self.transport.close()
+                return "idle"
+            if waited < head_limit:
+                return None
+            if self._phase == _HEAD:
+                self._close_with(head_timed_out)
+            else:
+                self.transport.close()  # it sent nothing: no one to tell
+            return "head_timeout"
+
+        def _close_with(self, response: bytes) -> None:
+            self.transport.write(response)
+            self.transport.close()
+
         def send_400_response(self, msg: str) -> None:
             # uvicorn answers every parse error with 400; ours gets its own status.
             if not self._too_large:
                 super().send_400_response(msg)
                 return
-            body = protocol.problem_body(
-                431,
-                "Request Header Fields Too Large",
-                f"the request line and headers exceed {max_head_bytes} bytes",
-            )
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-type: " + protocol.PROBLEM_JSON.encode() + b"\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n"
-                b"connection: close\r\n\r\n" + body
-            )
-            self.transport.close()
+            self._close_with(head_too_large)
 
     return GatewayHttpProtocol

@@ -144,6 +144,42 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
+CLOSE_REASONS = ("head_timeout", "body_timeout", "idle", "over_limit", "over_ceiling")
+"""Why the gateway closed a connection (`gateway.connections`)."""
+
+
+class ConnectionMetrics:
+    """The HTTP connections' metrics, one set per server.
+
+    The server, and so these, exist before the app's lifespan builds `GatewayMetrics`;
+    `join` adds them to its registry once it does.
+    """
+
+    def __init__(self) -> None:
+        self.open = Gauge(
+            f"{PREFIX}_connections_open", "Open HTTP connections, WebSockets included.", registry=None
+        )
+        self.limit = Gauge(
+            f"{PREFIX}_connections_limit",
+            "Connections served as usual: GATEWAY_MAX_CONNECTIONS, or less to fit the open-files limit.",
+            registry=None,
+        )
+        self.closed = Counter(
+            f"{PREFIX}_connections_closed",
+            "Connections the gateway closed: head_timeout, body_timeout, idle (keep-alive), "
+            "over_limit (503 past GATEWAY_MAX_CONNECTIONS), over_ceiling (closed at once, unread).",
+            ["reason"],
+            registry=None,
+        )
+        for reason in CLOSE_REASONS:
+            self.closed.labels(reason)
+
+    def join(self, registry: CollectorRegistry) -> None:
+        """Export these through ``registry`` (the app's, whose /metrics serves them)."""
+        for metric in (self.open, self.limit, self.closed):
+            registry.register(metric)
+
+
 def _version() -> str:
     try:
         return metadata.version("kafka-rpc-gateway")

@@ -85,6 +85,16 @@ class GatewaySettings(BaseSettings):
     http_protocol: Literal["auto", "gateway", "h11"] = "auto"
     """HTTP protocol: ``gateway`` (uvicorn httptools plus the head limit, one write per response and
     the disconnect signal), ``h11`` (uvicorn's, slower), ``auto`` (gateway's on the verified uvicorn)."""
+    head_timeout: float = Field(default=10.0, gt=0)
+    """Seconds from a connection's opening, or its previous response, to a complete request head;
+    then 408 and close (a connection that sent nothing is just closed)."""
+    body_timeout: float = Field(default=10.0, gt=0)
+    """Seconds an incomplete request body may go without a byte arriving; then 408 and close."""
+    keepalive_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a kept-alive connection may stay idle after a response before it is closed."""
+    max_connections: int = Field(default=10_000, gt=0)
+    """Open HTTP connections served as usual; past it /healthz, /readyz and /metrics are still answered
+    and everything else gets 503; 10 % further on (or near the open-files limit) new ones are closed."""
     timing: bool = False
     """Stamp requests (``rpc-timing``) and answer with a ``Server-Timing`` header of the stages."""
     log_level: str = "INFO"

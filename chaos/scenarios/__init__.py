@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chaos.scenarios import badinput, brokers, gateways, network, overload, workers
+from chaos.scenarios import badinput, brokers, gateways, network, overload, slowclients, workers
 from chaos.scenarios.catalogue import Scenario
 
 SCENARIOS: list[Scenario] = [
@@ -10,6 +10,7 @@ SCENARIOS: list[Scenario] = [
     *gateways.SCENARIOS,
     *overload.SCENARIOS,
     *badinput.SCENARIOS,
+    *slowclients.SCENARIOS,
     *brokers.SCENARIOS,
     *network.SCENARIOS,
 ]

@@ -1,9 +1,10 @@
 """The seam to uvicorn's internals, pinned: a uvicorn that changes them fails here, by name.
 
 `gateway.httpprotocol` subclasses uvicorn's ``HttpToolsProtocol`` (not public API) and
-`gateway.server` overrides ``Server.handle_exit``. The source of every method they override or
-rely on is pinned by digest. When ``make lock`` brings a uvicorn that changes one, a test here
-fails and says which; re-read the gateway's override against the new code, then update the digest.
+`gateway.server` overrides ``Server.startup`` and ``Server.handle_exit``. The source of every
+method they override or rely on is pinned by digest. When ``make lock`` brings a uvicorn that
+changes one, a test here fails and says which; re-read the gateway's override against the new
+code, then update the digest.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 import pytest
 import uvicorn
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from gateway import httpprotocol
+from gateway.limits import ConnectionLimits, open_files
 from gateway.server import http_protocol
 from gateway.settings import GatewaySettings
 from gateway.transport import FLUSH_BYTES
@@ -38,7 +40,16 @@ PINNED: dict[str, tuple[Callable[..., Any], str]] = {
     "HttpToolsProtocol.on_message_begin": (HttpToolsProtocol.on_message_begin, "96d377fdc7c2baef"),
     "HttpToolsProtocol.on_url": (HttpToolsProtocol.on_url, "37be44e962b04ca8"),
     "HttpToolsProtocol.on_header": (HttpToolsProtocol.on_header, "65d62c044f61fdbd"),
+    "HttpToolsProtocol.on_headers_complete": (HttpToolsProtocol.on_headers_complete, "1ea8589acfad92d8"),
+    "HttpToolsProtocol.on_body": (HttpToolsProtocol.on_body, "dba9c32aeba35b6a"),
+    # Replaced, less its keep-alive timer: the override copies the rest.
+    "HttpToolsProtocol.on_response_complete": (HttpToolsProtocol.on_response_complete, "64e254f28e389e76"),
+    "HttpToolsProtocol._start_asgi_task": (HttpToolsProtocol._start_asgi_task, "9c08c2571ae9b038"),
     "HttpToolsProtocol.send_400_response": (HttpToolsProtocol.send_400_response, "ae5a4a3782b646fd"),
+    # The cycle's state the deadline sweep reads: more_body, response_started, response_complete,
+    # waiting_for_100_continue, disconnected, message_event.
+    "RequestResponseCycle.__init__": (RequestResponseCycle.__init__, "4d2f220910c33c12"),
+    "Server.startup": (uvicorn.Server.startup, "2aa1d70a244bfcf2"),
     "Server.handle_exit": (uvicorn.Server.handle_exit, "553276efa26e09ea"),
 }
 
@@ -85,7 +96,12 @@ def test_an_unverified_uvicorn_is_served_with_h11_and_the_same_head_limit(
     monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
     with caplog.at_level(logging.WARNING, logger="gateway.server"):
         options = http_protocol(settings)
-    assert options == {"http": "h11", "h11_max_incomplete_event_size": 8192}
+    assert options == {
+        "http": "h11",
+        "h11_max_incomplete_event_size": 8192,
+        "timeout_keep_alive": 5,
+        "limit_concurrency": ConnectionLimits.of(settings, open_files()).ceiling,
+    }
     assert "uvicorn 0.99.0 is not the 0.54.x" in caplog.text
 
 
