@@ -126,12 +126,20 @@ def helm() -> Helm:
     return Helm(result.stdout.strip())
 
 
+REQUIRED: dict[str, Any] = {"kafka": {"bootstrapServers": BOOTSTRAP}, "gateway": {"auth": {"mode": "none"}}}
+"""The values `helm install` cannot do without."""
+
+
 def with_kafka(values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Values with the one required setting, merged with ``values`` (shallow per top-level key)."""
-    merged: dict[str, Any] = {"kafka": {"bootstrapServers": BOOTSTRAP}}
-    for key, value in (values or {}).items():
+    """Values with the required settings (`REQUIRED`), merged with ``values`` (dictionaries merged deeply)."""
+    return _merged(REQUIRED, values or {})
+
+
+def _merged(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in values.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
+            merged[key] = _merged(merged[key], value)
         else:
             merged[key] = value
     return merged

@@ -101,7 +101,11 @@ def test_extra_properties_reach_kafka_properties_and_win(helm: Helm):
         }
     )
     properties = json.loads(helm.render(values).config()["KAFKA_PROPERTIES"])
-    assert properties == {"security.protocol": "ssl", "linger.ms": 5}
+    assert properties == {
+        "security.protocol": "ssl",
+        "linger.ms": 5,
+        "ssl.endpoint.identification.algorithm": "https",
+    }
 
 
 def test_plaintext_by_default(default: Manifests):
@@ -184,7 +188,8 @@ def test_helm_test_hook_posts_one_rpc_through_the_service(default: Manifests):
     port = service["spec"]["ports"][0]["port"]
     assert env["RPC_URL"] == f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}/rpc/echo"
     script = pod["spec"]["containers"][0]["command"][-1]
-    assert "status == 200" in script
+    assert 'int(os.environ["RPC_EXPECT"])' in script
+    assert env["RPC_EXPECT"] == "200"
     compile(script, "round-trip", "exec")  # the embedded program is valid Python
     context = pod["spec"]["containers"][0]["securityContext"]
     assert context["readOnlyRootFilesystem"] is True

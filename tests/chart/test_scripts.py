@@ -14,7 +14,7 @@ import pytest
 
 from kafkarpc.connection import KafkaSettings
 
-from .conftest import Manifests
+from .conftest import Helm, Manifests, with_kafka
 
 MOUNT_ROOT = "/etc/kafka-rpc-gateway"
 
@@ -73,12 +73,26 @@ def fake_gateway() -> Iterator[ThreadingHTTPServer]:
     thread.join(timeout=10)
 
 
-@pytest.mark.parametrize(("status", "exit_code"), [(200, 0), (504, 1), (502, 1)])
-def test_helm_test_hook_passes_only_on_200(
-    default: Manifests, fake_gateway: ThreadingHTTPServer, status: int, exit_code: int
+GUARDED = {"gateway": {"auth": {"mode": "apikey", "apiKeysSecret": "keys", "policy": {"methods": {"*": []}}}}}
+
+
+@pytest.mark.parametrize(
+    ("auth", "status", "exit_code"),
+    [
+        ("none", 200, 0),
+        ("none", 504, 1),
+        ("none", 502, 1),
+        ("none", 401, 1),
+        ("apikey", 401, 0),
+        ("apikey", 200, 1),
+    ],
+)
+def test_helm_test_hook_passes_on_200_or_with_access_control_on_401(
+    helm: Helm, fake_gateway: ThreadingHTTPServer, auth: str, status: int, exit_code: int
 ):
     FakeGateway.status = status
-    spec = default.one("Pod")["spec"]["containers"][0]
+    manifests = helm.render(with_kafka(GUARDED if auth == "apikey" else None))
+    spec = manifests.one("Pod")["spec"]["containers"][0]
     env = {item["name"]: item["value"] for item in spec["env"]}
     port = fake_gateway.server_address[1]
     env["RPC_URL"] = f"http://127.0.0.1:{port}/rpc/echo"

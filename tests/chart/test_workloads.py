@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 import pytest
 
+from gateway.access import AccessSettings
 from gateway.settings import GatewaySettings
 from kafkarpc.connection import KafkaSettings
 from workers.settings import WorkerSettings
@@ -119,15 +121,16 @@ def test_config_env_is_read_by_the_app_settings(default: Manifests, monkeypatch:
 
 
 def test_without_a_catalog_the_gateway_forwards_every_method(helm: Helm, monkeypatch: pytest.MonkeyPatch):
-    values = {"kafka": {"bootstrapServers": "k:9092"}, "topics": {"catalog": ""}}
-    gateway, worker, _ = settings_from(helm.render(values).config(), monkeypatch)
+    manifests = helm.render(with_kafka({"topics": {"catalog": ""}}))
+    gateway, worker, _ = settings_from(manifests.config(), monkeypatch)
     assert gateway.catalog_topic == worker.catalog_topic == ""
     assert gateway.unknown_methods == "forward"
 
 
 def test_every_config_key_is_a_setting_the_app_reads(everything: Manifests):
-    fields = {
-        "GATEWAY_": GatewaySettings.model_fields,
+    fields: dict[str, Collection[str]] = {
+        "GATEWAY_AUTH_": AccessSettings.model_fields,
+        "GATEWAY_": {*GatewaySettings.model_fields, "auth"},  # GATEWAY_AUTH is AccessSettings.mode
         "WORKER_": WorkerSettings.model_fields,
         "KAFKA_": KafkaSettings.model_fields,
     }
@@ -140,6 +143,20 @@ def test_every_config_key_is_a_setting_the_app_reads(everything: Manifests):
 
 def test_all_features_config_parses(everything: Manifests, monkeypatch: pytest.MonkeyPatch):
     gateway, _, kafka = settings_from(everything.config(), monkeypatch)
+    access = AccessSettings()
+    assert access.schemes == ("apikey", "jwt")
+    assert access.policy is not None
+    assert access.policy["routes"] == {"DELETE /orders/{order_id}": ["orders:admin"]}
+    assert access.forward_claims == ["tenant"]
+    assert access.max_pending_per_caller == 500
+    assert str(access.api_keys_file) == "/etc/kafka-rpc-gateway/access/api-keys/keys.json"
+    gateway_pod = everything.deployment("gateway")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in gateway_pod["containers"][0]["volumeMounts"]}
+    assert mounts["api-keys"] == "/etc/kafka-rpc-gateway/access/api-keys"
+    volume = {"name": "api-keys", "secret": {"secretName": "rpc-api-keys", "defaultMode": 0o440}}
+    assert volume in gateway_pod["volumes"]
+    worker_pod = everything.deployment("worker")["spec"]["template"]["spec"]
+    assert "api-keys" not in {volume["name"] for volume in worker_pod["volumes"]}
     assert gateway.max_timeout == 60
     assert gateway.forward_headers == ["accept", "x-request-id"]
     assert gateway.publish_topics == ["events"]

@@ -64,6 +64,7 @@ async def gateway_process(topics: Topics) -> AsyncIterator[tuple[GatewayProcess,
         "GATEWAY_CATALOG_TOPIC": topics.catalog,
         "GATEWAY_MAX_TIMEOUT": "20",
         "GATEWAY_SHUTDOWN_GRACE": "30",
+        "GATEWAY_AUTH": "none",
         "KAFKA_BOOTSTRAP_SERVERS": topics.kafka.bootstrap_servers,
     }
     process = await asyncio.create_subprocess_exec(

@@ -220,6 +220,7 @@ def entry_points(kafka: Kafka, topics: dict[str, str], processes: Processes) -> 
             **topics,
             **{port_variable: str(port)},
             GATEWAY_HOST="127.0.0.1",
+            GATEWAY_AUTH="none",
             WORKER_METRICS_HOST="127.0.0.1",
             WORKER_GROUP_ID=f"signals-workers-{uuid.uuid4().hex[:10]}",
         )

@@ -85,8 +85,14 @@ spec:
             {{- toYaml $g.resources | nindent 12 }}
           volumeMounts:
             {{- include "kafka-rpc-gateway.volumeMounts" $ctx | nindent 12 }}
+            {{- if eq .component "gateway" }}
+            {{- include "kafka-rpc-gateway.accessVolumeMounts" $ctx | nindent 12 }}
+            {{- end }}
       volumes:
-        {{- include "kafka-rpc-gateway.volumes" $ctx | nindent 8 }}
+        {{- include "kafka-rpc-gateway.volumes" (dict "ctx" $ctx "component" .component) | nindent 8 }}
+        {{- if eq .component "gateway" }}
+        {{- include "kafka-rpc-gateway.accessVolumes" $ctx | nindent 8 }}
+        {{- end }}
       {{- with $g.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

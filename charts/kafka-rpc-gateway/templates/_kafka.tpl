@@ -21,6 +21,10 @@
 {{- if $kafka.sasl.enabled }}
 {{- $_ := set $props "sasl.mechanisms" $kafka.sasl.mechanism }}
 {{- end }}
+{{- if $kafka.tls.enabled }}
+{{- /* librdkafka's default since 2.0, spelled out: the broker's certificate must name the host dialled. */}}
+{{- $_ := set $props "ssl.endpoint.identification.algorithm" "https" }}
+{{- end }}
 {{- if and $kafka.tls.enabled $kafka.tls.existingSecret }}
 {{- if $kafka.tls.caKey }}
 {{- $_ := set $props "ssl.ca.location" (printf "%s/tls/ca.crt" $dir) }}
@@ -33,40 +37,52 @@
 {{- toJson (merge (deepCopy $kafka.extraProperties) $props) }}
 {{- end }}
 
-{{/* Volumes every pod has: /tmp, plus the Kafka secrets when configured. */}}
+{{/*
+The SASL Secret of one component (dict: ctx, component): its own kafka.sasl.<component>Secret,
+else the shared kafka.sasl.existingSecret. Own Secrets mean own Kafka principals, so the
+gateway's ACLs can keep it from writing replies (whoever writes them can answer any caller).
+*/}}
+{{- define "kafka-rpc-gateway.saslSecret" -}}
+{{- $sasl := .ctx.Values.kafka.sasl }}
+{{- get $sasl (printf "%sSecret" .component) | default $sasl.existingSecret }}
+{{- end }}
+
+{{/* Volumes every pod has (dict: ctx, component): /tmp, plus the Kafka secrets when configured. */}}
 {{- define "kafka-rpc-gateway.volumes" -}}
+{{- $ctx := .ctx }}
+{{- $kafka := $ctx.Values.kafka }}
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .Values.tmpSizeLimit }}
-{{- if .Values.kafka.sasl.enabled }}
+    sizeLimit: {{ $ctx.Values.tmpSizeLimit }}
+{{- if $kafka.sasl.enabled }}
 - name: kafka-client
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
 - name: kafka-sasl
   secret:
-    secretName: {{ .Values.kafka.sasl.existingSecret }}
+    secretName: {{ include "kafka-rpc-gateway.saslSecret" . }}
     defaultMode: 0440
     items:
-      - key: {{ .Values.kafka.sasl.usernameKey }}
+      - key: {{ $kafka.sasl.usernameKey }}
         path: username
-      - key: {{ .Values.kafka.sasl.passwordKey }}
+      - key: {{ $kafka.sasl.passwordKey }}
         path: password
 {{- end }}
-{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.existingSecret }}
+{{- if and $kafka.tls.enabled $kafka.tls.existingSecret }}
 - name: kafka-tls
   secret:
-    secretName: {{ .Values.kafka.tls.existingSecret }}
+    secretName: {{ $kafka.tls.existingSecret }}
     defaultMode: 0440
     items:
-      {{- if .Values.kafka.tls.caKey }}
-      - key: {{ .Values.kafka.tls.caKey }}
+      {{- if $kafka.tls.caKey }}
+      - key: {{ $kafka.tls.caKey }}
         path: ca.crt
       {{- end }}
-      {{- if .Values.kafka.tls.certKey }}
-      - key: {{ .Values.kafka.tls.certKey }}
+      {{- if $kafka.tls.certKey }}
+      - key: {{ $kafka.tls.certKey }}
         path: tls.crt
-      - key: {{ .Values.kafka.tls.keyKey }}
+      - key: {{ $kafka.tls.keyKey }}
         path: tls.key
       {{- end }}
 {{- end }}
