@@ -70,9 +70,14 @@ async def test_callers_are_authenticated_authorised_and_known_to_the_worker(topi
             assert orjson.loads(routed.content)["subject"] == "bob"
             assert (await http.post("/rpc/echo", content=b"{}", headers=profile)).status_code == 403
 
+            # A 1 MB token never reaches the verifier: the head limit answers 431 before the app runs.
+            huge = await http.post("/rpc/echo", headers={"authorization": "Bearer " + "x" * 1_000_000})
+            assert huge.status_code == 431
+            assert (await http.post("/rpc/echo", content=b"{}", headers=alice)).status_code == 200
+
             for path in ("/healthz", "/readyz", "/metrics"):
                 assert (await http.get(path)).status_code == 200, path
-            assert metric(app, "rpcgw_auth_decisions_total", outcome="allowed") == 3
+            assert metric(app, "rpcgw_auth_decisions_total", outcome="allowed") == 4
             assert metric(app, "rpcgw_auth_decisions_total", outcome="forbidden") == 2
             assert metric(app, "rpcgw_auth_decisions_total", outcome="missing") == 1
 
