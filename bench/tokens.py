@@ -35,7 +35,8 @@ AUDIENCE = "kafka-rpc-gateway"
 ALGORITHMS = {"RS256": "rsa", "ES256": "ec", "EdDSA": "ed25519"}
 
 
-def _private_key(algorithm: str) -> Any:
+def private_key(algorithm: str) -> Any:
+    """A new signing key for ``algorithm`` (RS256: RSA 2048, ES256: P-256, EdDSA: Ed25519)."""
     if algorithm == "RS256":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if algorithm == "ES256":
@@ -43,41 +44,41 @@ def _private_key(algorithm: str) -> Any:
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def _key_file(directory: Path, private_key: Any) -> Path:
+def _key_file(directory: Path, signing_key: Any) -> Path:
     path = directory / "issuer.pem"
     path.write_bytes(
-        private_key.public_key().public_bytes(
+        signing_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
     return path
 
 
-def _token(private_key: Any, algorithm: str, subject: str = "bench") -> str:
+def _token(signing_key: Any, algorithm: str, subject: str = "bench") -> str:
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": subject, "scope": "rpc", "iat": now, "exp": now + 3600}
-    return jwt.encode(claims, private_key, algorithm=algorithm)
+    return jwt.encode(claims, signing_key, algorithm=algorithm)
 
 
 def jwt_options(directory: Path, algorithm: str = "RS256") -> tuple[dict[str, str], dict[str, str]]:
     """(gateway environment, request headers) for a benchmark with bearer tokens on."""
-    private_key = _private_key(algorithm)
+    signing_key = private_key(algorithm)
     environment = {
         "GATEWAY_AUTH": "jwt",
-        "GATEWAY_AUTH_JWT_KEY_FILE": str(_key_file(directory, private_key)),
+        "GATEWAY_AUTH_JWT_KEY_FILE": str(_key_file(directory, signing_key)),
         "GATEWAY_AUTH_ISSUER": ISSUER,
         "GATEWAY_AUTH_AUDIENCE": AUDIENCE,
         "GATEWAY_AUTH_ALGORITHMS": f'["{algorithm}"]',
         "GATEWAY_AUTH_POLICY": '{"methods": {"*": []}}',
     }
-    return environment, {"authorization": f"Bearer {_token(private_key, algorithm)}"}
+    return environment, {"authorization": f"Bearer {_token(signing_key, algorithm)}"}
 
 
 async def _cost(algorithm: str, rounds: int) -> tuple[float, float]:
     """Median microseconds to verify a new token, and a token verified before."""
-    private_key = _private_key(algorithm)
+    signing_key = private_key(algorithm)
     with tempfile.TemporaryDirectory() as directory:
-        keys = FileKeys(_key_file(Path(directory), private_key))
+        keys = FileKeys(_key_file(Path(directory), signing_key))
         await keys.start()
         verifier = TokenVerifier(
             keys,
@@ -88,7 +89,7 @@ async def _cost(algorithm: str, rounds: int) -> tuple[float, float]:
             scopes_claim="scope",
             forward_claims=[],
         )
-        tokens = [_token(private_key, algorithm, f"caller-{n}") for n in range(rounds)]
+        tokens = [_token(signing_key, algorithm, f"caller-{n}") for n in range(rounds)]
         first, again = [], []
         for token in tokens:
             started = time.perf_counter()
@@ -102,11 +103,11 @@ async def _cost(algorithm: str, rounds: int) -> tuple[float, float]:
 
 async def _admission(rounds: int, requests: int) -> float:
     """Median microseconds per request of admitting a caller whose token was verified before."""
-    private_key = _private_key("RS256")
+    signing_key = private_key("RS256")
     with tempfile.TemporaryDirectory() as directory:
         settings = AccessSettings(
             mode="jwt",
-            jwt_key_file=_key_file(Path(directory), private_key),
+            jwt_key_file=_key_file(Path(directory), signing_key),
             issuer=ISSUER,
             audience=AUDIENCE,
             algorithms=["RS256"],
@@ -119,7 +120,7 @@ async def _admission(rounds: int, requests: int) -> float:
         headers = [
             (b"host", b"gateway:8080"),
             (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {_token(private_key, 'RS256')}".encode()),
+            (b"authorization", f"Bearer {_token(signing_key, 'RS256')}".encode()),
             (b"content-length", b"256"),
         ]
         resource = Resource("methods", "echo")

@@ -168,7 +168,7 @@ def create_app(
             )
         )
         if control is not None:
-            app.gate = control[0]
+            app.gate = control.gatekeeper
             await app.gate.start()
         elif access is not None:
             log.warning("GATEWAY_AUTH=none: every caller may call every method and topic the gateway serves")
@@ -180,7 +180,7 @@ def create_app(
             caller=gateway.client,
             timing=settings.timing,
             catalog=gateway.catalog if settings.unknown_methods == "reject" else None,
-            share=None if control is None else control[1],
+            share=None if control is None else control.share,
         )
         app.events = streams.EventStreamEndpoint(gateway.streams)
         app.catalog = gateway.catalog

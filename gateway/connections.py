@@ -23,8 +23,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kafkarpc import protocol
-
+from . import problems
 from .limits import ConnectionLimits
 from .metrics import ConnectionMetrics
 
@@ -188,20 +187,11 @@ class OverLimit:
             return
         limits = self._connections.limits
         self._connections.count("over_limit")
-        body = protocol.problem_body(503, "Service Unavailable", over_limit_detail(limits))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", protocol.PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(limits.retry_after).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        response = problems.problem(
+            503, "Service Unavailable", over_limit_detail(limits), retry_after=limits.retry_after
         )
-        await send({"type": "http.response.body", "body": body})
+        response.raw_headers.append((b"connection", b"close"))
+        await response(scope, receive, send)
 
 
 def over_limit_detail(limits: ConnectionLimits) -> str:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, KafkaException
 
 from .errors import DeliveryError
+from .topics import ACL_REFUSALS
 
 if TYPE_CHECKING:
     from .clients import KafkaClients, Message, ProducerClient
@@ -38,14 +39,6 @@ POLL_SECONDS = 0.1
 """Longest one ``poll()`` waits when idle (how soon `stop` is noticed); a report ends it at once."""
 ANY_PARTITION = -1
 """librdkafka's "let the partitioner choose"."""
-# Kafka refusing this principal (a missing ACL): no retry helps, an operator must grant it.
-_REFUSALS = frozenset(
-    {
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-    }
-)
 
 FailureHandler = Callable[["Message", KafkaError], object]
 """``(message, error)`` for a failed `AsyncProducer.produce`; called on the event loop."""
@@ -64,7 +57,7 @@ class Delivery:
 
 def refused_by_acl(error: BaseException) -> bool:
     """Whether ``error`` is a `DeliveryError` for a write this principal's ACLs do not allow."""
-    return isinstance(error, DeliveryError) and error.error.code() in _REFUSALS
+    return isinstance(error, DeliveryError) and error.error.code() in ACL_REFUSALS
 
 
 class AsyncProducer:

@@ -16,19 +16,13 @@ from typing import Any
 import jwt
 import orjson
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from bench.tokens import private_key
+from gateway.access.keys import public_jwk
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "kafka-rpc-gateway"
 ALGORITHM_OF = {"rsa": "RS256", "ec": "ES256", "ed25519": "EdDSA"}
-
-
-def _private_key(kind: str) -> Any:
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if kind == "ec":
-        return ec.generate_private_key(ec.SECP256R1())
-    return ed25519.Ed25519PrivateKey.generate()
 
 
 class Issuer:
@@ -44,11 +38,8 @@ class Issuer:
 
     def add_key(self, kid: str, kind: str = "rsa") -> str:
         """Create and publish a key; returns its kid."""
-        self.keys[kid] = (ALGORITHM_OF[kind], _private_key(kind))
+        self.keys[kid] = (ALGORITHM_OF[kind], private_key(ALGORITHM_OF[kind]))
         return kid
-
-    def private_key(self, kid: str) -> Any:
-        return self.keys[kid][1]
 
     def public_pem(self, kid: str) -> bytes:
         pem: bytes = (
@@ -61,7 +52,7 @@ class Issuer:
     def key_set(self) -> bytes:
         keys = []
         for kid, (algorithm, private) in self.keys.items():
-            jwk = _public_jwk(private.public_key())
+            jwk = orjson.loads(public_jwk(private.public_key()))
             keys.append({**jwk, "kid": kid, "alg": algorithm, "use": "sig"})
         return orjson.dumps({"keys": keys})
 
@@ -120,11 +111,3 @@ class Issuer:
             self._release.set()
             server.shutdown()
             server.server_close()
-
-
-def _public_jwk(public_key: Any) -> dict[str, Any]:
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return orjson.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public_key))  # type: ignore[no-any-return]
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return orjson.loads(jwt.algorithms.ECAlgorithm.to_jwk(public_key))  # type: ignore[no-any-return]
-    return orjson.loads(jwt.algorithms.OKPAlgorithm.to_jwk(public_key))  # type: ignore[no-any-return]

@@ -6,8 +6,7 @@ docs/SECURITY.md says how to turn each on.
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 from prometheus_client import Counter
@@ -23,14 +22,28 @@ from .tokens import TokenVerifier
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["IDENTITY", "AccessSettings", "FairShare", "Gatekeeper", "Policy", "Resource", "build"]
+__all__ = [
+    "IDENTITY",
+    "AccessControl",
+    "AccessSettings",
+    "FairShare",
+    "Gatekeeper",
+    "Policy",
+    "Resource",
+    "build",
+]
 
-log = logging.getLogger(__name__)
+
+class AccessControl(NamedTuple):
+    """What `build` makes: who is admitted, and how much each may hold."""
+
+    gatekeeper: Gatekeeper
+    share: FairShare
 
 
 def build(
     settings: AccessSettings, registry: CollectorRegistry, *, max_pending: int, retry_after: int
-) -> tuple[Gatekeeper, FairShare] | None:
+) -> AccessControl | None:
     """The gatekeeper and the fair share ``settings`` ask for; None with ``GATEWAY_AUTH=none``.
 
     Raises:
@@ -38,30 +51,12 @@ def build(
     """
     if not settings.schemes:
         return None
-    keys: KeySource | None = None
-    tokens: TokenVerifier | None = None
+    tokens = None
     if "jwt" in settings.schemes:
-        if settings.jwks_url is not None:
-            fetches = Counter(
-                "rpcgw_jwks_fetches",
-                "Fetches of the token signing keys by outcome.",
-                ["outcome"],
-                registry=registry,
-            )
-            keys = RemoteKeys(
-                settings.jwks_url,
-                refresh=settings.jwks_refresh,
-                min_refresh=settings.jwks_min_refresh,
-                timeout=settings.jwks_timeout,
-                on_fetch=lambda outcome: fetches.labels(outcome).inc(),
-            )
-        else:
-            assert settings.jwt_key_file is not None  # AccessSettings checks one of them is set
-            keys = FileKeys(settings.jwt_key_file)
-        assert settings.issuer is not None
+        assert settings.issuer is not None  # AccessSettings checks what jwt needs is set
         assert settings.audience is not None
         tokens = TokenVerifier(
-            keys,
+            _keys(settings, registry),
             issuer=settings.issuer,
             audience=settings.audience,
             algorithms=settings.algorithms,
@@ -74,14 +69,27 @@ def build(
         assert settings.api_keys_file is not None
         api_keys = ApiKeys(settings.api_keys_file)
     gatekeeper = Gatekeeper(
-        policy=Policy(_policy_document(settings)),
-        registry=registry,
-        tokens=tokens,
-        keys=keys,
-        api_keys=api_keys,
+        policy=Policy(_policy_document(settings)), registry=registry, tokens=tokens, api_keys=api_keys
     )
     share = settings.max_pending_per_caller or max(1, max_pending // 4)
-    return gatekeeper, FairShare(share, retry_after)
+    return AccessControl(gatekeeper, FairShare(share, retry_after))
+
+
+def _keys(settings: AccessSettings, registry: CollectorRegistry) -> KeySource:
+    """The token signing keys: the issuer's JWKS URL (fetches counted), or a key file."""
+    if settings.jwks_url is None:
+        assert settings.jwt_key_file is not None  # AccessSettings checks one of them is set
+        return FileKeys(settings.jwt_key_file)
+    fetches = Counter(
+        "rpcgw_jwks_fetches", "Fetches of the token signing keys by outcome.", ["outcome"], registry=registry
+    )
+    return RemoteKeys(
+        settings.jwks_url,
+        refresh=settings.jwks_refresh,
+        min_refresh=settings.jwks_min_refresh,
+        timeout=settings.jwks_timeout,
+        on_fetch=lambda outcome: fetches.labels(outcome).inc(),
+    )
 
 
 def _policy_document(settings: AccessSettings) -> dict[str, object]:

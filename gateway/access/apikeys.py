@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -25,14 +24,12 @@ import orjson
 
 from kafkarpc.protocol import Identity
 
-log = logging.getLogger(__name__)
+from .reloading import ReloadingFile
 
 HEADER = "x-api-key"
 """The request header that carries a key."""
 PREFIX = "rpcgw_"
 """Every key starts with this, so a leaked one is recognisable (secret scanners)."""
-CHECK_SECONDS = 1.0
-"""How often the file is read again to see whether it changed."""
 MAX_KEY_BYTES = 256
 
 
@@ -68,36 +65,20 @@ class ApiKeys:
     """The keys in ``path``; construct once, `start` before use."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
-        self._path = path
-        self._clock = clock
-        self._identities: dict[str, Identity] = {}
-        self._content: bytes | None = None
-        self._checked_at = -float("inf")
+        self._file = ReloadingFile(path, parse, "API keys", clock)
 
     def start(self) -> None:
         """Read the file; a missing or malformed one stops the gateway at start."""
-        self._reload()
+        self._file.load()
 
     def identify(self, key: str) -> Identity | None:
         """Who holds ``key``; None for an unknown or revoked one."""
-        if self._clock() - self._checked_at >= CHECK_SECONDS:
-            try:
-                self._reload()
-            except (OSError, ValueError) as exc:  # mid-rotation, say: the keys held still serve
-                log.warning("could not re-read the API keys", extra={"cause": str(exc)})
+        identities = self._file.current()
         if len(key) > MAX_KEY_BYTES:
             return None
         # A dictionary lookup by digest: timing reveals at most something about the digest,
         # which does not help find a key.
-        return self._identities.get(digest(key))
-
-    def _reload(self) -> None:
-        self._checked_at = self._clock()
-        content = self._path.read_bytes()  # a few kilobytes once a second: cheaper than being clever
-        if content != self._content:
-            self._identities = parse(content)
-            self._content = content
-            log.info("API keys read", extra={"path": str(self._path), "keys": len(self._identities)})
+        return identities.get(digest(key))
 
 
 def main() -> None:

@@ -21,10 +21,6 @@ class FairShare:
         self._retry_after = retry_after
         self._pending: dict[str, int] = {}
 
-    def pending(self, subject: str) -> int:
-        """Requests ``subject`` has awaiting replies now."""
-        return self._pending.get(subject, 0)
-
     @contextlib.contextmanager
     def held(self, subject: str) -> Iterator[None]:
         """Count one pending request of ``subject`` for the duration of the block.

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from kafkarpc.protocol import Identity
 
     from .apikeys import ApiKeys
-    from .keys import KeySource
     from .policy import Policy, Resource
     from .tokens import TokenVerifier
 
@@ -60,17 +59,11 @@ class Gatekeeper:
         policy: Policy,
         registry: CollectorRegistry,
         tokens: TokenVerifier | None = None,
-        keys: KeySource | None = None,
         api_keys: ApiKeys | None = None,
     ) -> None:
         self._policy = policy
         self._tokens = tokens
-        self._keys = keys
         self._api_keys = api_keys
-        challenges = ([f'Bearer realm="{REALM}"'] if tokens else []) + (
-            [f'ApiKey realm="{REALM}", header="{apikeys.HEADER}"'] if api_keys else []
-        )
-        self._challenge = ", ".join(challenges)
         self.decisions = Counter(
             "rpcgw_auth_decisions",
             "Access decisions by outcome: allowed, forbidden, or why the credential was refused.",
@@ -90,8 +83,8 @@ class Gatekeeper:
 
     async def start(self) -> None:
         """Read the keys; raises when a key file is missing or malformed."""
-        if self._keys is not None:
-            await self._keys.start()
+        if self._tokens is not None:
+            await self._tokens.start()
         if self._api_keys is not None:
             self._api_keys.start()
         if self._policy.empty:
@@ -131,12 +124,12 @@ class Gatekeeper:
             kind, _, token = bearer.decode("latin-1").partition(" ")
             if kind.lower() != "bearer" or not token.strip():
                 raise self._refused(
-                    "malformed", "the Authorization header is not 'Bearer <token>'", resource, bearer=True
+                    "malformed", "the Authorization header is not 'Bearer <token>'", resource, token=True
                 )
             try:
                 return await self._tokens.verify(token.strip())
             except TokenRefused as refused:
-                raise self._refused(refused.reason, refused.detail, resource, bearer=True) from None
+                raise self._refused(refused.reason, refused.detail, resource, token=True) from None
         if api_key is not None and self._api_keys is not None:
             identity = self._api_keys.identify(api_key.decode("latin-1"))
             if identity is None:
@@ -147,15 +140,23 @@ class Gatekeeper:
         raise self._refused("missing", "this request needs a credential", resource)
 
     def _refused(
-        self, reason: str, detail: str, resource: Resource, *, bearer: bool = False
+        self, reason: str, detail: str, resource: Resource, *, token: bool = False
     ) -> UnauthenticatedError:
+        """Count and log a 401; ``token``: a bearer token was sent and refused (RFC 6750 §3.1)."""
         self.decisions.labels(reason).inc()
         log.info("access refused", extra={"reason": reason, "resource": str(resource)})
-        challenge = self._challenge
-        if bearer:
-            description = _DESCRIPTIONS.get(reason, "the credential is not valid")
-            challenge = challenge.replace(
-                f'Bearer realm="{REALM}"',
-                f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"',
-            )
-        return UnauthenticatedError(detail, reason=reason, challenge=challenge)
+        description = _DESCRIPTIONS.get(reason, "the credential is not valid") if token else None
+        return UnauthenticatedError(detail, reason=reason, challenge=self._challenge(description))
+
+    def _challenge(self, refused_token: str | None) -> str:
+        """``WWW-Authenticate``: one challenge per enabled scheme, the bearer one saying why a
+        token was refused."""
+        challenges = []
+        if self._tokens is not None:
+            bearer = f'Bearer realm="{REALM}"'
+            if refused_token is not None:
+                bearer += f', error="invalid_token", error_description="{refused_token}"'
+            challenges.append(bearer)
+        if self._api_keys is not None:
+            challenges.append(f'ApiKey realm="{REALM}", header="{apikeys.HEADER}"')
+        return ", ".join(challenges)

@@ -22,12 +22,12 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from .reloading import ReloadingFile
+
 log = logging.getLogger(__name__)
 
 MAX_KEY_SET_BYTES = 1_048_576
 """A key set larger than this is refused (a real one is a few kilobytes)."""
-FILE_CHECK_SECONDS = 1.0
-"""How often a key file is read again to see whether it changed."""
 
 Key = Any
 """What `jwt.decode` verifies with: a `jwt.PyJWK` or a cryptography public key."""
@@ -136,13 +136,21 @@ class RemoteKeys:
 
 def _pem_key(content: bytes) -> jwt.PyJWK:
     """A PEM public key as a JWK, so it verifies only with its own algorithm (RS256, ES256, EdDSA)."""
-    public_key = serialization.load_pem_public_key(content)
+    return jwt.PyJWK.from_json(public_jwk(serialization.load_pem_public_key(content)))
+
+
+def public_jwk(public_key: Any) -> str:
+    """A public key (RSA, EC, Ed25519 or Ed448) as a JWK document.
+
+    Raises:
+        ValueError: another kind of key, which cannot verify tokens.
+    """
     if isinstance(public_key, rsa.RSAPublicKey):
-        return jwt.PyJWK.from_json(jwt.algorithms.RSAAlgorithm.to_jwk(public_key))
+        return jwt.algorithms.RSAAlgorithm.to_jwk(public_key)
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return jwt.PyJWK.from_json(jwt.algorithms.ECAlgorithm.to_jwk(public_key))
+        return jwt.algorithms.ECAlgorithm.to_jwk(public_key)
     if isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-        return jwt.PyJWK.from_json(jwt.algorithms.OKPAlgorithm.to_jwk(public_key))
+        return jwt.algorithms.OKPAlgorithm.to_jwk(public_key)
     raise ValueError(f"a {type(public_key).__name__} cannot verify tokens")
 
 
@@ -160,36 +168,25 @@ class FileKeys:
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self._path = path
-        self._clock = clock
-        self._keys: dict[str | None, Key] = {}
-        self._pem: Key | None = None
-        self._content: bytes | None = None
-        self._checked_at = -float("inf")
+        self._file = ReloadingFile(path, _file_keys, "token signing keys", clock)
 
     async def start(self) -> None:
-        self._reload()  # a missing or broken file stops the gateway at start
+        self._file.load()  # a missing or broken file stops the gateway at start
 
     async def key(self, kid: str | None) -> Key:
-        if self._clock() - self._checked_at >= FILE_CHECK_SECONDS:
-            try:
-                self._reload()
-            except (OSError, ValueError) as exc:  # mid-rotation, say: the keys held still serve
-                log.warning("could not re-read the token signing keys", extra={"cause": str(exc)})
-        if self._pem is not None:
-            return self._pem
-        found = self._keys.get(kid)
+        pem, keys = self._file.current()
+        found = pem if pem is not None else keys.get(kid)
         if found is None:
             raise UnknownKeyError(f"no signing key with id {kid!r} in {self._path}")
         return found
 
-    def _reload(self) -> None:
-        self._checked_at = self._clock()
-        content = self._path.read_bytes()
-        if content == self._content:
-            return
-        if content.lstrip().startswith(b"-----BEGIN"):
-            self._pem, self._keys = _pem_key(content), {}
-        else:
-            self._pem, self._keys = None, dict(parse_key_set(content))
-        self._content = content
-        log.info("token signing keys read", extra={"path": str(self._path), "keys": max(len(self._keys), 1)})
+
+def _file_keys(content: bytes) -> tuple[jwt.PyJWK | None, dict[str | None, jwt.PyJWK]]:
+    """A key file's content: (its PEM key, which answers to any ``kid``) or (None, its JWKS keys).
+
+    Raises:
+        ValueError: neither.
+    """
+    if content.lstrip().startswith(b"-----BEGIN"):
+        return _pem_key(content), {}
+    return None, parse_key_set(content)

@@ -73,6 +73,10 @@ class TokenVerifier:
         self._verified: dict[str, tuple[Identity, float, float]] = {}
         """Token → (identity, nbf, exp) of tokens verified before."""
 
+    async def start(self) -> None:
+        """Load the signing keys (a key file that cannot be read stops the gateway)."""
+        await self._keys.start()
+
     async def verify(self, token: str) -> Identity:
         """The identity ``token`` proves.
 

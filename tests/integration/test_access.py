@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import orjson
@@ -11,7 +12,7 @@ import pytest
 import websockets
 
 from gateway.access import AccessSettings
-from gateway.app import create_app
+from gateway.app import GatewayAPI, create_app
 from tests.issuer import AUDIENCE, ISSUER, Issuer
 
 from .harness import Topics, gateway_of, listening, metric, serving, working
@@ -26,25 +27,25 @@ async def served(app: object, method: str, within: float = 30.0) -> None:
             await asyncio.sleep(0.01)
 
 
+def guarded_app(topics: Topics, jwks_url: str, policy: dict[str, Any], **access: Any) -> GatewayAPI:
+    """A gateway streaming the events topic that takes bearer tokens from ``jwks_url``."""
+    settings = AccessSettings(
+        mode="jwt", jwks_url=jwks_url, issuer=ISSUER, audience=AUDIENCE, policy=policy, **access
+    )
+    gateway = topics.settings(stream_topics=[topics.events])
+    return create_app(gateway, topics.kafka_settings(), access=settings)
+
+
 async def test_callers_are_authenticated_authorised_and_known_to_the_worker(topics: Topics) -> None:
     issuer = Issuer()
     issuer.add_key("k1", "ec")
     with issuer.serving() as jwks_url:
-        access = AccessSettings(
-            mode="jwt",
-            jwks_url=jwks_url,
-            issuer=ISSUER,
-            audience=AUDIENCE,
-            forward_claims=["tenant"],
-            policy={
-                "methods": {"echo": ["rpc"], "whoami": []},
-                "routes": {"GET /me": ["profile"]},
-                "stream": {topics.events: ["events:read"]},
-            },
-        )
-        app = create_app(
-            topics.settings(stream_topics=[topics.events]), topics.kafka_settings(), access=access
-        )
+        policy = {
+            "methods": {"echo": ["rpc"], "whoami": []},
+            "routes": {"GET /me": ["profile"]},
+            "stream": {topics.events: ["events:read"]},
+        }
+        app = guarded_app(topics, jwks_url, policy, forward_claims=["tenant"])
         alice = {"authorization": f"Bearer {issuer.token('k1', subject='alice', scope='rpc', tenant='acme')}"}
         profile = {"authorization": f"Bearer {issuer.token('k1', subject='bob', scope='profile')}"}
         async with working(topics), serving(app) as url, httpx.AsyncClient(base_url=url) as http:
@@ -88,16 +89,7 @@ async def test_a_websocket_stream_without_a_token_is_refused_with_401_before_the
     issuer = Issuer()
     issuer.add_key("k1")
     with issuer.serving() as jwks_url:
-        access = AccessSettings(
-            mode="jwt",
-            jwks_url=jwks_url,
-            issuer=ISSUER,
-            audience=AUDIENCE,
-            policy={"stream": {topics.events: ["events:read"]}},
-        )
-        app = create_app(
-            topics.settings(stream_topics=[topics.events]), topics.kafka_settings(), access=access
-        )
+        app = guarded_app(topics, jwks_url, {"stream": {topics.events: ["events:read"]}})
         reader = {"authorization": f"Bearer {issuer.token('k1', scope='events:read')}"}
         async with listening(app) as url:
             await asyncio.wait_for(app.state.started.wait(), 60)
