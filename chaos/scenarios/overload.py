@@ -58,12 +58,14 @@ async def overload(kafka: Kafka, figures: Figures) -> None:
         figures.require(len(shed) > len(outcomes) // 2, "the flood was not shed: it did not exceed capacity")
         figures.require(all(o.retry_after for o in shed), "a shed answer had no Retry-After")
         figures.require(set(figures.statuses) <= {200, SHED_STATUS}, f"statuses {sorted(figures.statuses)}")
-        # Little's law: with at most MAX_PENDING admitted, an accepted call waits about
-        # MAX_PENDING / throughput; queueing past that would mean the cap does not hold.
-        bound = baseline_p99 + 1.5 * MAX_PENDING / max(len(accepted) / flood_seconds, 1.0)
-        figures.notes["accepted p99 bound (baseline p99 + 1.5 x cap / accepted rate)"] = (
-            f"{bound * 1000:.0f} ms"
-        )
+        # Little's law: with at most MAX_PENDING admitted, an accepted call waits MAX_PENDING /
+        # throughput on average; queueing past that would mean the cap does not hold. This is a
+        # p99, not a mean: the eight handler slots over six partitions do not serve in arrival
+        # order, and the measured p99 sits at 1.6-1.8 x the mean wait (1.34 s against 0.78 s),
+        # so the bound allows 2 x. A cap that did not hold would let them queue toward their 3 s wait.
+        bound = baseline_p99 + 2.0 * MAX_PENDING / max(len(accepted) / flood_seconds, 1.0)
+        label = "accepted p99 bound (baseline p99 + 2 x cap / accepted rate)"
+        figures.notes[label] = f"{bound * 1000:.0f} ms"
         figures.require(flood_p99 <= bound, "accepted p99 under overload exceeds the pending-cap bound")
         figures.require(max(peak) - rss_before < RSS_GROWTH_LIMIT, "gateway RSS grew by more than 64 MiB")
         figures.require(
