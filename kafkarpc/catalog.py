@@ -12,8 +12,13 @@ workers in other languages.
              "summary": ..., "description": ...,
              "request": {"content_type": ..., "body": <JSON Schema>|null,
                          "path": <JSON Schema>|null, "query": <JSON Schema>|null},
-             "response": {"content_type": ..., "status": 201, "body": <JSON Schema>|null},
+             "response": {"content_type": ..., "status": 201, "body": <JSON Schema>|null,
+                          "stream": false},
+             "cancel": true,
              "digest": <sha256 hex of the method without its digest>}
+
+``response.stream`` says the reply comes in parts (``rpc-sequence``); ``cancel`` says the worker
+reads cancel records, so the gateway sends them. Both are false when absent (older workers).
 """
 
 from __future__ import annotations
@@ -62,7 +67,11 @@ class Method:
     status: int = 200
     """Status of a successful reply."""
     output: Schema = None
-    """Schema of the successful reply's body; None for a raw (untyped) body."""
+    """Schema of the successful reply's body (of each part, when streamed); None for a raw body."""
+    streaming: bool = False
+    """Whether the reply comes in parts (a streamed reply)."""
+    cancellable: bool = False
+    """Whether the worker reads cancel records for this method."""
 
     def document(self) -> dict[str, Any]:
         """The method's JSON document, with its digest."""
@@ -81,7 +90,9 @@ class Method:
                 "content_type": self.response_content_type,
                 "status": self.status,
                 "body": self.output,
+                "stream": self.streaming,
             },
+            "cancel": self.cancellable,
         }
         document["digest"] = _digest(document)
         return document
@@ -130,6 +141,8 @@ class Method:
             response_content_type=_text(response.get("content_type"), method) or "application/json",
             status=status,
             output=_schema(response.get("body"), method),
+            streaming=response.get("stream") is True,
+            cancellable=document.get("cancel") is True,
         )
 
 

@@ -21,6 +21,8 @@ A request record carries the caller's body as its value and these headers:
     rpc-query            optional: the caller's query string, as sent (percent-encoded, no ``?``)
     rpc-caller           optional: the authenticated caller, a JSON object (`Identity`); only the
                          gateway sets it, and only when authentication is on
+    rpc-stream-deadline  optional: for a handler that streams, when its last part must be out,
+                         epoch ms (``rpc-deadline`` then bounds only the first part)
     + allow-listed caller headers (never a reserved name)
 
 A reply record carries the handler's body as its value and:
@@ -32,6 +34,14 @@ A reply record carries the handler's body as its value and:
     traceparent, tracestate
     rpc-timing           the request's value plus the worker's stamps, when the request had one
     rpc-response-headers optional: headers for the HTTP caller, a JSON object of strings
+    rpc-sequence         on a part of a streamed reply: its number, 0, 1, 2, ...
+    rpc-final            on the last part of a streamed reply: ``true``
+
+A cancel record, on the requests topic with the request's key (so in its partition, after it),
+tells the worker that nobody waits for the answer any more:
+
+    rpc-correlation-id   the request's
+    rpc-cancel           why: `CancelReason`
 """
 
 from __future__ import annotations
@@ -64,6 +74,13 @@ QUERY = "rpc-query"
 CALLER = "rpc-caller"
 # Set by workers on replies: headers for the HTTP caller (the gateway filters them).
 RESPONSE_HEADERS = "rpc-response-headers"
+# Set on requests for a streaming method: when the whole stream must be over (epoch ms).
+STREAM_DEADLINE = "rpc-stream-deadline"
+# Set by workers on each part of a streamed reply: its number, and on the last one the end marker.
+SEQUENCE = "rpc-sequence"
+FINAL = "rpc-final"
+# Marks a cancel record; the value says why.
+CANCEL = "rpc-cancel"
 # Set by workers on dead-lettered records.
 DEAD_LETTER_REASON = "rpc-dead-letter-reason"
 DEAD_LETTER_SOURCE = "rpc-dead-letter-source"
@@ -94,6 +111,10 @@ SINGLE_VALUED = frozenset(
         QUERY,
         CALLER,
         RESPONSE_HEADERS,
+        STREAM_DEADLINE,
+        SEQUENCE,
+        FINAL,
+        CANCEL,
     }
 )
 
@@ -192,6 +213,8 @@ class Request:
     """The caller's query string, percent-encoded, without ``?``."""
     caller: Identity | None = None
     """Who called, when the gateway authenticates callers; None otherwise."""
+    stream_deadline_ms: int | None = None
+    """For a streaming handler: when its last part must be out; None: ``deadline_ms`` bounds it all."""
 
     def query_params(self) -> list[tuple[str, str]]:
         """The query string decoded into (name, value) pairs, in order, blank values kept."""
@@ -218,6 +241,8 @@ class Request:
             headers.append((QUERY, self.query.encode()))
         if self.caller is not None:
             headers.append((CALLER, self.caller.encode()))
+        if self.stream_deadline_ms is not None:
+            headers.append((STREAM_DEADLINE, str(self.stream_deadline_ms).encode()))
         headers.extend(self.trace)
         headers.extend(self.extra)
         return headers
@@ -238,6 +263,8 @@ class Request:
             raise ProtocolError(f"{METHOD} {method!r} is not a valid method name")
         partition = single.get(REPLY_PARTITION)
         caller = single.get(CALLER)
+        stream_deadline = single.get(STREAM_DEADLINE)
+        stream_deadline_ms = None if stream_deadline is None else _integer(STREAM_DEADLINE, stream_deadline)
         return cls(
             correlation_id=correlation_id,
             reply_to=_required(single, REPLY_TO),
@@ -253,6 +280,7 @@ class Request:
             path_params=_strings(PATH_PARAMS, single.get(PATH_PARAMS)),
             query=single.get(QUERY, ""),
             caller=None if caller is None else Identity.decode(caller),
+            stream_deadline_ms=stream_deadline_ms,
         )
 
 
@@ -274,11 +302,20 @@ class Reply:
     """The request's ``rpc-timing`` plus the worker's stamps; empty when not asked for."""
     response_headers: dict[str, str] = field(default_factory=dict)
     """Headers for the HTTP caller (``location``, ``etag``, ...); the gateway passes allowed ones on."""
+    sequence: int | None = None
+    """The part's number in a streamed reply (0, 1, ...); None for a whole reply."""
+    final: bool = True
+    """Whether nothing follows: always for a whole reply, on the last part of a stream."""
 
     @property
     def is_error(self) -> bool:
         """Whether the worker reports a failure."""
         return self.status >= 400
+
+    @property
+    def streaming(self) -> bool:
+        """Whether this is the first or a middle part of a streamed reply (more parts follow)."""
+        return self.sequence is not None and not self.final
 
     def headers(self) -> Headers:
         """The record headers for this reply."""
@@ -292,6 +329,10 @@ class Reply:
             headers.append((TIMING, self.timing.encode()))
         if self.response_headers:
             headers.append((RESPONSE_HEADERS, orjson.dumps(self.response_headers)))
+        if self.sequence is not None:
+            headers.append((SEQUENCE, str(self.sequence).encode()))
+            if self.final:
+                headers.append((FINAL, b"true"))
         return headers
 
     @classmethod
@@ -305,6 +346,12 @@ class Reply:
         status = _integer(STATUS, _required(single, STATUS))
         if not 100 <= status <= 599:
             raise ProtocolError(f"{STATUS} {status} is not an HTTP status code")
+        sequence = single.get(SEQUENCE)
+        final = single.get(FINAL)
+        if final is not None and final != "true":
+            raise ProtocolError(f"{FINAL} must be 'true' when present")
+        if final is not None and sequence is None:
+            raise ProtocolError(f"{FINAL} without {SEQUENCE}")
         return cls(
             correlation_id=_required(single, CORRELATION_ID),
             status=status,
@@ -313,6 +360,8 @@ class Reply:
             trace=_trace(headers or ()),
             timing=single.get(TIMING, ""),
             response_headers=_strings(RESPONSE_HEADERS, single.get(RESPONSE_HEADERS)),
+            sequence=None if sequence is None else _integer(SEQUENCE, sequence),
+            final=sequence is None or final is not None,
         )
 
     @classmethod
@@ -333,6 +382,48 @@ class Reply:
             content_type=PROBLEM_JSON,
             trace=trace or [],
         )
+
+
+class CancelReason:
+    """Why a cancel record was sent (the ``rpc-cancel`` value); workers treat any value alike."""
+
+    DISCONNECTED = "disconnected"
+    """The HTTP caller went away before the answer was complete."""
+    DEADLINE = "deadline"
+    """The caller was answered 504 (or the stream reached its length limit)."""
+    STREAM_IDLE = "stream-idle"
+    """No part of a streamed reply arrived within the idle timeout."""
+    STREAM_OVERFLOW = "stream-overflow"
+    """The caller read a streamed reply too slowly and was cut off."""
+    STREAM_BROKEN = "stream-broken"
+    """A part went missing or came twice; the caller got an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """A cancel record: nobody waits for the answer to ``correlation_id`` any more."""
+
+    correlation_id: str
+    reason: str
+
+    def headers(self) -> Headers:
+        """The record headers (the value is empty, the key is the correlation id)."""
+        return [(CORRELATION_ID, self.correlation_id.encode()), (CANCEL, self.reason.encode())]
+
+    @classmethod
+    def from_record(cls, headers: Sequence[tuple[str, bytes | None]] | None) -> Cancel | None:
+        """The cancel a record carries; None if it is not a cancel record (a request).
+
+        Raises:
+            ProtocolError: a cancel record with a missing or malformed correlation id.
+        """
+        if not any(name.lower() == CANCEL for name, _ in headers or ()):
+            return None
+        single = _single_valued(headers or ())
+        correlation_id = _required(single, CORRELATION_ID)
+        if CORRELATION_ID_PATTERN.fullmatch(correlation_id) is None:
+            raise ProtocolError(f"{CORRELATION_ID} is not 32 lowercase hex digits")
+        return cls(correlation_id, single.get(CANCEL, ""))
 
 
 def problem_body(status: int, title: str, detail: str, **members: object) -> bytes:
