@@ -20,6 +20,7 @@ from gateway.app import GatewayAPI
 from gateway.correlation import CorrelationIds
 from gateway.headers import HeaderPolicy
 from gateway.metrics import GatewayMetrics
+from gateway.parts import PartStream
 from gateway.rpc import RpcEndpoint
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
@@ -51,9 +52,22 @@ class EchoCaller:
         path_params: dict[str, str],
         query: str,
         caller: protocol.Identity | None,
+        stream_for: float | None,
+        lifetime: float | None,
     ) -> protocol.Reply:
         """The body back, as a 200 reply."""
         return protocol.Reply(correlation_id, 200, body, content_type)
+
+    def cancel(self, correlation_id: str, reason: str) -> None:
+        """Nothing runs, so nothing to cancel."""
+
+    def parts(self, correlation_id: str) -> PartStream | None:
+        """Echo replies are never streamed."""
+        return None
+
+    def position(self) -> tuple[int, int]:
+        """No reply topic (respond-async is off: the endpoint has no result locations)."""
+        return 0, 0
 
 
 def create_echo_app(settings: GatewaySettings | None = None) -> GatewayAPI:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from kafkarpc.clients import ConfluentClients
 
-from . import docs, openapi, problems, routes, rpc, streams
+from . import docs, locations, openapi, problems, results, routes, rpc, streams
 from .access import AccessSettings, Resource
 from .access import build as build_access
 from .assembly import Gateway, assemble
@@ -45,6 +45,8 @@ class GatewayAPI(FastAPI):
     """Set once the lifespan has built the Kafka side; until then ``/rpc/`` is FastAPI's 404."""
     events: streams.EventStreamEndpoint | None = None
     """Likewise for ``/stream/``."""
+    results: results.ResultEndpoint | None = None
+    """Likewise for ``/results/``."""
     catalog: Catalog | None = None
     """Routes of the methods live workers announce; None without a catalog."""
     gate: Gatekeeper | None = None
@@ -60,6 +62,10 @@ class GatewayAPI(FastAPI):
                     scope, receive, send, "methods", path[len(rpc.PREFIX) :]
                 ):
                     await self.rpc(scope, receive, send)
+                return
+            if self.results is not None and results.serves(path):
+                if self.gate is None or await self._identified(scope, receive, send):
+                    await self.results(scope, receive, send)
                 return
             if self.events is not None and streams.serves(path):
                 if self.gate is None or await self._admitted(
@@ -96,6 +102,16 @@ class GatewayAPI(FastAPI):
             return await self._admitted(scope, receive, send, "stream", path[len(WS_PREFIX) :])
         return True
 
+    async def _identified(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Whether the caller proved who it is (a result checks it is its own); if not, the 401 is sent."""
+        assert self.gate is not None
+        try:
+            await self.gate.identify(scope)
+        except GatewayError as error:
+            await problems.from_error(error)(scope, receive, send)
+            return False
+        return True
+
     async def _admitted(  # noqa: PLR0917 (the ASGI triple and the resource)
         self, scope: Scope, receive: Receive, send: Send, kind: str, name: str, method: str | None = None
     ) -> bool:
@@ -120,6 +136,7 @@ class GatewayAPI(FastAPI):
             base["paths"] = {
                 f"{rpc.PREFIX}{{method}}": rpc.OPENAPI_PATH,
                 f"{streams.PREFIX}{{topic}}": streams.OPENAPI_PATH,
+                f"{locations.PREFIX}{{token}}": results.OPENAPI_PATH,
                 **base.get("paths", {}),
             }
             if self.gate is not None:  # so that /docs asks for a credential and sends it
@@ -179,8 +196,20 @@ def create_app(
             body_limit=gateway.body_limit,
             caller=gateway.client,
             timing=settings.timing,
-            catalog=gateway.catalog if settings.unknown_methods == "reject" else None,
+            catalog=gateway.catalog,
+            reject_unknown=settings.unknown_methods == "reject",
             share=None if control is None else control.share,
+            settings=settings,
+            locations=gateway.locations,
+        )
+        app.results = results.ResultEndpoint(
+            locations=gateway.locations,
+            finder=gateway.lookup,
+            headers=gateway.headers,
+            max_wait=settings.max_timeout,
+            retry_after=settings.retry_after,
+            lookups=gateway.metrics.result_lookups,
+            dropped=lambda reason: gateway.metrics.reply_headers_dropped.labels(reason).inc(),
         )
         app.events = streams.EventStreamEndpoint(gateway.streams)
         app.catalog = gateway.catalog
@@ -193,6 +222,7 @@ def create_app(
                 starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
             await gateway.streams.close()
+            await gateway.lookup.close()
             await gateway.client.stop(settings.max_timeout, settings.flush_timeout)
             if gateway.catalog is not None:
                 await gateway.catalog.stop()

@@ -18,6 +18,8 @@ from .correlation import CorrelationIds
 from .feeds import Streams
 from .headers import HeaderPolicy
 from .health import KafkaHealth
+from .locations import ResultLocations, signing_key
+from .lookup import ResultLookup
 from .metrics import GatewayMetrics
 from .pending import PendingReplies
 from .publisher import TopicPublisher
@@ -48,6 +50,10 @@ class Gateway:
     streams: Streams
     catalog: Catalog | None
     """The method catalog; None when ``GATEWAY_CATALOG_TOPIC`` is empty."""
+    locations: ResultLocations
+    """Signs and reads the result locations of ``Prefer: respond-async`` requests."""
+    lookup: ResultLookup
+    """Finds results on the reply topic, for ``GET /results/{token}``."""
 
 
 def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: KafkaClients) -> Gateway:
@@ -59,7 +65,9 @@ def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: 
     producer_config = settings.producer_config(kafka_settings, ids.tag)
     producer = AsyncProducer(clients, {**producer_config, "error_cb": health.on_error})
     health.attach(producer.client)
-    router = ReplyRouter(pending, ids, metrics, timing=settings.timing)
+    router = ReplyRouter(
+        pending, ids, metrics, timing=settings.timing, part_buffer=settings.reply_stream_buffer
+    )
 
     def reply_lag(statistics: str) -> None:
         metrics.reply_consumer_lag.set(consumer_lag(statistics, since="delivered"))
@@ -77,6 +85,7 @@ def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: 
         pending=pending,
         producer=producer,
         listener=listener,
+        router=router,
         health=health,
         metrics=metrics,
     )
@@ -103,6 +112,15 @@ def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: 
             buffer=settings.stream_buffer,
             timeout=settings.startup_timeout,
             metrics=metrics,
+        ),
+        locations=ResultLocations(signing_key(settings), settings.result_ttl),
+        lookup=ResultLookup(
+            clients,
+            {**consumer_config, "error_cb": health.on_error},
+            settings.reply_topic,
+            readers=settings.result_readers,
+            scan_limit=settings.result_scan_limit,
+            timeout=settings.startup_timeout,
         ),
         catalog=None
         if not settings.catalog_topic

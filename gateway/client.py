@@ -36,12 +36,13 @@ if TYPE_CHECKING:
     from confluent_kafka import KafkaError
 
     from kafkarpc.clients import Message
-    from kafkarpc.producer import AsyncProducer
+    from kafkarpc.producer import AsyncProducer, Delivery
 
     from .correlation import CorrelationIds
     from .health import KafkaHealth
     from .metrics import GatewayMetrics
-    from .replies import ReplyListener
+    from .parts import PartStream
+    from .replies import ReplyListener, ReplyRouter
     from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,12 @@ class RequestReplyClient:
         pending: PendingReplies[protocol.Reply],
         producer: AsyncProducer,
         listener: ReplyListener,
+        router: ReplyRouter,
         health: KafkaHealth,
         metrics: GatewayMetrics,
     ) -> None:
         self._settings = settings
+        self._router = router
         self._ids = ids
         self._pending = pending
         self._producer = producer
@@ -168,8 +171,16 @@ class RequestReplyClient:
         path_params: dict[str, str] | None = None,
         query: str = "",
         caller: protocol.Identity | None = None,
+        stream_for: float | None = None,
+        lifetime: float | None = None,
     ) -> protocol.Reply:
         """Send ``method`` with ``body`` and return the worker's reply within ``wait`` seconds.
+
+        ``stream_for``, for a method that streams, is how long its stream may last
+        (``rpc-stream-deadline``); a streamed reply's first record is returned and `parts` has
+        the rest. ``lifetime`` makes a ``respond-async`` request: its deadline lies that far
+        ahead instead of ``wait``, ``wait`` may be 0, and the request is acknowledged by Kafka
+        before `ReplyTimeout` says that no reply came within ``wait``.
 
         ``timing``, if not empty, gets the ``produced`` stamp and travels as ``rpc-timing``;
         ``route``, ``path_params`` and ``query`` travel as ``rpc-route``, ``rpc-path-params`` and
@@ -192,7 +203,7 @@ class RequestReplyClient:
             raise ClientDisconnectedError("the caller closed the connection before the request was sent")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        if wait <= 0:
+        if wait <= 0 and lifetime is None:
             raise CallerDeadlineError("the deadline had passed before the request was sent")
         try:
             future = self._pending.register(correlation_id)
@@ -207,13 +218,15 @@ class RequestReplyClient:
         abandon = partial(self._abandon, correlation_id)
         if disconnected is not None:
             disconnected.add_done_callback(abandon)
+        delivered: asyncio.Future[Delivery] | None = None
+        now = time.time()
         try:
             request = protocol.Request(
                 correlation_id=correlation_id,
                 reply_to=self._settings.reply_topic,
                 reply_partition=self._listener.partition,
                 method=method,
-                deadline_ms=int((time.time() + wait) * 1000),
+                deadline_ms=int((now + (wait if lifetime is None else lifetime)) * 1000),
                 body=body,
                 content_type=content_type,
                 trace=trace or [],
@@ -223,14 +236,21 @@ class RequestReplyClient:
                 path_params=path_params or {},
                 query=query,
                 caller=caller,
+                stream_deadline_ms=None
+                if stream_for is None
+                else int((now + max(stream_for, lifetime or 0)) * 1000),
             )
-            try:
-                self._producer.produce(
-                    self._settings.request_topic, body, correlation_id.encode(), request.headers()
-                )
-            except DeliveryError as exc:
-                raise self.produce_failed(exc.error) from None
-            reply = await future
+            key = correlation_id.encode()
+            if lifetime is None:
+                try:
+                    self._producer.produce(self._settings.request_topic, body, key, request.headers())
+                except DeliveryError as exc:
+                    raise self.produce_failed(exc.error) from None
+                reply = await future
+            else:
+                delivered = self._producer.send(self._settings.request_topic, body, key, request.headers())
+                delivered.add_done_callback(partial(self._delivered, correlation_id))
+                reply = await self._acknowledged(future, delivered)
         finally:
             expiry.cancel()
             if disconnected is not None:
@@ -240,6 +260,52 @@ class RequestReplyClient:
             # The worker did not copy rpc-timing back: keep the gateway's own stamps anyway.
             reply = dataclasses.replace(reply, timing=f"{request.timing},{reply.timing}")
         return reply
+
+    def cancel(self, correlation_id: str, reason: str) -> None:
+        """Tell the worker that nobody waits for ``correlation_id`` any more (a cancel record).
+
+        It goes to the request's partition (same key), after the request; a refused one is
+        only counted, since the worker's own deadline ends the work anyway.
+        """
+        record = protocol.Cancel(correlation_id, reason)
+        try:
+            self._producer.produce(
+                self._settings.request_topic, b"", correlation_id.encode(), record.headers()
+            )
+        except DeliveryError as exc:
+            self._metrics.produce_errors.labels(exc.error.name()).inc()
+            return
+        self._metrics.cancels.labels(reason).inc()
+
+    def parts(self, correlation_id: str) -> PartStream | None:
+        """The rest of a streamed reply whose first record `call` returned."""
+        return self._router.stream(correlation_id)
+
+    def position(self) -> tuple[int, int]:
+        """This replica's reply partition and an offset no reply to a request sent from now on
+        precedes (a result location's lower bound)."""
+        return self._listener.partition or 0, self._listener.offset
+
+    async def _acknowledged(
+        self, future: asyncio.Future[protocol.Reply], delivered: asyncio.Future[Delivery]
+    ) -> protocol.Reply:
+        """The reply, or, when none came in time, `ReplyTimeout` once Kafka has the request."""
+        try:
+            return await future
+        except ReplyTimeout:
+            try:
+                await delivered
+            except DeliveryError as exc:
+                raise self.produce_failed(exc.error) from None
+            raise
+
+    def _delivered(self, correlation_id: str, delivered: asyncio.Future[Delivery]) -> None:
+        error = None if delivered.cancelled() else delivered.exception()
+        # Counted here only if it fails the waiting caller; after a timeout `_acknowledged` counts it.
+        if isinstance(error, DeliveryError) and self._pending.fail(
+            correlation_id, delivery_error(error.error)
+        ):
+            self._metrics.produce_errors.labels(error.error.name()).inc()
 
     def produce_failed(self, error: KafkaError) -> GatewayError:
         """Count a refused produce and return the gateway error that answers it."""

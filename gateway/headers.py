@@ -24,6 +24,7 @@ from kafkarpc import protocol
 from .errors import BadRequestError, HeadersTooLargeError
 
 PREFER = b"prefer"
+ACCEPT = b"accept"
 CONTENT_LENGTH = b"content-length"
 # W3C trace-context: version-traceid-parentid-flags, lowercase hex; later versions may append fields.
 TRACEPARENT_PATTERN = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[\x21-\x7e]*)?")
@@ -68,6 +69,10 @@ class Admitted:
     extra: protocol.Headers = field(default_factory=list)
     wait: int | None = None
     """Seconds from ``Prefer: wait=N`` (RFC 7240), if the caller sent one."""
+    respond_async: bool = False
+    """Whether the caller sent ``Prefer: respond-async`` (RFC 7240 §4.1)."""
+    accept: bytes = b""
+    """The caller's ``Accept`` (all of them, comma-joined): how it takes a streamed reply."""
     content_length: int | None = None
     """The announced body size, if the caller sent a well-formed one (the server enforces it)."""
 
@@ -94,6 +99,8 @@ class HeaderPolicy:
         extra: protocol.Headers = []
         size = 0
         wait: int | None = None
+        respond_async = False
+        accept = b""
         content_length: int | None = None
         for name, value in raw:
             if name.startswith(_RESERVED_PREFIX):
@@ -105,20 +112,17 @@ class HeaderPolicy:
             elif name == _TRACESTATE:
                 tracestate.append(value)
             elif name == PREFER:
-                wait = prefer_wait(value) if wait is None else wait
+                found, asynchronous = preferences(value)
+                wait = found if wait is None else wait
+                respond_async = respond_async or asynchronous
             elif name == CONTENT_LENGTH:
                 # Past 20 digits it is over any limit; int() of thousands of digits would raise.
                 content_length = int(value[:21]) if value.isdigit() else None
-            elif name in self._forward:
-                # One value per name: readers of a record disagree on which duplicate wins
-                # (an idempotency key must not depend on who reads it).
-                text = name.decode("latin-1")
-                if any(seen == text for seen, _ in extra):
-                    raise BadRequestError(f"header {text!r} must appear at most once")
-                if not value.isascii():
-                    _utf8(text, value)
-                size += len(name) + len(value)
-                extra.append((text, value))
+            else:
+                if name == ACCEPT:
+                    accept = value if not accept else accept + b"," + value
+                if name in self._forward:
+                    size += _forward(name, value, extra)
         if size > self._max_forward_bytes:
             raise HeadersTooLargeError(
                 f"forwarded headers take {size} bytes, limit {self._max_forward_bytes}"
@@ -128,6 +132,8 @@ class HeaderPolicy:
             trace=_trace(traceparent, tracestate),
             extra=extra,
             wait=wait,
+            respond_async=respond_async,
+            accept=accept,
             content_length=content_length,
         )
 
@@ -148,17 +154,56 @@ class HeaderPolicy:
 
 
 def prefer_wait(value: bytes) -> int | None:
-    """The ``wait`` preference in one ``Prefer`` header value, or None (RFC 7240 §4.3).
+    """The ``wait`` preference in one ``Prefer`` header value, or None (RFC 7240 §4.3)."""
+    return preferences(value)[0]
+
+
+def preferences(value: bytes) -> tuple[int | None, bool]:
+    """The ``wait`` seconds and whether ``respond-async`` is asked, from one ``Prefer`` value.
 
     Unknown or malformed preferences are ignored, as RFC 7240 §2 requires.
     """
+    wait: int | None = None
+    respond_async = False
     for preference in value.decode("latin-1").split(","):
-        token, _, rest = preference.split(";", 1)[0].partition("=")
-        if token.strip().lower() != "wait":
+        name, _, rest = preference.split(";", 1)[0].partition("=")
+        name = name.strip().lower()
+        if name == "respond-async":
+            respond_async = True
+        elif name == "wait" and wait is None:
+            seconds = rest.strip().strip('"')
+            wait = int(seconds) if seconds.isascii() and seconds.isdigit() else None
+    return wait, respond_async
+
+
+def accepts_event_stream(accept: bytes) -> bool:
+    """Whether ``Accept`` names ``text/event-stream`` with a quality above zero (RFC 9110 §12.5.1)."""
+    for item in accept.lower().split(b","):
+        media, *parameters = item.split(b";")
+        if media.strip() != b"text/event-stream":
             continue
-        seconds = rest.strip().strip('"')
-        return int(seconds) if seconds.isascii() and seconds.isdigit() else None
-    return None
+        for parameter in parameters:
+            name, _, quality = parameter.partition(b"=")
+            if name.strip() == b"q":
+                try:
+                    return float(quality.strip()) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
+def _forward(name: bytes, value: bytes, extra: protocol.Headers) -> int:
+    """Add an allow-listed header to ``extra``; returns the bytes it takes."""
+    # One value per name: readers of a record disagree on which duplicate wins
+    # (an idempotency key must not depend on who reads it).
+    text = name.decode("latin-1")
+    if any(seen == text for seen, _ in extra):
+        raise BadRequestError(f"header {text!r} must appear at most once")
+    if not value.isascii():
+        _utf8(text, value)
+    extra.append((text, value))
+    return len(name) + len(value)
 
 
 def _once(name: bytes, seen: bytes | None, value: bytes) -> bytes:

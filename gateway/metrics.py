@@ -126,6 +126,32 @@ class GatewayMetrics:
             ["reason"],
             registry=registry,
         )
+        self.cancels = Counter(
+            f"{PREFIX}_cancels",
+            "Cancel records sent to workers, by reason (disconnected, deadline, stream-idle, ...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.streamed_replies = Counter(
+            f"{PREFIX}_streamed_replies",
+            "Streamed replies relayed to callers, by how they ended (complete, error, idle, limit, "
+            "overflow, broken, disconnected).",
+            ["method", "outcome"],
+            registry=registry,
+        )
+        self.accepted = Counter(
+            f"{PREFIX}_async_accepted",
+            "Prefer: respond-async requests answered 202 with a result location, by method.",
+            ["method"],
+            registry=registry,
+        )
+        self.result_lookups = Counter(
+            f"{PREFIX}_result_lookups",
+            "GET /results/ answers by outcome: ok, rejected, pending, timeout, gone, no_such_result, "
+            "forbidden, worker_error, unavailable, not_ready, bad_request, error.",
+            ["outcome"],
+            registry=registry,
+        )
         Info(f"{PREFIX}_build", "Gateway build.", registry=registry).info({"version": _version()})
 
     def method_label(self, method: str) -> str:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import confluent_kafka
@@ -22,6 +23,8 @@ from kafkarpc import protocol, stamps
 from kafkarpc.errors import ProtocolError
 from kafkarpc.fetcher import Fetcher
 from kafkarpc.startup import retrying
+
+from .parts import PartStream
 
 if TYPE_CHECKING:
     from kafkarpc.clients import ConsumerClient, Message
@@ -34,7 +37,12 @@ log = logging.getLogger(__name__)
 
 
 class ReplyRouter:
-    """Event loop side: match replies to pending requests; drop and count the rest."""
+    """Event loop side: match replies to pending requests and streams; drop and count the rest.
+
+    The first record of a streamed reply resolves its request like a whole reply and opens
+    a `PartStream` (in the same batch, so the parts right behind it are not taken for late
+    ones); the records after it go to that stream until the caller closes it.
+    """
 
     def __init__(
         self,
@@ -43,11 +51,18 @@ class ReplyRouter:
         metrics: GatewayMetrics,
         *,
         timing: bool = False,
+        part_buffer: int = 256,
     ) -> None:
         self._pending = pending
         self._ids = ids
         self._metrics = metrics
         self._timing = timing
+        self._part_buffer = part_buffer
+        self._streams: dict[str, PartStream] = {}
+
+    def stream(self, correlation_id: str) -> PartStream | None:
+        """The open stream whose first record answered ``correlation_id``, if any."""
+        return self._streams.get(correlation_id)
 
     def route(self, batch: Sequence[Message], fetched_at: float) -> None:
         """Resolve the waiter of each reply in ``batch``; never raises on a bad record.
@@ -56,6 +71,7 @@ class ReplyRouter:
         every reply gets it and the routing time stamped.
         """
         routed_at: float | None = None
+        touched: set[PartStream] = set()
         for message in batch:
             headers = message.headers()
             try:
@@ -76,7 +92,15 @@ class ReplyRouter:
                 routed_at = routed_at or time.time()
                 timing = stamps.stamp(reply.timing, "reply_fetched", fetched_at)
                 reply = dataclasses.replace(reply, timing=stamps.stamp(timing, "reply_routed", routed_at))
+            if reply.sequence is not None:
+                stream = self._streams.get(reply.correlation_id)
+                if stream is not None:
+                    stream.push(reply)
+                    touched.add(stream)
+                    continue
             if self._pending.resolve(reply.correlation_id, reply):
+                if reply.streaming:
+                    self._open(reply)
                 continue
             if self._ids.issued(reply.correlation_id):
                 self._metrics.late_replies.inc()
@@ -85,6 +109,16 @@ class ReplyRouter:
                 # Expected when replicas share the partition, so not worth more than DEBUG.
                 self._metrics.unmatched_replies.inc()
                 log.debug("reply for another instance dropped", extra={"reply_for": reply.correlation_id})
+        for stream in touched:
+            stream.settle()
+
+    def _open(self, first: protocol.Reply) -> None:
+        self._streams[first.correlation_id] = PartStream(
+            first, self._part_buffer, partial(self._forget, first.correlation_id)
+        )
+
+    def _forget(self, correlation_id: str) -> None:
+        self._streams.pop(correlation_id, None)
 
 
 class ReplyListener:
@@ -105,12 +139,16 @@ class ReplyListener:
         batch_size: int,
         timeout: float,
     ) -> None:
-        self._fetcher = Fetcher(client, name="rpcgw-replies", on_batch=on_batch, batch_size=batch_size)
+        self._on_batch = on_batch
+        self._fetcher = Fetcher(client, name="rpcgw-replies", on_batch=self._route, batch_size=batch_size)
         self._timeout = timeout
         self.positioned = asyncio.Event()
         """Set once the consumer is assigned and positioned; replies from then on are seen."""
         self.partition: int | None = None
         """The reply partition read, once started."""
+        self.offset = 0
+        """An offset of that partition no reply to a request produced from now on can precede:
+        the next one to read (a result location's lower bound)."""
 
     @property
     def running(self) -> bool:
@@ -136,6 +174,11 @@ class ReplyListener:
         except Exception:
             log.warning("the reply consumer had failed", exc_info=True)
 
+    def _route(self, batch: Sequence[Message], fetched_at: float) -> None:
+        if batch:
+            self.offset = max(self.offset, (batch[-1].offset() or 0) + 1)
+        self._on_batch(batch, fetched_at)
+
     def _position(self, client: ConsumerClient, topic: str, partition: int) -> None:
         tp = confluent_kafka.TopicPartition(topic, partition)
         high = -1
@@ -145,5 +188,6 @@ class ReplyListener:
                 if watermarks is None:
                     raise TimeoutError(f"no watermarks for {topic}[{partition}]")
                 high = watermarks[1]
+        self.offset = high
         client.assign([confluent_kafka.TopicPartition(topic, partition, high)])
         log.info("reply consumer positioned", extra={"topic": topic, "partition": partition, "offset": high})

@@ -18,6 +18,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+
 from kafkarpc import protocol, stamps
 
 from . import problems
@@ -32,8 +34,10 @@ from .errors import (
     UnknownMethodError,
     WorkerFailedError,
 )
-from .headers import CONTENT_TYPE_MAX
+from .headers import CONTENT_TYPE_MAX, accepts_event_stream
 from .httpprotocol import CONNECTION_CLOSED
+from .locations import ResultHandle
+from .parts import PartFormat, PartStream, StreamBroken
 from .timing import server_timing
 
 if TYPE_CHECKING:
@@ -41,11 +45,15 @@ if TYPE_CHECKING:
 
     from starlette.types import Receive, Scope, Send
 
+    from kafkarpc.catalog import Method
+
     from .access import FairShare
     from .catalog import Catalog, Match
     from .correlation import CorrelationIds
-    from .headers import HeaderPolicy
+    from .headers import Admitted, HeaderPolicy
+    from .locations import ResultLocations
     from .metrics import GatewayMetrics
+    from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ def serves(path: str) -> bool:
 BODYLESS = frozenset({204, 304})
 _CORRELATION_HEADER = problems.CORRELATION_HEADER.encode()
 _UNSHARED = contextlib.nullcontext()
+_STREAM_HEADERS = [(b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]  # nginx: pass parts on
 
 
 class Caller(Protocol):
@@ -88,8 +97,19 @@ class Caller(Protocol):
         path_params: dict[str, str],
         query: str,
         caller: protocol.Identity | None,
+        stream_for: float | None,
+        lifetime: float | None,
     ) -> protocol.Reply:
         """The worker's reply to ``method`` with ``body``, within ``wait`` seconds."""
+
+    def cancel(self, correlation_id: str, reason: str) -> None:
+        """Tell the worker nobody waits for the answer any more."""
+
+    def parts(self, correlation_id: str) -> PartStream | None:
+        """The rest of a streamed reply whose first record `call` returned."""
+
+    def position(self) -> tuple[int, int]:
+        """The reply partition and an offset no reply to a request sent from now on precedes."""
 
 
 class RpcEndpoint:
@@ -105,7 +125,10 @@ class RpcEndpoint:
         caller: Caller,
         timing: bool,
         catalog: Catalog | None = None,
+        reject_unknown: bool = True,
         share: FairShare | None = None,
+        settings: GatewaySettings | None = None,
+        locations: ResultLocations | None = None,
     ) -> None:
         self._ids = ids
         self._metrics = metrics
@@ -114,9 +137,20 @@ class RpcEndpoint:
         self._caller = caller
         self._timing = timing
         self._catalog = catalog
-        """Methods not in it are 404 once it is read; None forwards every method."""
+        """Which methods stream and take cancels; None: none do, and every method is forwarded."""
+        self._reject_unknown = reject_unknown
+        """Whether methods not in the catalog are 404 once it is read."""
         self._share = share
         """Caps each authenticated caller's pending requests; None without authentication."""
+        self._locations = locations
+        """Signs result locations for ``Prefer: respond-async``; None serves every call synchronously."""
+        self._stream_for = None if settings is None else settings.reply_stream_max_duration
+        """How long a streamed reply may last; None: no limit beyond the worker's deadline."""
+        self._idle = None if settings is None else settings.reply_stream_idle_timeout
+        """How long a streamed reply may go without a part; None: no limit."""
+        self._async_timeout = None if settings is None or locations is None else settings.async_timeout
+        """The deadline of a respond-async request; None serves every call synchronously."""
+        self._retry_after = b"1" if settings is None else str(settings.retry_after).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -144,20 +178,20 @@ class RpcEndpoint:
         correlation_id = self._ids.new()
         label = self._metrics.method_label(method)
         applied: bytes | None = None
+        features: Method | None = None
+        lifetime: float | None = None
         try:
-            if match is not None and match.method is None:
-                allowed = ", ".join(match.allowed)
-                raise MethodNotAllowedError(f"{scope['path']} takes {allowed}", allowed=match.allowed)
-            if not protocol.valid_method(method):
-                raise BadRequestError(f"{method!r} is not a valid method name")
-            catalog = self._catalog
-            if catalog is not None and method not in catalog.served and catalog.ready.is_set():
-                raise UnknownMethodError(f"no worker serves method {method!r}")
+            features = self._features(method, match, scope)
             self._caller.ensure_accepting()
             admitted = self._headers.admit(scope["headers"])
             body = await read_body(receive, self._body_limit, admitted.content_length)
-            timeout, honoured = self._caller.timeout_for(admitted.wait)
-            applied = f"wait={admitted.wait}".encode() if honoured else None
+            if admitted.respond_async and self._async_timeout is not None:
+                lifetime = self._async_timeout
+                position = self._caller.position()
+            wait, honoured = self._caller.timeout_for(
+                admitted.wait if lifetime is None else admitted.wait or 0
+            )
+            applied = f"wait={admitted.wait}".encode() if honoured and wait > 0 else None
             caller: protocol.Identity | None = scope.get(IDENTITY)
             share = _UNSHARED if caller is None or self._share is None else self._share.held(caller.subject)
             with share, disconnection(scope, receive) as disconnected:
@@ -165,7 +199,7 @@ class RpcEndpoint:
                     correlation_id,
                     method,
                     body,
-                    timeout,
+                    wait,
                     content_type=admitted.content_type,
                     trace=admitted.trace,
                     extra=admitted.extra,
@@ -175,22 +209,23 @@ class RpcEndpoint:
                     path_params={} if match is None else match.params,
                     query=scope.get("query_string", b"").decode("latin-1"),
                     caller=caller,
+                    stream_for=self._stream_for if features is not None and features.streaming else None,
+                    lifetime=lifetime,
                 )
+            if reply.streaming:
+                await self._stream(reply, label, admitted, scope, receive, send, started)
+                return
             status, body, headers = reply_parts(reply)
             if reply.response_headers:
                 headers += self._headers.for_caller(reply.response_headers, self._dropped)
             headers.append((_CORRELATION_HEADER, correlation_id.encode()))
             outcome = "ok" if status < 400 else "rejected"
         except GatewayError as error:
+            if lifetime is not None and isinstance(error, ReplyTimeout):
+                await self._accepted(correlation_id, position, caller, label, applied, send)
+                return
             outcome = error.outcome
-            if isinstance(error, ReplyTimeout):
-                self._metrics.timeouts.labels(label).inc()
-            log.info(
-                "rpc failed",
-                extra={"method": method, "outcome": outcome, "status": error.status, "detail": error.detail},
-            )
-            problem = problems.from_error(error)  # carries the correlation id already
-            status, body, headers = problem.status_code, bytes(problem.body), problem.raw_headers
+            status, body, headers = self._failed(error, method, label, correlation_id, features)
             reply = None
         self._metrics.requests.labels(label, outcome).inc()
         self._metrics.request_duration.labels(label).observe(time.perf_counter() - started)
@@ -201,9 +236,231 @@ class RpcEndpoint:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    def _features(self, method: str, match: Match | None, scope: Scope) -> Method | None:
+        """What the catalog says of ``method`` (None if nothing), once the request may call it.
+
+        Raises:
+            MethodNotAllowedError: a route's path with no route for this verb.
+            BadRequestError: not a valid method name.
+            UnknownMethodError: no live worker serves it (when unknown methods are rejected).
+        """
+        if match is not None and match.method is None:
+            allowed = ", ".join(match.allowed)
+            raise MethodNotAllowedError(f"{scope['path']} takes {allowed}", allowed=match.allowed)
+        if not protocol.valid_method(method):
+            raise BadRequestError(f"{method!r} is not a valid method name")
+        catalog = self._catalog
+        if catalog is None:
+            return None
+        served = catalog.served.get(method)
+        if served is None and self._reject_unknown and catalog.ready.is_set():
+            raise UnknownMethodError(f"no worker serves method {method!r}")
+        return None if served is None else served.method
+
+    def _failed(
+        self, error: GatewayError, method: str, label: str, correlation_id: str, features: Method | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Count and log a failed call, tell its worker to stop if it can, and answer the problem."""
+        if isinstance(error, ReplyTimeout):
+            self._metrics.timeouts.labels(label).inc()
+        reason = CANCEL_REASONS.get(type(error))
+        if reason is not None and features is not None and features.cancellable:
+            self._caller.cancel(correlation_id, reason)
+        log.info(
+            "rpc failed",
+            extra={
+                "method": method,
+                "outcome": error.outcome,
+                "status": error.status,
+                "detail": error.detail,
+            },
+        )
+        problem = problems.from_error(error)  # carries the correlation id already
+        return problem.status_code, bytes(problem.body), problem.raw_headers
+
+    async def _accepted(  # noqa: PLR0917 (what the 202 says)
+        self,
+        correlation_id: str,
+        position: tuple[int, int],
+        caller: protocol.Identity | None,
+        label: str,
+        applied: bytes | None,
+        send: Send,
+    ) -> None:
+        """202 Accepted with the result's signed location (RFC 7240 respond-async)."""
+        assert self._locations is not None
+        assert self._async_timeout is not None
+        partition, offset = position
+        deadline_ms = int((time.time() + self._async_timeout) * 1000)
+        subject = None if caller is None else caller.subject
+        handle = ResultHandle(partition, offset, correlation_id, subject, deadline_ms)
+        location = self._locations.location(handle).encode()
+        self._metrics.accepted.labels(label).inc()
+        self._metrics.requests.labels(label, "accepted").inc()
+        preference = b"respond-async" if applied is None else b"respond-async, " + applied
+        body = orjson.dumps(
+            {"status": "accepted", "location": location.decode(), "correlation_id": correlation_id}
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"location", location),
+            (b"preference-applied", preference),
+            (b"retry-after", self._retry_after),
+            (_CORRELATION_HEADER, correlation_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 202, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(  # noqa: PLR0917 (the first part, the request and the ASGI triple)
+        self,
+        first: protocol.Reply,
+        label: str,
+        admitted: Admitted,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        started: float,
+    ) -> None:
+        """Relay a streamed reply part by part until its end record, a break, a limit or a hang-up."""
+        stream = self._caller.parts(first.correlation_id)
+        try:
+            reply_parts(first)  # the first part's status and content type, checked like a reply's
+            if stream is None:  # the router opens one for every streaming first record
+                raise WorkerFailedError("the streamed reply was lost", worker_status=first.status)
+        except GatewayError as error:
+            if stream is not None:
+                stream.close()
+            self._metrics.requests.labels(label, error.outcome).inc()
+            await problems.from_error(error)(scope, receive, send)
+            return
+        self._metrics.requests.labels(label, "ok").inc()
+        self._metrics.request_duration.labels(label).observe(time.perf_counter() - started)
+        writer = PartFormat.choose(accepts_event_stream(admitted.accept), first)
+        headers = [(b"content-type", writer.content_type), *_STREAM_HEADERS]
+        if first.response_headers:
+            headers += self._headers.for_caller(first.response_headers, self._dropped)
+        headers.append((_CORRELATION_HEADER, first.correlation_id.encode()))
+        relay = _Relay(stream, writer, send, self._idle)
+        with disconnection(scope, receive) as disconnected:
+            disconnected.add_done_callback(relay.caller_left)
+            try:
+                await send({"type": "http.response.start", "status": first.status, "headers": headers})
+                await relay.run(first, self._stream_for)
+            finally:
+                disconnected.remove_done_callback(relay.caller_left)
+                stream.close()
+        self._metrics.streamed_replies.labels(label, relay.outcome).inc()
+        if relay.cancel is not None:
+            self._caller.cancel(first.correlation_id, relay.cancel)
+        if relay.outcome != "complete":
+            log.info("streamed reply ended early", extra={"outcome": relay.outcome, "parts": relay.parts})
+
     def _dropped(self, reason: str) -> None:
         self._metrics.reply_headers_dropped.labels(reason).inc()
         log.warning("a worker's response header was not passed on", extra={"reason": reason})
+
+
+CANCEL_REASONS: dict[type[GatewayError], str] = {
+    ReplyTimeout: protocol.CancelReason.DEADLINE,
+    ClientDisconnectedError: protocol.CancelReason.DISCONNECTED,
+}
+"""The errors after which the worker is told to stop, and the reason it is given."""
+
+
+class _Relay:
+    """Writes one streamed reply to its caller and records how it ended."""
+
+    def __init__(self, stream: PartStream, writer: PartFormat, send: Send, idle: float | None) -> None:
+        self._stream = stream
+        self._writer = writer
+        self._send = send
+        self._idle = idle
+        self.parts = 0
+        self.outcome = "complete"
+        """complete, error, idle, limit, overflow, broken or disconnected."""
+        self.cancel: str | None = None
+        """The reason to give the worker, when it should stop."""
+
+    def caller_left(self, _: object) -> None:
+        self._stream.interrupt(protocol.CancelReason.DISCONNECTED, "the caller closed the connection")
+
+    async def run(self, first: protocol.Reply, cap: float | None) -> None:
+        """Send ``first`` and every part after it, then the end, the error, or nothing (hang-up)."""
+        try:
+            async with asyncio.timeout(cap):
+                await self._part(first)
+                while True:
+                    try:
+                        async with asyncio.timeout(self._idle):
+                            part = await self._stream.next()
+                    except TimeoutError:
+                        raise StreamBroken(
+                            protocol.CancelReason.STREAM_IDLE, f"no part arrived within {self._idle:g} s"
+                        ) from None
+                    if part.final:
+                        break
+                    await self._part(part)
+        except StreamBroken as broken:
+            if broken.reason == protocol.CancelReason.DISCONNECTED:
+                self.outcome, self.cancel = "disconnected", broken.reason
+                return
+            self.outcome = _OUTCOMES[broken.reason]
+            self.cancel = broken.reason
+            status = 504 if broken.reason == protocol.CancelReason.STREAM_IDLE else 502
+            await self._fail(protocol.problem_body(status, _title(status), broken.detail))
+            return
+        except TimeoutError:
+            self.outcome, self.cancel = "limit", protocol.CancelReason.DEADLINE
+            await self._fail(
+                protocol.problem_body(504, _title(504), f"the stream lasted longer than {cap:g} s")
+            )
+            return
+        if part.is_error:
+            self.outcome = "error"
+            await self._fail(_end_problem(part))
+            return
+        await self._send(
+            {"type": "http.response.body", "body": self._writer.end(self.parts), "more_body": False}
+        )
+
+    async def _part(self, part: protocol.Reply) -> None:
+        await self._send({"type": "http.response.body", "body": self._writer.part(part), "more_body": True})
+        self.parts += 1
+
+    async def _fail(self, problem: bytes) -> None:
+        ending = self._writer.error(problem)
+        if not ending:
+            # Bodies sent as they are cannot carry an error: the response is left incomplete
+            # (the connection closes without the last chunk) so that no client takes it for whole.
+            log.warning("streamed reply cut short", extra={"outcome": self.outcome})
+            return
+        await self._send({"type": "http.response.body", "body": ending, "more_body": False})
+
+
+_OUTCOMES = {
+    protocol.CancelReason.STREAM_IDLE: "idle",
+    protocol.CancelReason.STREAM_OVERFLOW: "overflow",
+    protocol.CancelReason.STREAM_BROKEN: "broken",
+}
+
+
+def _title(status: int) -> str:
+    return "Gateway Timeout" if status == 504 else "Bad Gateway"
+
+
+def _end_problem(end: protocol.Reply) -> bytes:
+    """The problem document closing a stream whose worker failed after it began (one line)."""
+    if end.status >= 500:
+        error = problems.worker_error(end)
+        return protocol.problem_body(error.status, error.title, error.detail, worker_status=end.status)
+    try:
+        document = orjson.loads(end.body)
+    except orjson.JSONDecodeError:
+        document = None
+    if isinstance(document, dict):
+        return orjson.dumps(document)
+    return protocol.problem_body(end.status, "Error", f"the worker ended the stream with status {end.status}")
 
 
 async def read_body(receive: Receive, limit: int, announced: int | None) -> bytes:

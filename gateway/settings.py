@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kafkarpc import protocol
@@ -72,6 +72,24 @@ class GatewaySettings(BaseSettings):
     """Open stream connections at once (one consumer per topic serves them all); above it 503."""
     stream_buffer: int = Field(default=1_000, gt=0)
     """Records one stream connection may fall behind before it is cut off (so none slows the others)."""
+    reply_stream_idle_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a streamed reply may go without a part; then it ends with an error and is cancelled."""
+    reply_stream_max_duration: float = Field(default=300.0, gt=0)
+    """Seconds a streamed reply may last in all; then it ends with an error and is cancelled."""
+    reply_stream_buffer: int = Field(default=1_000, gt=0)
+    """Parts of one streamed reply held for a slow reader (besides those of the fetch batch being
+    routed); past it the stream ends with an error, so memory stays bounded."""
+    async_timeout: float = Field(default=600.0, gt=0, le=86_400)
+    """Deadline of a ``Prefer: respond-async`` request in seconds: how long its worker may take."""
+    result_key: SecretStr | None = None
+    """Key that signs result locations (``Location`` of a 202); every replica needs the same one.
+    Unset: a random key per process, so only the replica that took the request finds its result."""
+    result_ttl: float = Field(default=3_600.0, gt=0)
+    """Seconds a result location stays valid after its request's deadline."""
+    result_readers: int = Field(default=4, gt=0)
+    """Result lookups reading the reply topic at once (one consumer each); more wait their turn."""
+    result_scan_limit: int = Field(default=100_000, gt=0)
+    """Most reply records one lookup reads; a 202 then carries a location that starts past them."""
     metric_methods_limit: int = Field(default=100, gt=0)
     """Distinct method names given their own metric label; later ones share ``_other``."""
     consume_batch_size: int = Field(default=500, gt=0)
@@ -119,6 +137,13 @@ class GatewaySettings(BaseSettings):
         if refused:
             raise ValueError(f"hop-by-hop, framing or gateway headers cannot be passed to callers: {refused}")
         return [name.lower() for name in names]
+
+    @field_validator("result_key")
+    @classmethod
+    def _long_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value().encode()) < 32:
+            raise ValueError("result_key must have at least 32 bytes (RFC 7518 §3.2)")
+        return key
 
     @field_validator("shed_status")
     @classmethod
