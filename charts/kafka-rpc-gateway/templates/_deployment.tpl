@@ -67,9 +67,14 @@ spec:
           envFrom:
             - configMapRef:
                 name: {{ include "kafka-rpc-gateway.fullname" $ctx }}-env
-          {{- with $g.extraEnv }}
+          {{- if or (eq .component "gateway") $g.extraEnv }}
           env:
+            {{- if eq .component "gateway" }}
+            {{- include "kafka-rpc-gateway.resultKeyEnv" $ctx | nindent 12 }}
+            {{- end }}
+            {{- with $g.extraEnv }}
             {{- toYaml . | nindent 12 }}
+            {{- end }}
           {{- end }}
           {{- range $probe := list (list "startupProbe" "/healthz") (list "livenessProbe" "/healthz") (list "readinessProbe" "/readyz") }}
           {{- with include "kafka-rpc-gateway.probe" (dict "name" (first $probe) "probe" (get $g (first $probe)) "path" (last $probe) "port" $portName) }}

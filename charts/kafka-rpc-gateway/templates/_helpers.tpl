@@ -160,6 +160,7 @@ lifecycle:
 {{- fail "kafka.bootstrapServers is required, e.g. --set kafka.bootstrapServers=kafka-bootstrap.kafka:9092" }}
 {{- end }}
 {{- include "kafka-rpc-gateway.validateAccess" . }}
+{{- include "kafka-rpc-gateway.validateResults" . }}
 {{- if and .Values.worker.autoscaling.enabled .Values.worker.keda.enabled }}
 {{- fail "worker.autoscaling.enabled and worker.keda.enabled both target the worker Deployment: KEDA creates its own HPA and refuses a workload already scaled by another; enable only one" }}
 {{- end }}
