@@ -12,12 +12,14 @@ Run it with ``python -m workers --handlers module:registry``; docs/WORKERS.md ha
 """
 
 from kafkarpc.protocol import Identity, Request
+from workers.cancellation import Cancellation
 from workers.endpoint import ResponseHeaders
 from workers.errors import HandlerError, TransientError
 from workers.registry import HandlerRegistry
 from workers.response import Response
 
 __all__ = [
+    "Cancellation",
     "HandlerError",
     "HandlerRegistry",
     "Identity",

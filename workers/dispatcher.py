@@ -2,18 +2,22 @@
 
 No Kafka client here: `Dispatcher.dispatch` decodes and validates the record, checks the
 deadline, runs the handler (retrying `TransientError` with `RetryPolicy`, never past the
-deadline) and returns an `Outcome` for the runtime to publish.
+deadline) and returns an `Outcome` for the runtime to publish. A streaming handler's parts
+cannot wait for that: they go out through a `ReplyStream` as they come, and its outcome holds
+at most a dead letter (or a whole reply, when it failed before its first part).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
+import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -24,6 +28,7 @@ import orjson
 from kafkarpc import logs
 from kafkarpc.errors import ProtocolError
 from kafkarpc.protocol import (
+    CANCEL,
     CORRELATION_ID,
     CORRELATION_ID_PATTERN,
     REPLY_PARTITION,
@@ -33,6 +38,7 @@ from kafkarpc.protocol import (
     duplicated,
 )
 from kafkarpc.stamps import stamp
+from workers.call import Call
 from workers.deadletter import DeadLetter, Reason, dead_letter_for
 from workers.errors import HandlerError, TransientError
 from workers.registry import Registration
@@ -43,14 +49,22 @@ if TYPE_CHECKING:
     from kafkarpc.clients import Message, RecordHeaders
     from workers.metrics import WorkerMetrics
     from workers.registry import HandlerRegistry
+    from workers.replystream import ReplyStream
     from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
+StreamOpener = Callable[[str, "int | None", bytes], "ReplyStream"]
+"""Opens the `ReplyStream` for ``(reply topic, reply partition or None, key)``."""
+
+# What a stream's next part is once the handler has no more.
+_END: Any = object()
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What to produce for one request record; all None means: nothing (expired)."""
+    """What to produce for one request record; all None means: nothing (expired, cancelled, or
+    a streamed reply, which is out already)."""
 
     reply: Reply | None = None
     """The reply, if the caller gets one."""
@@ -72,12 +86,15 @@ class Dispatcher:
         metrics: WorkerMetrics,
         executor: Executor,
         clock: Callable[[], float] = time.time,
+        *,
+        streams: StreamOpener | None = None,
     ) -> None:
         self._registry = registry
         self._settings = settings
         self._metrics = metrics
         self._executor = executor
         self._clock = clock
+        self._streams = streams
         self._retries = RetryPolicy(
             attempts=settings.retry_attempts,
             backoff=settings.retry_backoff,
@@ -86,8 +103,13 @@ class Dispatcher:
             clock=clock,
         )
 
-    async def dispatch(self, message: Message) -> Outcome:
-        """The outcome for one record; never raises for bad input or failing handlers."""
+    async def dispatch(self, message: Message, call: Call | None = None) -> Outcome:
+        """The outcome for one record; never raises for bad input or failing handlers.
+
+        ``call`` is how the runtime cancels the request (`Call.cancel`): a cancelled request
+        gets no reply and no dead letter, since nobody waits for either.
+        """
+        call = call or Call()
         checked = self._check(message)
         if isinstance(checked, Outcome):
             return checked
@@ -96,7 +118,12 @@ class Dispatcher:
             self._metrics.expired.inc()
             log.info("request expired before handling", extra={"method": request.method})
             return Outcome()
-        reply = await self._answer(registration, request)
+        if call.cancelled:
+            self._cancelled(request.method)
+            return Outcome()
+        if registration.streaming:
+            return await self._stream(message, registration, request, call)
+        reply = await self._answer(registration, request, call)
         if reply is None:
             return Outcome()
         return Outcome(reply, request.reply_to, request.reply_partition)
@@ -112,6 +139,10 @@ class Dispatcher:
         try:
             request = Request.from_record(message.value(), headers)
         except ProtocolError as exc:
+            if any(name.lower() == CANCEL for name, _ in headers):
+                # A cancel record the runtime could not read (it takes readable ones at once):
+                # poison like any unreadable record, but nobody waits for an answer to it.
+                return self._poison(message, Reason.INVALID_REQUEST, f"cancel record: {exc}")
             return self._poison(message, Reason.INVALID_REQUEST, str(exc), _reply_address(headers), 400)
         logs.correlation_id.set(request.correlation_id)
         if request.reply_to not in self._settings.reply_topics:
@@ -145,51 +176,216 @@ class Dispatcher:
         reply = Reply.problem(correlation_id, status, _phrase(status), detail)
         return Outcome(reply, reply_to, partition, letter)
 
-    async def _answer(self, registration: Registration, request: Request) -> Reply | None:
-        """Run the handler under the deadline; None when the deadline passed first."""
+    async def _answer(self, registration: Registration, request: Request, call: Call) -> Reply | None:
+        """Run the handler under the deadline; None when the deadline passed first or it was cancelled."""
         method = request.method
         received = self._clock()
-        scope = asyncio.timeout(request.deadline_ms / 1000 - self._clock())
+        scope = asyncio.timeout(request.deadline_ms / 1000 - received)
         started = time.perf_counter()
         reply: Reply | None
         try:
             async with scope:
-                result, headers = await self._retries.run(
-                    partial(self._invoke, registration, request), method, request.deadline_ms / 1000
-                )
+                call.watch(scope)
+                try:
+                    result, headers = await self._retries.run(
+                        partial(self._invoke, registration, request, call), method, request.deadline_ms / 1000
+                    )
+                finally:
+                    call.watch(None)
             reply = _success(request, registration, result, headers)
         except TimeoutError as exc:
-            reply = None if scope.expired() else _failure(request, exc)
+            reply = self._timed_out(scope, call, request, exc)
+        except asyncio.CancelledError:
+            call.abandon()  # the drain gave up on it: a thread handler can stop too
+            raise
         except Exception as exc:
             reply = _failure(request, exc)
         finally:
             self._metrics.handler_duration.labels(method).observe(time.perf_counter() - started)
+        if call.cancelled:
+            self._cancelled(method)
+            return None
+        return self._conclude(request, reply, received)
+
+    async def _stream(
+        self, message: Message, registration: Registration, request: Request, call: Call
+    ) -> Outcome:
+        """Run a streaming handler: its parts go out as they come, then the end record.
+
+        A handler that fails before its first part is answered like any other, with a whole
+        reply. Past the first part, ``rpc-stream-deadline`` (or else ``rpc-deadline``) bounds it.
+        """
+        if self._streams is None:
+            raise RuntimeError("a Dispatcher serving streaming handlers needs `streams`")
+        method = request.method
+        stream = self._streams(request.reply_to, request.reply_partition, request.correlation_id.encode())
+        received = self._clock()
+        scope = asyncio.timeout(request.deadline_ms / 1000 - received)
+        started = time.perf_counter()
+        end: Reply | None
+        try:
+            async with scope:
+                call.watch(scope)
+                try:
+                    await self._parts(
+                        registration, request, call, scope=scope, stream=stream, received=received
+                    )
+                finally:
+                    call.watch(None)
+            end = Reply(request.correlation_id, 200, b"", trace=request.trace)
+        except TimeoutError as exc:
+            end = self._timed_out(scope, call, request, exc)
+            if end is None and stream.sent and not call.cancelled:
+                # The caller may still be reading: tell it why the stream stops here.
+                detail = "the stream reached its deadline"
+                end = Reply.problem(request.correlation_id, 504, _phrase(504), detail, request.trace)
+        except asyncio.CancelledError:
+            call.abandon()
+            raise
+        except Exception as exc:
+            end = _failure(request, exc)
+        finally:
+            self._metrics.handler_duration.labels(method).observe(time.perf_counter() - started)
+        if call.cancelled:
+            # Its parts are still acknowledged before the offset is finished; nobody waits for
+            # a refusal, so there is nothing to dead-letter.
+            with contextlib.suppress(Exception):
+                await stream.close()
+            self._cancelled(method)
+            return Outcome()
+        if end is None or (not stream.sent and end.is_error):
+            # Nothing went out: a whole reply, as from any handler (none once past the deadline).
+            reply = self._conclude(request, end, received)
+            return Outcome() if reply is None else Outcome(reply, request.reply_to, request.reply_partition)
+        if stream.refused is not None:
+            # A part is missing; the end record at least tells the gateway at once.
+            detail = "a part of the reply could not be delivered"
+            end = Reply.problem(request.correlation_id, 500, _phrase(500), detail, request.trace)
+        await stream.send(end, final=True)
+        try:
+            await stream.close()
+        except Exception as exc:
+            log.error("streamed reply undeliverable; dead-lettering the request", extra={"error": str(exc)})
+            self._handled(method, 500)
+            return Outcome(dead_letter=dead_letter_for(message, Reason.REPLY_UNDELIVERABLE, str(exc)))
+        self._handled(method, end.status)
+        return Outcome()
+
+    async def _parts(
+        self,
+        registration: Registration,
+        request: Request,
+        call: Call,
+        *,
+        scope: asyncio.Timeout,
+        stream: ReplyStream,
+        received: float,
+    ) -> None:
+        """Send the handler's parts until it ends, raises, or Kafka refuses one."""
+        parts, item, headers = await self._retries.run(
+            partial(self._open, registration, request, call), request.method, request.deadline_ms / 1000
+        )
+        try:
+            while item is not _END and stream.refused is None:
+                if stream.sent:
+                    await stream.send(_part(request, registration, item, {}))
+                else:
+                    first = _part(request, registration, item, headers, first=True)
+                    await stream.send(_stamped(first, request, received, self._clock()))
+                    # The first part is out: from here on the stream's own deadline bounds it.
+                    ends = (request.stream_deadline_ms or request.deadline_ms) / 1000
+                    if not scope.expired():
+                        scope.reschedule(asyncio.get_running_loop().time() + ends - self._clock())
+                self._metrics.stream_parts.labels(request.method).inc()
+                item = await anext(parts, _END)
+        finally:
+            await parts.aclose()  # a handler stopped early runs its cleanup (finally, async with)
+
+    async def _open(
+        self, registration: Registration, request: Request, call: Call
+    ) -> tuple[AsyncGenerator[Any, None], Any, Mapping[str, str]]:
+        """Start a streaming handler: its parts, the first of them (`_END` if none), its headers.
+
+        The first part belongs to the attempt, so a `TransientError` before it is retried.
+        """
+        function, headers = self._bind(registration, request, call)
+        parts = function() if registration.is_async else self._pooled(function())
+        return parts, await anext(parts, _END), headers
+
+    async def _pooled(self, parts: Generator[Any, None, None]) -> AsyncGenerator[Any, None]:
+        """A plain generator's parts, each step in the thread pool (it may block)."""
+        context = contextvars.copy_context()  # so its logs carry the correlation id
+        step: Future[Any] | None = None
+        try:
+            while True:
+                step = self._executor.submit(context.run, _next, parts)
+                item = await asyncio.wrap_future(step)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            if step is None or step.done():
+                self._close(context, parts)
+            else:  # abandoned mid-step: the thread is still in it
+                step.add_done_callback(lambda _: self._close(context, parts))
+
+    def _close(self, context: contextvars.Context, parts: Generator[Any, None, None]) -> None:
+        """Close a generator left suspended, so its ``finally`` and ``with`` blocks release what they
+        hold; in the pool, since that may block."""
+        if inspect.getgeneratorstate(parts) == inspect.GEN_SUSPENDED:
+            with contextlib.suppress(RuntimeError):  # the pool is shut down: the process is exiting
+                self._executor.submit(context.run, parts.close)
+
+    async def _invoke(
+        self, registration: Registration, request: Request, call: Call
+    ) -> tuple[Any, Mapping[str, str]]:
+        """The handler's result and the headers it set; a typed handler's arguments validated first."""
+        function, headers = self._bind(registration, request, call)
+        if registration.is_async:
+            return await function(), headers
+        # The thread gets a copy of the context, so its logs carry the correlation id.
+        run = partial(contextvars.copy_context().run, function)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run), headers
+
+    def _bind(
+        self, registration: Registration, request: Request, call: Call
+    ) -> tuple[Callable[[], Any], Mapping[str, str]]:
+        """The handler with its arguments, and the headers dict it fills (HandlerError 422 when invalid)."""
+        endpoint = registration.endpoint
+        if not endpoint.typed:
+            return partial(registration.function, request), {}
+        bound = endpoint.bind(request, call.cancellation if endpoint.takes_cancellation else None)
+        headers: Mapping[str, str] = {} if bound.headers is None else bound.headers
+        return partial(registration.function, **bound.arguments), headers
+
+    def _timed_out(
+        self, scope: asyncio.Timeout, call: Call, request: Request, exc: TimeoutError
+    ) -> Reply | None:
+        """A problem reply for the handler's own TimeoutError; None when its deadline (or a cancel) hit."""
+        if not scope.expired():
+            return _failure(request, exc)
+        call.abandon()  # a thread handler is no longer waited for: let it stop too
+        return None
+
+    def _conclude(self, request: Request, reply: Reply | None, received: float) -> Reply | None:
+        """The whole reply to send, counted and stamped; None when it would come too late."""
+        method = request.method
         if reply is None or self._expired(request):
             # The gateway has already answered 504; a late reply would only be dropped there.
             self._metrics.expired.inc()
             self._metrics.handled.labels(method, "expired").inc()
             log.info("request expired while handling", extra={"method": method})
             return None
-        outcome = "ok" if reply.status < 400 else "client_error" if reply.status < 500 else "server_error"
-        self._metrics.handled.labels(method, outcome).inc()
-        if request.timing:
-            timing = stamp(stamp(request.timing, "worker_in", received), "worker_out", self._clock())
-            reply = dataclasses.replace(reply, timing=timing)
-        return reply
+        self._handled(method, reply.status)
+        return _stamped(reply, request, received, self._clock())
 
-    async def _invoke(self, registration: Registration, request: Request) -> tuple[Any, Mapping[str, str]]:
-        """The handler's result and the headers it set; a typed handler's arguments validated first."""
-        if registration.endpoint.typed:
-            bound = registration.endpoint.bind(request)  # HandlerError 422 when invalid
-            call = partial(registration.function, **bound.arguments)
-            headers: Mapping[str, str] = {} if bound.headers is None else bound.headers
-        else:
-            call, headers = partial(registration.function, request), {}
-        if registration.is_async:
-            return await call(), headers
-        # The thread gets a copy of the context, so its logs carry the correlation id.
-        run = partial(contextvars.copy_context().run, call)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run), headers
+    def _handled(self, method: str, status: int) -> None:
+        outcome = "ok" if status < 400 else "client_error" if status < 500 else "server_error"
+        self._metrics.handled.labels(method, outcome).inc()
+
+    def _cancelled(self, method: str) -> None:
+        self._metrics.handled.labels(method, "cancelled").inc()
+        log.info("request cancelled: nobody waits for its answer", extra={"method": method})
 
 
 def _success(request: Request, registration: Registration, result: Any, headers: Mapping[str, str]) -> Reply:
@@ -212,6 +408,30 @@ def _success(request: Request, registration: Registration, result: Any, headers:
         content_type,
         request.trace,
         response_headers={name.lower(): value for name, value in headers.items()},
+    )
+
+
+def _part(
+    request: Request, registration: Registration, item: Any, headers: Mapping[str, str], first: bool = False
+) -> Reply:
+    """One part of a streamed reply, serialised like a whole one; only the first has a status
+    (never 204: a part follows) and headers for the caller."""
+    reply = _success(request, registration, item, headers)
+    if first and reply.status != 204:
+        return reply
+    return dataclasses.replace(reply, status=200, response_headers={})
+
+
+def _next(parts: Generator[Any, None, None]) -> Any:
+    return next(parts, _END)
+
+
+def _stamped(reply: Reply, request: Request, received: float, now: float) -> Reply:
+    """``reply`` with the worker's ``rpc-timing`` stamps, when the request asked for them."""
+    if not request.timing:
+        return reply
+    return dataclasses.replace(
+        reply, timing=stamp(stamp(request.timing, "worker_in", received), "worker_out", now)
     )
 
 

@@ -6,6 +6,7 @@ Each parameter is bound by its annotation:
     Identity             the authenticated caller (``rpc-caller``); without one the answer is 401.
                          ``Identity | None`` takes None instead (a gateway without authentication)
     ResponseHeaders      a dict the handler fills with headers for the caller (``location``, ...)
+    Cancellation         set when the answer is no longer wanted (a cancel, the deadline)
     a pydantic model     the JSON body; at most one
     a route parameter    a path parameter (``{order_id}`` in a route), converted to its annotation;
                          called through ``/rpc/{method}``, it may come from the query string
@@ -15,6 +16,10 @@ pydantic validates and converts them; the first failure answers 422 with pydanti
 list (locations ``["body", ...]``, ``["path", name]``, ``["query", name]``). A return
 annotation serialises the result (pydantic to JSON-able data, then orjson) and, with the
 models, describes the method in the catalog. The docstring's first line is the summary.
+
+A generator (``async def`` or ``def`` with ``yield``) streams its answer, one part per item;
+its return annotation names the item type: ``AsyncIterator[Model]``, ``Iterator[Model]``,
+``AsyncGenerator[Model, None]``, ...
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+from collections import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +36,21 @@ from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
 from kafkarpc import catalog
 from kafkarpc.protocol import Identity, Request
+from workers.cancellation import Cancellation
 from workers.errors import HandlerError, RegistryError
 from workers.response import Response
 
 # Return annotations that keep the untyped reply rules (`workers.dispatcher`).
 UNTYPED_RETURNS: tuple[Any, ...] = (inspect.Signature.empty, Any, bytes, str, None, type(None), Response)
+# Return annotations of a generator handler; the first argument is the type of each part.
+STREAM_RETURNS: tuple[Any, ...] = (
+    abc.AsyncIterator,
+    abc.AsyncIterable,
+    abc.AsyncGenerator,
+    abc.Iterator,
+    abc.Iterable,
+    abc.Generator,
+)
 
 
 class ResponseHeaders(dict[str, str]):
@@ -59,19 +75,23 @@ class Endpoint:
             raise RegistryError(f"{method}: cannot read the handler's annotations: {exc}") from None
         self._request: list[str] = []
         self._headers: str | None = None
+        self._cancellations: list[str] = []
         self._callers: dict[str, bool] = {}
         """Parameters that take the caller's `Identity`, and whether each requires one."""
         self._body: tuple[str, type[BaseModel]] | None = None
         path: dict[str, Any] = {}
         query: dict[str, Any] = {}
-        for name, parameter in inspect.signature(function).parameters.items():
-            annotation = hints.get(name, Request if len(inspect.signature(function).parameters) == 1 else str)
+        parameters = inspect.signature(function).parameters
+        for name, parameter in parameters.items():
+            annotation = hints.get(name, Request if len(parameters) == 1 else str)
             default = ... if parameter.default is inspect.Parameter.empty else parameter.default
             kind = _bare(annotation)
             if kind is Request:
                 self._request.append(name)
             elif kind is ResponseHeaders:
                 self._headers = name
+            elif kind is Cancellation:
+                self._cancellations.append(name)
             elif kind is Identity or _optional(kind) is Identity:
                 self._callers[name] = kind is Identity
             elif inspect.isclass(kind) and issubclass(kind, BaseModel):
@@ -90,18 +110,34 @@ class Endpoint:
         self._lists = {
             name for name, (annotation, _) in query.items() if typing.get_origin(_bare(annotation)) is list
         }
+        self.takes_cancellation = bool(self._cancellations)
+        """Whether a parameter takes the request's `Cancellation`."""
+        self.streaming = inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function)
+        """Whether the handler is a generator: its answer is streamed, a part per item."""
         returns = hints.get("return", inspect.Signature.empty)
+        if self.streaming:
+            returns = _item(returns, method)
         self._output = None if returns in UNTYPED_RETURNS else TypeAdapter(returns)
-        self.typed = bool(self._body or path or query or self._output or self._headers or self._callers)
-        """Whether anything beyond a lone raw `Request` parameter is declared."""
+        self.typed = len(parameters) != 1 or bool(
+            self._body
+            or path
+            or query
+            or self._output
+            or self._headers
+            or self._callers
+            or self._cancellations
+        )
+        """Whether anything but one lone raw `Request` parameter is declared (none is typed too)."""
 
-    def bind(self, request: Request) -> Bound:
-        """The handler's arguments for ``request``.
+    def bind(self, request: Request, cancellation: Cancellation | None = None) -> Bound:
+        """The handler's arguments for ``request``; ``cancellation`` for a `Cancellation` parameter.
 
         Raises:
             HandlerError: 422 with pydantic's ``errors`` when the request does not validate.
         """
         arguments: dict[str, Any] = dict.fromkeys(self._request, request)
+        if self._cancellations:
+            arguments.update(dict.fromkeys(self._cancellations, cancellation or Cancellation()))
         for name, required in self._callers.items():
             if required and request.caller is None:
                 raise HandlerError(401, "this method needs an authenticated caller")
@@ -133,7 +169,8 @@ class Endpoint:
         return Bound(arguments, headers)
 
     def serialise(self, result: Any) -> Any:
-        """The result as JSON-able data through the return annotation; unchanged if untyped."""
+        """The result (a part, when streaming) as JSON-able data through the return annotation;
+        unchanged if untyped."""
         if self._output is None:
             return result
         return self._output.dump_python(result, mode="json")
@@ -146,6 +183,18 @@ class Endpoint:
             None if self._query is None else self._query.model_json_schema(),
             None if self._output is None else self._output.json_schema(mode="serialization"),
         )
+
+
+def _item(returns: Any, method: str) -> Any:
+    """The part type a generator handler's return annotation names."""
+    if returns in (inspect.Signature.empty, Any):
+        return returns
+    if (typing.get_origin(returns) or returns) not in STREAM_RETURNS:
+        raise RegistryError(
+            f"{method}: a generator handler returns AsyncIterator[...] or Iterator[...], not {returns!r}"
+        )
+    arguments = typing.get_args(returns)
+    return arguments[0] if arguments else Any
 
 
 def _bare(annotation: Any) -> Any:

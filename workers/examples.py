@@ -7,6 +7,8 @@
     orders.get     GET /orders/{order_id}   the order, or 404
     orders.list    GET /orders?customer=…   the orders, newest last, at most ``limit``
     whoami         GET /me                  who the gateway says is calling (``rpc-caller``)
+    report         POST /reports            30 s of (simulated) work, then a summary; cancellable
+    count          POST /count              a streamed reply: ``n`` parts, ``interval`` s apart
 
 The orders are a small REST service, typed end to end: pydantic models declare what comes in
 and goes out, the worker validates (422 with the field errors) and serialises, and the
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +37,9 @@ registry = HandlerRegistry()
 MAX_SLEEP_SECONDS = 300.0
 # Caller header (forwarded by the gateway) that makes retries of orders.create idempotent.
 IDEMPOTENCY_KEY = "idempotency-key"
+# Bounds for count: a demo stream is finite, and its parts never more than 10 s apart.
+MAX_COUNT = 100_000
+MAX_INTERVAL_SECONDS = 10.0
 
 
 class SleepRequest(BaseModel):
@@ -176,3 +183,52 @@ def whoami(caller: Identity | None = None) -> Caller:
     if caller is None:
         return Caller(subject=None)
     return Caller(subject=caller.subject, scopes=list(caller.scopes), claims=caller.claims)
+
+
+class Report(BaseModel):
+    """What ``report`` found."""
+
+    steps: int
+    seconds: float = Field(description="time the work took")
+
+
+@registry.handler("report", routes=["POST /reports"])
+async def report(
+    steps: Annotated[int, Field(ge=1, le=300)] = 30, step: Annotated[float, Field(ge=0, le=10)] = 1.0
+) -> Report:
+    """Work for ``steps`` x ``step`` seconds (30 s by default), then summarise.
+
+    Long enough to be left: when the caller disconnects or times out, the gateway sends a cancel
+    and the work stops at its next await.
+    """
+    began = time.monotonic()
+    for _ in range(steps):
+        await asyncio.sleep(step)  # stands for a query or a call to another service
+    return Report(steps=steps, seconds=round(time.monotonic() - began, 3))
+
+
+class CountRequest(BaseModel):
+    """Body of ``count``."""
+
+    n: int = Field(default=10, ge=0, le=MAX_COUNT)
+    interval: float = Field(default=0.5, ge=0, le=MAX_INTERVAL_SECONDS)
+
+
+class Tick(BaseModel):
+    """One part of ``count``."""
+
+    i: int
+    n: int
+
+
+@registry.handler("count", routes=["POST /count"])
+async def count(body: CountRequest) -> AsyncIterator[Tick]:
+    """Count from 0 to n - 1, one part each, ``interval`` seconds apart.
+
+    A streamed reply: newline-delimited JSON, or Server-Sent Events for a caller that accepts
+    text/event-stream.
+    """
+    for i in range(body.n):
+        if i:
+            await asyncio.sleep(body.interval)
+        yield Tick(i=i, n=body.n)

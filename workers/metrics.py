@@ -24,7 +24,7 @@ class WorkerMetrics:
         self.handled = Counter(
             "rpcworker_handled",
             "Requests that reached a handler, by method and outcome "
-            "(ok, client_error, server_error, expired).",
+            "(ok, client_error, server_error, expired, cancelled).",
             ["method", "outcome"],
             registry=self.registry,
         )
@@ -47,6 +47,19 @@ class WorkerMetrics:
         self.expired = Counter(
             "rpcworker_expired",
             "Requests whose deadline passed before a reply could be sent; they get no reply.",
+            registry=self.registry,
+        )
+        self.cancels = Counter(
+            "rpcworker_cancels",
+            "Cancel records, by the request's method and where it was: running, queued (then never "
+            "run) or unknown (done already, or never here; method _unknown).",
+            ["method", "stage"],
+            registry=self.registry,
+        )
+        self.stream_parts = Counter(
+            "rpcworker_stream_parts",
+            "Parts of streamed replies sent (end records not included).",
+            ["method"],
             registry=self.registry,
         )
         self.in_flight = Gauge("rpcworker_in_flight", "Handlers running now.", registry=self.registry)

@@ -16,7 +16,13 @@ A typed handler declares its body, path and query parameters and result with ann
 a `Response` (full control), ``bytes`` (sent as-is), ``str`` (text/plain), ``None`` (204), or
 anything the return annotation (or else orjson) can serialise (application/json).
 ``async def`` handlers run on the event loop and must not block it; plain ``def`` handlers
-run in a thread pool.
+run in a thread pool. A generator handler (either kind, with ``yield``) streams its answer:
+each item is one part, serialised by the same rules.
+
+    @registry.handler("count")
+    async def count(n: int) -> AsyncIterator[Tick]:
+        for i in range(n):
+            yield Tick(i=i)
 """
 
 from __future__ import annotations
@@ -45,13 +51,18 @@ class Registration:
     function: Handler
     """The handler itself."""
     is_async: bool
-    """Whether it is awaited on the loop (else it runs in the thread pool)."""
+    """Whether it runs on the loop (else in the thread pool; a generator's every step there)."""
     endpoint: Endpoint
     """How its parameters are bound and its result serialised."""
     routes: tuple[routes.Route, ...] = ()
     """HTTP routes that call it, besides ``/rpc/{method}``."""
     status_code: int = 200
     """Status of a successful typed reply."""
+
+    @property
+    def streaming(self) -> bool:
+        """Whether it is a generator, whose answer is streamed in parts."""
+        return self.endpoint.streaming
 
     def describe(self) -> catalog.Method:
         """This handler as a catalog method: routes, docstring and schemas."""
@@ -70,6 +81,8 @@ class Registration:
             response_content_type="application/json" if output is not None else "*/*",
             status=self.status_code,
             output=output,
+            streaming=self.streaming,
+            cancellable=True,  # the runtime reads cancel records for every method
         )
 
 
@@ -112,9 +125,8 @@ class HandlerRegistry:
                 )
         parameters = tuple(dict.fromkeys(name for route in parsed for name in route.parameters))
         endpoint = Endpoint(function, method, parameters)
-        self._handlers[method] = Registration(
-            method, function, inspect.iscoroutinefunction(function), endpoint, parsed, status_code
-        )
+        on_loop = inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+        self._handlers[method] = Registration(method, function, on_loop, endpoint, parsed, status_code)
 
     def include(self, other: HandlerRegistry) -> None:
         """Add every handler of ``other``; a method or route both define is an error."""

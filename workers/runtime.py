@@ -5,6 +5,10 @@ Flow per record: the consumer thread hands a batch to the loop; each record is t
 the reply (and/or dead letter), waits for Kafka's acknowledgement, and only then marks its
 offset finished, which stores the partition's contiguous-done position for background
 auto-commit. When more than ``max_buffered`` records are held, fetching pauses.
+
+Cancel records (``rpc-cancel``) are not queued: each is applied as it arrives, to the request
+it names (`Call.cancel`) if that is still queued or running here, and its offset is finished
+at once.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from kafkarpc.clients import ConfluentClients
 from kafkarpc.connection import PRODUCER_DEFAULTS, KafkaSettings, redacted
+from kafkarpc.errors import ProtocolError
 from kafkarpc.producer import AsyncProducer
+from kafkarpc.protocol import METHOD, Cancel, correlation_id_of
 from kafkarpc.statistics import consumer_lag
+from workers.call import Call
 from workers.catalog import CatalogPublisher
 from workers.consumer import RequestConsumer
 from workers.dispatcher import Dispatcher
@@ -31,6 +38,7 @@ from workers.metrics import WorkerMetrics
 from workers.monitoring import MonitoringServer
 from workers.offsets import OffsetTracker, Partition, PartitionOffsets
 from workers.publisher import OutcomePublisher
+from workers.replystream import ReplyStream
 from workers.settings import CONSUMER_DEFAULTS
 
 if TYPE_CHECKING:
@@ -44,6 +52,8 @@ log = logging.getLogger(__name__)
 FLUSH_TIMEOUT = 10.0
 # Records fetched per consume() call.
 BATCH_SIZE = 500
+# The method label of cancels for requests not (or no longer) here, or of methods not served.
+UNKNOWN = "_unknown"
 
 
 class Worker:
@@ -84,7 +94,9 @@ class Worker:
         self._clock = clock
         self._stop = asyncio.Event()
         self._tracker = OffsetTracker()
-        self._backlog: deque[tuple[Message, PartitionOffsets]] = deque()
+        self._backlog: deque[tuple[Message, PartitionOffsets, Call]] = deque()
+        self._calls: dict[str, tuple[Message, Call]] = {}
+        """Requests queued or running, by correlation id: what a cancel record can reach."""
         self._running = 0
         self._paused = False
         self.metrics.assigned_partitions.set_function(lambda: len(self._tracker.partitions))
@@ -128,7 +140,6 @@ class Worker:
         """Run until `shutdown` (or a fatal error), then drain within ``drain_timeout``."""
         self._loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(self.settings.thread_count, thread_name_prefix="handler")
-        self._dispatcher = Dispatcher(self.registry, self.settings, self.metrics, pool, self._clock)
         callbacks = {"error_cb": self._kafka_error}
         client_id = {"client.id": f"rpc-worker-{self.settings.group_id}"}
         producer_config = self.kafka_settings.client_config({**PRODUCER_DEFAULTS, **client_id, **callbacks})
@@ -145,6 +156,14 @@ class Worker:
         loggable = {key: value for key, value in redacted(consumer_config).items() if not callable(value)}
         log.info("starting worker", extra={"methods": methods, "consumer": loggable})
         self._producer = AsyncProducer(self._clients, producer_config)
+        self._dispatcher = Dispatcher(
+            self.registry,
+            self.settings,
+            self.metrics,
+            pool,
+            self._clock,
+            streams=partial(ReplyStream, self._producer),
+        )
         self._publisher = OutcomePublisher(self._producer, self.settings.dead_letter_topic, self.metrics)
         self._consumer = RequestConsumer(
             self._clients.consumer(consumer_config), self.settings.request_topic, self, BATCH_SIZE
@@ -216,11 +235,28 @@ class Worker:
         """A fetched batch, in offset order per partition."""
         self.metrics.records_consumed.inc(len(messages))
         for message in messages:
-            state = self._tracker.track(
-                (message.topic() or "", message.partition() or 0), message.offset() or 0
-            )
+            headers = message.headers()
+            offset = message.offset() or 0
+            state = self._tracker.track((message.topic() or "", message.partition() or 0), offset)
+            try:
+                cancel = Cancel.from_record(headers)
+            except ProtocolError:
+                cancel, correlation_id = None, None  # the dispatcher dead-letters it, unindexed
+            else:
+                correlation_id = None if cancel is not None else correlation_id_of(headers)
+            if cancel is not None:
+                # Applied now, not queued behind running handlers: it is about one of them.
+                self._cancel(cancel)
+                if state is not None:
+                    self._complete(state, offset)
+                continue
             if state is not None:
-                self._backlog.append((message, state))
+                call = Call(correlation_id)
+                if correlation_id is not None:
+                    # The first record with an id keeps the slot: a later one is a forgery or a
+                    # duplicate, and must not divert a cancel from the real request.
+                    self._calls.setdefault(correlation_id, (message, call))
+                self._backlog.append((message, state, call))
         self._pump()
         if not self._paused and len(self._backlog) + self._running >= self.settings.buffer_limit:
             self._paused = True
@@ -230,7 +266,13 @@ class Worker:
     async def drain(self, partitions: list[Partition]) -> list[tuple[Partition, int]]:
         """Let the partitions' running handlers finish (bounded) and return positions to commit."""
         states = self._tracker.close(partitions)
-        self._backlog = deque(item for item in self._backlog if not item[1].closing)
+        kept: deque[tuple[Message, PartitionOffsets, Call]] = deque()
+        for item in self._backlog:
+            if item[1].closing:
+                self._forget(item[2])
+            else:
+                kept.append(item)
+        self._backlog = kept
         tasks = set().union(*(state.tasks for state in states))
         if tasks:
             log.info("draining", extra={"in_flight": len(tasks), "partitions": partitions})
@@ -247,16 +289,55 @@ class Worker:
 
     def _pump(self) -> None:
         while self._backlog and self._running < self.settings.concurrency and not self._stop.is_set():
-            message, state = self._backlog.popleft()
+            message, state, call = self._backlog.popleft()
             if state.closing:
+                self._forget(call)
                 continue
+            if call.cancelled:
+                # Cancelled while queued: nobody waits, so it never runs; its offset is done.
+                self._forget(call)
+                self._complete(state, message.offset() or 0)
+                continue
+            call.started = True
             self._running += 1
             self.metrics.in_flight.inc()
-            task = asyncio.create_task(self._process(message, state))
+            task = asyncio.create_task(self._process(message, state, call))
             state.tasks.add(task)
-            task.add_done_callback(partial(self._finished, state))
+            task.add_done_callback(partial(self._finished, state, call))
 
-    def _finished(self, state: PartitionOffsets, task: asyncio.Task[None]) -> None:
+    def _cancel(self, cancel: Cancel) -> None:
+        """Apply a cancel record to the request it names, if that is queued or running here."""
+        found = self._calls.get(cancel.correlation_id)
+        if found is None:
+            # Answered already, or never ours: nothing left to stop.
+            self.metrics.cancels.labels(UNKNOWN, "unknown").inc()
+            details = {"correlation_id": cancel.correlation_id, "reason": cancel.reason}
+            log.debug("cancel for no request here", extra=details)
+            return
+        message, call = found
+        stage = "running" if call.started else "queued"
+        method = self._method_label(message)
+        self.metrics.cancels.labels(method, stage).inc()
+        details = {"correlation_id": cancel.correlation_id, "reason": cancel.reason}
+        log.info("cancelling request", extra={"method": method, "stage": stage, **details})
+        call.cancel()
+
+    def _method_label(self, message: Message) -> str:
+        """The method a request record names, if served here: labels stay a bounded set."""
+        for name, value in message.headers() or ():
+            if name.lower() == METHOD and value is not None:
+                method = value.decode("utf-8", "replace")
+                return method if method in self.registry else UNKNOWN
+        return UNKNOWN
+
+    def _forget(self, call: Call) -> None:
+        """The call is over (or dropped): a cancel can no longer reach it."""
+        key = call.correlation_id
+        if key is not None and key in self._calls and self._calls[key][1] is call:
+            del self._calls[key]
+
+    def _finished(self, state: PartitionOffsets, call: Call, task: asyncio.Task[None]) -> None:
+        self._forget(call)
         state.tasks.discard(task)
         self._running -= 1
         self.metrics.in_flight.dec()
@@ -270,12 +351,11 @@ class Worker:
             assert self._consumer is not None
             self._consumer.resume()
 
-    async def _process(self, message: Message, state: PartitionOffsets) -> None:
+    async def _process(self, message: Message, state: PartitionOffsets, call: Call) -> None:
         assert self._dispatcher is not None
         assert self._publisher is not None
-        assert self._consumer is not None
         try:
-            outcome = await self._dispatcher.dispatch(message)
+            outcome = await self._dispatcher.dispatch(message, call)
             await self._publisher.publish(message, outcome)
         except asyncio.CancelledError:
             raise
@@ -286,7 +366,12 @@ class Worker:
             self.exit_code = 1
             self.shutdown()
             return
-        advanced = state.finish(message.offset() or 0)
+        self._complete(state, message.offset() or 0)
+
+    def _complete(self, state: PartitionOffsets, offset: int) -> None:
+        """``offset`` is done: store the partition's position if that moved it."""
+        assert self._consumer is not None
+        advanced = state.finish(offset)
         if advanced and state.position is not None and self._tracker.tracked(state):
             self._consumer.store(state.partition, state.position)
 

@@ -13,7 +13,7 @@ import pytest
 
 from kafkarpc.clients import Message
 from kafkarpc.connection import KafkaSettings
-from kafkarpc.protocol import Reply, Request
+from kafkarpc.protocol import Cancel, CancelReason, Reply, Request
 from tests.fakekafka import FakeConsumer, FakeKafka
 from workers.registry import HandlerRegistry
 from workers.runtime import Worker
@@ -59,6 +59,14 @@ class Harness:
     def dead_letters(self) -> list[Message]:
         return self.broker.records(DLT)
 
+    def stream(self, correlation_id: str) -> list[Message]:
+        """The reply records of one request, partition by partition, in offset order."""
+        return [m for m in self.broker.records(REPLIES) if m.key() == correlation_id.encode()]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of the worker's metrics; 0 when it has none yet."""
+        return self.worker.metrics.registry.get_sample_value(name, labels) or 0.0
+
 
 @asynccontextmanager
 async def serving(
@@ -103,3 +111,11 @@ def send(broker: FakeKafka, req: Request, partition: int = -1) -> Message:
     return broker.append(
         REQUESTS, req.body, key=req.correlation_id.encode(), headers=req.headers(), partition=partition
     )
+
+
+def cancel(
+    broker: FakeKafka, req: Request, partition: int, reason: str = CancelReason.DISCONNECTED
+) -> Message:
+    """Produce the cancel record for ``req``, after it in its partition (as the gateway does)."""
+    headers = Cancel(req.correlation_id, reason).headers()
+    return broker.append(REQUESTS, b"", key=req.correlation_id.encode(), headers=headers, partition=partition)

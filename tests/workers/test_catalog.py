@@ -34,6 +34,7 @@ async def test_the_entry_is_published_at_start_renewed_and_withdrawn_at_stop(bro
     assert [method.method for method in entry.methods] == ["things.get", "raw"]
     assert entry.methods[0].routes == ("GET /things/{thing_id}",)
     assert entry.methods[0].summary == "One thing."
+    assert all(method.cancellable and not method.streaming for method in entry.methods)
     assert Entry.from_record(second.value() or b"").heartbeat_ms >= entry.heartbeat_ms
     last = broker.records(CATALOG)[-1]
     assert (last.key(), last.value()) == (b"rpc-workers/host-1", None)

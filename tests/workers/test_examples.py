@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from kafkarpc.protocol import Reply, Request
-from tests.fakekafka import record
-from tests.workers.conftest import request, settings
+from tests.fakekafka import FakeKafka, record
+from tests.workers.conftest import cancel, request, send, serving, settings
 from workers.dispatcher import Dispatcher
 from workers.examples import registry
 from workers.metrics import WorkerMetrics
@@ -59,3 +59,32 @@ async def test_an_invalid_order_is_422_with_each_fields_error() -> None:
     assert locations == [["body", "customer_id"], ["body", "items"], ["body", "total"]]
     limit = await answer("orders.list", query="limit=0")
     assert [e["loc"] for e in orjson.loads(limit.body)["errors"]] == [["query", "limit"]]
+
+
+async def test_report_summarises_its_steps() -> None:
+    reply = await answer("report", query="steps=2&step=0")
+    assert orjson.loads(reply.body)["steps"] == 2
+    assert (await answer("report", query="steps=0")).status == 422
+
+
+async def test_report_stops_at_a_cancel(broker: FakeKafka) -> None:
+    async with serving(broker, registry) as h:
+        req = request("report", deadline_in=60)  # 30 steps of 1 s unless cancelled
+        send(broker, req, partition=0)
+        await broker.wait_for(lambda: h.metric("rpcworker_in_flight") == 1)
+        cancel(broker, req, partition=0)
+        await broker.wait_for(lambda: h.committed(0) == 2, within=5)
+        assert h.replies() == {}
+        assert h.metric("rpcworker_handled_total", method="report", outcome="cancelled") == 1
+
+
+async def test_count_streams_n_parts_then_ends(broker: FakeKafka) -> None:
+    async with serving(broker, registry) as h:
+        req, invalid = request("count", b'{"n": 3, "interval": 0}'), request("count", b'{"n": -1}')
+        send(broker, req, partition=0)
+        send(broker, invalid, partition=0)
+        await broker.wait_for(lambda: h.committed(0) == 2)
+        replies = [Reply.from_record(m.value(), m.headers()) for m in h.stream(req.correlation_id)]
+        assert [orjson.loads(r.body) for r in replies[:3]] == [{"i": i, "n": 3} for i in range(3)]
+        assert [(r.sequence, r.final) for r in replies] == [(0, False), (1, False), (2, False), (3, True)]
+        assert h.replies()[invalid.correlation_id].status == 422

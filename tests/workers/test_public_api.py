@@ -7,6 +7,7 @@ import workers
 
 def test_the_public_surface() -> None:
     assert sorted(workers.__all__) == [
+        "Cancellation",
         "HandlerError",
         "HandlerRegistry",
         "Identity",

@@ -50,6 +50,8 @@ def test_load_registry_merges_specs_and_explains_failures() -> None:
         "orders.get",
         "orders.list",
         "whoami",
+        "report",
+        "count",
     }
     with pytest.raises(RegistryError, match="already registered"):
         load_registry(["workers.examples:registry", "workers.examples:registry"])

@@ -1,0 +1,66 @@
+"""`Call`: one request from the moment it is queued until its outcome, and the means to stop it.
+
+The runtime creates one per request record and keeps it by correlation id while the record is
+queued or running, so a cancel record can reach it (`Call.cancel`); the dispatcher runs the
+handler under a deadline scope it shows the call (`Call.watch`). Everything here runs on the
+event loop, except `Cancellation` reads from handler threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from workers.cancellation import Cancellation
+
+
+class Call:
+    """One request in this process: whether it was cancelled, and how to end its handler early."""
+
+    __slots__ = ("_abandoned", "_cancellation", "_scope", "cancelled", "correlation_id", "started")
+
+    def __init__(self, correlation_id: str | None = None) -> None:
+        self.correlation_id = correlation_id
+        """The request's correlation id as read from its headers; None if it has none."""
+        self.cancelled = False
+        """Whether a cancel record named this request: nobody waits for its answer."""
+        self.started = False
+        """Whether it has left the queue (its handler runs, or is about to)."""
+        self._abandoned = False
+        self._cancellation: Cancellation | None = None
+        self._scope: asyncio.Timeout | None = None
+
+    @property
+    def cancellation(self) -> Cancellation:
+        """The flag the handler may take; made on first use, since few handlers declare one."""
+        if self._cancellation is None:
+            self._cancellation = Cancellation()
+            if self._abandoned:
+                self._cancellation.set()
+        return self._cancellation
+
+    def cancel(self) -> None:
+        """Nobody waits any more: set the handler's flag and end its deadline scope now."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        self.abandon()
+        self._expire()
+
+    def abandon(self) -> None:
+        """The handler's answer will be dropped (deadline, cancel, shutdown): set its flag."""
+        self._abandoned = True
+        if self._cancellation is not None:
+            self._cancellation.set()
+
+    def watch(self, scope: asyncio.Timeout | None) -> None:
+        """The deadline scope the handler runs in, None once it has left it; a cancel expires it."""
+        self._scope = scope
+        if self.cancelled:
+            self._expire()
+
+    def _expire(self) -> None:
+        # A cancel is a deadline of now: the deadline's path stops the handler (asyncio cancellation,
+        # or no more waiting for its thread), and `cancelled` tells the dispatcher which it was.
+        scope = self._scope
+        if scope is not None and not scope.expired():
+            scope.reschedule(asyncio.get_running_loop().time())
