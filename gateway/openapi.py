@@ -111,9 +111,10 @@ def _operation(
         "tags": [method.method.split(".")[0]],
         "parameters": parameters,
         "responses": {
-            str(method.status): _content(
-                method.response_content_type, hoist(method.output), "The worker's reply"
-            ),
+            str(method.status): _streamed(hoist(method.output))
+            if method.streaming
+            else _content(method.response_content_type, hoist(method.output), "The worker's reply"),
+            "202": _ACCEPTED,
             "400": _problem("The request is malformed"),
             "422": {
                 "description": "The input does not validate: pydantic's errors with their locations",
@@ -139,6 +140,28 @@ def _content(content_type: str, schema: Schema, description: str) -> dict[str, A
     if isinstance(examples, list) and examples:
         media["example"] = examples[0]
     return {"description": description, "content": {content_type or "*/*": media}}
+
+
+def _streamed(schema: Schema) -> dict[str, Any]:
+    """A streamed reply: each part matches ``schema``, one NDJSON line or one SSE event each."""
+    return {
+        "description": (
+            "The worker's reply in parts, as they come: one JSON document per line, or with "
+            "`Accept: text/event-stream` one event per part (`id:` its number), then `end` or `error`"
+        ),
+        "content": {
+            "application/x-ndjson": {"schema": {} if schema is None else schema},
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    }
+
+
+_ACCEPTED: dict[str, Any] = {
+    "description": (
+        "With `Prefer: respond-async`: the request is in Kafka; GET the `Location` for its result"
+    ),
+    "headers": {"Location": {"schema": {"type": "string"}, "description": "/results/{token}"}},
+}
 
 
 def _problem(description: str) -> dict[str, Any]:

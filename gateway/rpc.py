@@ -222,7 +222,9 @@ class RpcEndpoint:
             outcome = "ok" if status < 400 else "rejected"
         except GatewayError as error:
             if lifetime is not None and isinstance(error, ReplyTimeout):
-                await self._accepted(correlation_id, position, caller, label, applied, send)
+                streamed = features is not None and features.streaming and self._stream_for is not None
+                lasts = max(lifetime, self._stream_for or 0) if streamed else lifetime
+                await self._accepted(correlation_id, position, caller, label, applied, send, lasts)
                 return
             outcome = error.outcome
             status, body, headers = self._failed(error, method, label, correlation_id, features)
@@ -286,12 +288,13 @@ class RpcEndpoint:
         label: str,
         applied: bytes | None,
         send: Send,
+        lasts: float,
     ) -> None:
-        """202 Accepted with the result's signed location (RFC 7240 respond-async)."""
+        """202 Accepted with the result's signed location (RFC 7240 respond-async); the last part
+        of the answer may come ``lasts`` seconds from now."""
         assert self._locations is not None
-        assert self._async_timeout is not None
         partition, offset = position
-        deadline_ms = int((time.time() + self._async_timeout) * 1000)
+        deadline_ms = int((time.time() + lasts) * 1000)
         subject = None if caller is None else caller.subject
         handle = ResultHandle(partition, offset, correlation_id, subject, deadline_ms)
         location = self._locations.location(handle).encode()
@@ -535,7 +538,9 @@ OPENAPI_PATH: dict[str, Any] = {
         "summary": "Call a worker method",
         "description": (
             "Sends the body to a worker as `method` over Kafka and answers with the worker's reply: "
-            "its status (below 500), content type and body. `Prefer: wait=N` sets the timeout. "
+            "its status (below 500), content type and body, or its parts as they come for a method "
+            "that streams (SSE with `Accept: text/event-stream`, else NDJSON). `Prefer: wait=N` sets "
+            "the timeout; `Prefer: respond-async` answers 202 with the result's `Location`. "
             "Failures are RFC 9457 problem+json: 400, 413, 429/503 with Retry-After, 502, 504."
         ),
         "operationId": "rpc",
@@ -545,6 +550,7 @@ OPENAPI_PATH: dict[str, Any] = {
         "requestBody": {"content": {"*/*": {"schema": {}}}},
         "responses": {
             "200": {"description": "The worker's reply"},
+            "202": {"description": "Prefer: respond-async: GET the Location for the result"},
             "default": {
                 "description": "A problem",
                 "content": {protocol.PROBLEM_JSON: {"schema": {"type": "object"}}},

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from ..errors import ForbiddenError, UnauthenticatedError
 from . import apikeys
+from .policy import Resource
 from .tokens import TokenRefused
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from kafkarpc.protocol import Identity
 
     from .apikeys import ApiKeys
-    from .policy import Policy, Resource
+    from .policy import Policy
     from .tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ _DESCRIPTIONS = {
     "too_large": "the token is too large",
     "missing_claim": "the token lacks a required claim",
 }
+
+
+_RESULTS = Resource("results", "/results/")
+"""What a result lookup is called in logs of a refused credential."""
 
 
 class Gatekeeper:
@@ -120,7 +125,7 @@ class Gatekeeper:
         Raises:
             UnauthenticatedError: no credential, or a refused one (401).
         """
-        identity = await self._authenticate(scope, Resource("results", "/results/"))
+        identity = await self._authenticate(scope, _RESULTS)
         self._allowed.inc()
         scope[IDENTITY] = identity
         return identity

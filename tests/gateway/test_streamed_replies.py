@@ -218,3 +218,16 @@ async def until(check: Callable[[], bool]) -> None:
     async with asyncio.timeout(5):
         while not check():  # noqa: ASYNC110 - the catalog is loop state; nothing signals each change
             await asyncio.sleep(0.01)
+
+
+async def test_openapi_describes_a_streaming_method_by_its_parts(quick: Harness) -> None:
+    item = {"type": "object", "properties": {"i": {"type": "integer"}}}
+    announce(quick.cluster, Method("count", streaming=True, output=item), Method("sum", output=item))
+    await until(lambda: {"count", "sum"} <= set(quick.app.catalog.served))  # type: ignore[attr-defined]
+    paths = (await quick.http.get("/openapi.json")).json()["paths"]
+    streamed = paths["/rpc/count"]["post"]["responses"]
+    assert streamed["200"]["content"]["application/x-ndjson"]["schema"] == item
+    assert "text/event-stream" in streamed["200"]["content"]
+    assert "Location" in streamed["202"]["headers"]
+    whole = paths["/rpc/sum"]["post"]["responses"]["200"]["content"]
+    assert list(whole) == ["application/json"]
