@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # uv installs exactly the versions and hashes of uv.lock into .venv, and never downloads a Python.
 UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 
-.PHONY: run test lint format unit integration chaos bench bench-streams kafka-libs helm chart-check lock clean
+.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm chart-check lock clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
@@ -30,6 +30,9 @@ bench: $(STAMP) kafka-libs  ## Benchmark vs this machine's limits (~10 min; BENC
 
 bench-streams: $(STAMP) kafka-libs  ## 10,000 SSE subscribers on one topic (~1 min): docs/benchmarks/streams.md.
 	$(BIN)/python -m bench.streams $(BENCH_ARGS)
+
+bench-cancel: $(STAMP) kafka-libs  ## Worker CPU saved by cancel records, on vs off (3-5 min; BENCH_ARGS=--quick < 1 min): docs/benchmarks/cancellation.md.
+	$(BIN)/python -m bench.cancellation $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict.
 	$(BIN)/ruff check .
