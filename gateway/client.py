@@ -250,7 +250,7 @@ class RequestReplyClient:
             else:
                 delivered = self._producer.send(self._settings.request_topic, body, key, request.headers())
                 delivered.add_done_callback(partial(self._delivered, correlation_id))
-                reply = await self._acknowledged(future, delivered)
+                reply = await self._acknowledged(correlation_id, future, delivered)
         finally:
             expiry.cancel()
             if disconnected is not None:
@@ -287,7 +287,10 @@ class RequestReplyClient:
         return self._listener.partition or 0, self._listener.offset
 
     async def _acknowledged(
-        self, future: asyncio.Future[protocol.Reply], delivered: asyncio.Future[Delivery]
+        self,
+        correlation_id: str,
+        future: asyncio.Future[protocol.Reply],
+        delivered: asyncio.Future[Delivery],
     ) -> protocol.Reply:
         """The reply, or, when none came in time, `ReplyTimeout` once Kafka has the request."""
         try:
@@ -297,6 +300,7 @@ class RequestReplyClient:
                 await delivered
             except DeliveryError as exc:
                 raise self.produce_failed(exc.error) from None
+            self._router.detach(correlation_id)
             raise
 
     def _delivered(self, correlation_id: str, delivered: asyncio.Future[Delivery]) -> None:

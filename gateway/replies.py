@@ -59,6 +59,16 @@ class ReplyRouter:
         self._timing = timing
         self._part_buffer = part_buffer
         self._streams: dict[str, PartStream] = {}
+        self._detached: dict[str, None] = {}
+        """respond-async requests nobody here waits for any more, oldest first (bounded)."""
+        self._detached_limit = pending.capacity
+
+    def detach(self, correlation_id: str) -> None:
+        """A respond-async request's caller has its 202: its reply is read from the topic by
+        whichever replica is asked, so here it is expected, and neither late nor counted."""
+        self._detached[correlation_id] = None
+        if len(self._detached) > self._detached_limit:
+            del self._detached[next(iter(self._detached))]
 
     def stream(self, correlation_id: str) -> PartStream | None:
         """The open stream whose first record answered ``correlation_id``, if any."""
@@ -101,6 +111,10 @@ class ReplyRouter:
             if self._pending.resolve(reply.correlation_id, reply):
                 if reply.streaming:
                     self._open(reply)
+                continue
+            if reply.correlation_id in self._detached:
+                if reply.final:
+                    del self._detached[reply.correlation_id]
                 continue
             if self._ids.issued(reply.correlation_id):
                 self._metrics.late_replies.inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -83,3 +84,18 @@ async def test_a_202_is_only_given_once_kafka_has_the_request(harness: Harness) 
     assert response.status_code == 503
     assert response.headers["content-type"] == protocol.PROBLEM_JSON
     assert "location" not in response.headers
+
+
+async def test_the_reply_to_a_202_is_expected_not_late(harness: Harness) -> None:
+    held: list[protocol.Request] = []
+    with FakeWorker(harness.cluster, {"slow": held.append}) as worker:
+        response = await harness.http.post("/rpc/slow", content=b"x", headers=ASYNC)
+        assert response.status_code == 202
+        await asyncio.to_thread(worker.wait_requests, 1)
+        worker.reply(held[0], protocol.Reply(held[0].correlation_id, 200, b"done"))
+        async with asyncio.timeout(5):
+            while harness.gateway.listener.offset < 1:  # noqa: ASYNC110 - loop state, nothing signals it
+                await asyncio.sleep(0.01)
+    # The router has read the reply (the listener's offset passed it) and did not call it late.
+    assert harness.metric("rpcgw_late_replies_total") == 0
+    assert harness.metric("rpcgw_unmatched_replies_total") == 0
