@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.ports import claim
 from devstack.probes import metric_total
@@ -78,6 +79,19 @@ class Service:
         if response is None:
             raise RuntimeError(f"{self.name} /metrics does not answer:\n{self.output()}")
         return metric_total(response.text, name)
+
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        """Samples of ``name`` (full sample name, e.g. ``..._total``) summed per value of ``label``."""
+        response = self.get("/metrics")
+        if response is None:
+            raise RuntimeError(f"{self.name} /metrics does not answer:\n{self.output()}")
+        sums: dict[str, float] = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == name:
+                    value = sample.labels.get(label, "")
+                    sums[value] = sums.get(value, 0.0) + sample.value
+        return sums
 
     def signal(self, signum: signal.Signals) -> None:
         """Send a signal; SIGKILL marks the next exit as intended."""

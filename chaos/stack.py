@@ -9,6 +9,7 @@ import uuid
 from typing import Protocol
 
 from chaos import service
+from chaos.handlers import registry
 from chaos.ledger import Ledger
 from chaos.load import Load, Outcome
 from chaos.report import DEADLINE_SLACK, Figures
@@ -17,6 +18,7 @@ from chaos.service import Service
 from devstack.topics import COMPACTED
 
 PENDING = "rpcgw_pending_requests"
+CATALOG_METHODS = "rpcgw_catalog_methods"
 # uvicorn (>= 0.29) re-raises the signal it handled once it has shut down, so a gateway that
 # drained cleanly on SIGTERM reports -15; workers exit 0.
 CLEAN_EXITS = (0, -signal.SIGTERM)
@@ -97,6 +99,18 @@ class Stack:
         for child in [*self.workers, *self.gateways]:
             child.wait_ready(timeout)
 
+    def wait_catalog(self, timeout: float = 30.0) -> None:
+        """Every gateway has read every chaos method from the catalog.
+
+        Ready workers have announced themselves, but a gateway may not have read that yet; until
+        it has, it forwards a method without knowing it streams or takes cancel records.
+        """
+        deadline = time.monotonic() + timeout
+        while any(g.metric(CATALOG_METHODS) < len(registry) for g in self.gateways):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gateways did not read the catalog within {timeout} s")
+            time.sleep(0.1)  # polling another process's gauge; there is no event to await
+
     @property
     def urls(self) -> list[str]:
         """Base URLs of the gateways."""
@@ -118,9 +132,12 @@ class Stack:
 
     def account(self, figures: Figures, *loads: Load) -> None:
         """Fold the loads' outcomes and the ledger into ``figures``."""
-        outcomes = [o for load in loads for o in load.outcomes]
-        figures.add_outcomes(outcomes)
         figures.harness_loop_lag = max(figures.harness_loop_lag, *(load.loop_lag for load in loads))
+        self.account_outcomes(figures, [o for load in loads for o in load.outcomes])
+
+    def account_outcomes(self, figures: Figures, outcomes: list[Outcome]) -> None:
+        """Fold caller-side outcomes (of any load) and the ledger into ``figures``."""
+        figures.add_outcomes(outcomes)
         self.explain_late(figures, outcomes)
         effects = self.ledger.effects()
         executions = self.ledger.executions()

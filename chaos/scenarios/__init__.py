@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from chaos.scenarios import badinput, brokers, gateways, network, overload, slowclients, workers
+from chaos.scenarios import (
+    badinput,
+    brokers,
+    cancels,
+    gateways,
+    network,
+    overload,
+    slowclients,
+    streams,
+    workers,
+)
 from chaos.scenarios.catalogue import Scenario
 
 SCENARIOS: list[Scenario] = [
     *workers.SCENARIOS,
+    *streams.SCENARIOS,
+    *cancels.SCENARIOS,
     *gateways.SCENARIOS,
     *overload.SCENARIOS,
     *badinput.SCENARIOS,

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
-from chaos.load import Load, Outcome
 from chaos.report import Figures
 from chaos.stack import Kafka, Stack
 
 ClusterKind = Literal["single", "triple", "proxied"]
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Runs(Protocol[T_co]):
+    """A load: `chaos.load.Load` (calls) or `chaos.streamload.StreamLoad` (streams)."""
+
+    async def run(self) -> Sequence[T_co]: ...
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,7 @@ class Scenario:
     run: Callable[[Kafka, Figures], Coroutine[None, None, None]]
 
 
-async def under_fault(load: Load, fault: Awaitable[None], stack: Stack) -> list[Outcome]:
+async def under_fault(load: Runs[T_co], fault: Awaitable[None], stack: Stack) -> Sequence[T_co]:
     """Run the load and the fault schedule together; the fault waits on load progress.
 
     Meanwhile the gateways' CPU run-queue waits are sampled, to explain late answers.
