@@ -235,12 +235,16 @@ class _Collected:
                 extra={"reason": str(exc), "reply_for": self._correlation_id, "offset": message.offset()},
             )
             return self.complete
+        if reply.sequence == 0 and (self._parts or self._end is not None):
+            # Part 0 again: the request ran again (its worker died mid-stream and the record was
+            # redelivered). Only the run starting here can be whole; never stitch two runs.
+            self._parts, self._end, self.first_offset = {}, None, None
         if self.first_offset is None:
             self.first_offset = message.offset()
         if reply.sequence is None:
             self._whole = self._whole or reply
         else:
-            # A retried produce may write a part twice: the first copy counts.
+            # Any other number twice (not expected from an idempotent producer): the first counts.
             self._parts.setdefault(reply.sequence, reply)
             if reply.final and self._end is None:
                 self._end = reply

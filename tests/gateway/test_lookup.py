@@ -289,3 +289,19 @@ async def test_a_cancelled_long_poll_ends_its_thread_and_close_still_works(clust
     assert not found.complete
     await asyncio.wait_for(finder.close(), 10)
     assert all(consumer.closed for consumer in cluster.consumers)
+
+
+async def test_a_stream_that_ran_again_is_read_from_its_second_run_only(
+    cluster: RetainedKafka, lookup: ResultLookup
+) -> None:
+    put(cluster, part(0, b"[0a]"))
+    put(cluster, part(1, b"[1a]"))  # the first worker died here; the request was redelivered
+    restart = put(cluster, part(0, b"[0b]"))
+    found = await lookup.find(handle(), 0)
+    assert not found.complete
+    assert found.next_offset == restart  # a later lookup starts at the run that can complete
+    put(cluster, part(1, b"[1b]"))
+    put(cluster, part(2, b"", final=True))
+    found = await lookup.find(handle(), 0)
+    assert found.complete
+    assert [p.body for p in found.parts] == [b"[0b]", b"[1b]", b""]
