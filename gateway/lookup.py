@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException
 
 from kafkarpc import protocol
 from kafkarpc.errors import ProtocolError
-from kafkarpc.fetcher import BATCH_SIZE, POLL_SECONDS
+from kafkarpc.fetcher import BATCH_SIZE, POLL_SECONDS, error_event
 
 from .errors import KafkaUnavailableError, NotAcceptingError
 
@@ -270,18 +270,7 @@ def _fetch(consumer: ConsumerClient, timeout: float, most: int) -> list[Message]
     batch = [first]
     if most > 1:
         batch += consumer.consume(min(most, BATCH_SIZE) - 1, 0)
-    return [message for message in batch if not _failed(message)]
-
-
-def _failed(message: Message) -> bool:
-    """Whether ``message`` is an error event rather than a record; a fatal one is raised."""
-    error = message.error()
-    if error is None:
-        return False
-    if error.fatal():
-        raise KafkaException(error)
-    log.warning("result consumer error", extra={"error": str(error)})
-    return True
+    return [message for message in batch if not error_event(message)]
 
 
 def _close(consumer: ConsumerClient) -> None:

@@ -27,6 +27,8 @@ import orjson
 
 from kafkarpc import protocol
 
+from . import problems
+
 
 class StreamBroken(Exception):
     """The stream cannot go on; ``reason`` is a `protocol.CancelReason` value."""
@@ -153,11 +155,12 @@ class PartFormat:
             return f"id: {part.sequence}\n{data}\n".encode()
         if self.kind == "ndjson":
             body = part.body
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError:  # not JSON after all: carried as one JSON string
+                return orjson.dumps(body.decode("utf-8", "replace")) + b"\n"
             if b"\n" in body or b"\r" in body:  # pretty-printed JSON would split across lines
-                try:
-                    body = orjson.dumps(orjson.loads(body))
-                except orjson.JSONDecodeError:  # not JSON after all: carried as one JSON string
-                    body = orjson.dumps(body.decode("utf-8", "replace"))
+                body = orjson.dumps(document)
             return body + b"\n"
         return part.body
 
@@ -167,6 +170,16 @@ class PartFormat:
             return b'event: end\ndata: {"parts": %d}\n\n' % parts
         return b""
 
+    def whole(self, parts: list[protocol.Reply]) -> bytes | None:
+        """A complete stream, its parts then its end record, as one body; None when the stream
+        failed and this format cannot say so (raw parts)."""
+        *data, end = parts
+        body = b"".join(self.part(part) for part in data)
+        if not end.is_error:
+            return body + self.end(len(data))
+        ending = self.error(end_problem(end))
+        return body + ending if ending else None
+
     def error(self, problem: bytes) -> bytes:
         """What closes a stream that failed: the problem document, where the format can carry it."""
         if self.kind == "sse":
@@ -174,3 +187,24 @@ class PartFormat:
         if self.kind == "ndjson":
             return b'{"error": ' + problem + b"}\n"
         return b""
+
+
+def end_problem(end: protocol.Reply) -> bytes:
+    """The problem document closing a stream whose worker failed after it began, on one line: the
+    worker's own for a 4xx, the gateway's 502 for anything else (as for a whole reply)."""
+    if end.status >= 500 or end.status < 400:
+        error = problems.worker_error(end)
+        return protocol.problem_body(
+            error.status,
+            error.title,
+            error.detail,
+            correlation_id=end.correlation_id,
+            worker_status=end.status,
+        )
+    try:
+        document = orjson.loads(end.body)
+    except orjson.JSONDecodeError:
+        document = None
+    if isinstance(document, dict):
+        return orjson.dumps(document)
+    return protocol.problem_body(end.status, "Error", f"the worker ended the stream with status {end.status}")

@@ -21,15 +21,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
 from kafkarpc import protocol
 
 from . import correlation, problems
 from .access import IDENTITY
 from .errors import ForbiddenError, GatewayError, MethodNotAllowedError, ReplyTimeout, WorkerFailedError
-from .headers import PREFER, prefer_wait
+from .headers import ACCEPT, PREFER, accepts_event_stream, prefer_wait
 from .locations import PREFIX, ResultGoneError
+from .parts import PartFormat
 from .rpc import reply_parts
 
 if TYPE_CHECKING:
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 10.0
 """How long after its deadline a reply is still looked for (clock skew, a worker's last write)."""
-NDJSON = "application/x-ndjson"
 Headers = list[tuple[bytes, bytes]]
 _NO_STORE = (b"cache-control", b"no-store")
 
@@ -106,7 +104,7 @@ class ResultEndpoint:
             correlation.current.set(handle.correlation_id)
             _check_caller(scope, handle)
             wait, applied = self._wait(scope, handle)
-            status, body, headers, outcome = await self._answer(handle, wait)
+            status, body, headers, outcome = await self._answer(handle, wait, _accept(scope))
             headers.append((problems.CORRELATION_HEADER.encode(), handle.correlation_id.encode()))
         except GatewayError as error:
             outcome = error.outcome
@@ -137,11 +135,13 @@ class ResultEndpoint:
         wait = min(float(asked), handle.deadline_ms / 1000 + GRACE_SECONDS - self._clock())
         return (wait, asked) if wait > 0 else (0.0, None)
 
-    async def _answer(self, handle: ResultHandle, wait: float) -> tuple[int, bytes, Headers, str]:
+    async def _answer(
+        self, handle: ResultHandle, wait: float, accept: bytes
+    ) -> tuple[int, bytes, Headers, str]:
         started = self._clock()  # a reply written before this is found by a lookup that caught up
         found = await self._finder.find(handle, wait)
         if found.complete:
-            return self._reply(found.parts)
+            return self._reply(found.parts, accept)
         if found.gone:
             raise ResultGoneError("the result is no longer kept (reply topic retention)")
         if found.ended:  # the end record came, but parts before it are missing
@@ -158,16 +158,26 @@ class ResultEndpoint:
         ]
         return 202, b"", headers, "pending"
 
-    def _reply(self, parts: list[protocol.Reply]) -> tuple[int, bytes, Headers, str]:
+    def _reply(self, parts: list[protocol.Reply], accept: bytes) -> tuple[int, bytes, Headers, str]:
         first = parts[0]
         if first.sequence is None:
             status, body, headers = reply_parts(first)
-        else:
-            status, body, headers = 200, _ndjson(parts), [(b"content-type", NDJSON.encode())]
-            headers.append((b"content-length", str(len(body)).encode()))
+        else:  # a streamed reply, whole by now: written as the live relay writes one
+            status, _, _ = reply_parts(first)
+            writer = PartFormat.choose(accepts_event_stream(accept), first)
+            whole = writer.whole(parts)
+            if whole is None:  # raw parts cannot carry the failure: the whole answer is the problem
+                raise problems.worker_error(parts[-1])
+            body = whole
+            headers = [(b"content-type", writer.content_type), (b"content-length", str(len(body)).encode())]
         if first.response_headers:
             headers += self._headers.for_caller(first.response_headers, self._dropped)
         return status, body, headers, "ok" if status < 400 else "rejected"
+
+
+def _accept(scope: Scope) -> bytes:
+    """The caller's ``Accept`` values, comma-joined."""
+    return b",".join(value for name, value in scope["headers"] if name == ACCEPT)
 
 
 def _check_caller(scope: Scope, handle: ResultHandle) -> None:
@@ -177,35 +187,6 @@ def _check_caller(scope: Scope, handle: ResultHandle) -> None:
     caller: protocol.Identity | None = scope.get(IDENTITY)
     if caller is None or caller.subject != handle.subject:
         raise ForbiddenError("the result belongs to another caller")
-
-
-def _ndjson(parts: list[protocol.Reply]) -> bytes:
-    """The parts' bodies one JSON document a line, then ``{"error": ...}`` if the stream failed."""
-    *data, end = parts
-    lines = [orjson.dumps(_document(part)) for part in data]
-    if end.is_error:
-        lines.append(orjson.dumps({"error": _problem(end)}))
-    return b"".join(line + b"\n" for line in lines)
-
-
-def _document(part: protocol.Reply) -> Any:
-    """A part as one JSON value: re-encoded on one line, or, not being JSON, its text as a string."""
-    try:
-        return orjson.loads(part.body)
-    except orjson.JSONDecodeError:
-        return part.body.decode("utf-8", "replace")
-
-
-def _problem(end: protocol.Reply) -> Any:
-    """The failed stream's problem: the worker's for a 4xx, else the gateway's 502 (as /rpc/ does)."""
-    if end.status < 500:
-        try:
-            document = orjson.loads(end.body)
-        except orjson.JSONDecodeError:
-            document = None
-        if isinstance(document, dict):
-            return document
-    return orjson.loads(problems.from_error(problems.worker_error(end)).body)
 
 
 OPENAPI_PATH: dict[str, Any] = {

@@ -37,7 +37,7 @@ from .errors import (
 from .headers import CONTENT_TYPE_MAX, accepts_event_stream
 from .httpprotocol import CONNECTION_CLOSED
 from .locations import ResultHandle
-from .parts import PartFormat, PartStream, StreamBroken
+from .parts import PartFormat, PartStream, StreamBroken, end_problem
 from .timing import server_timing
 
 if TYPE_CHECKING:
@@ -421,7 +421,7 @@ class _Relay:
             return
         if part.is_error:
             self.outcome = "error"
-            await self._fail(_end_problem(part))
+            await self._fail(end_problem(part))
             return
         await self._send(
             {"type": "http.response.body", "body": self._writer.end(self.parts), "more_body": False}
@@ -450,20 +450,6 @@ _OUTCOMES = {
 
 def _title(status: int) -> str:
     return "Gateway Timeout" if status == 504 else "Bad Gateway"
-
-
-def _end_problem(end: protocol.Reply) -> bytes:
-    """The problem document closing a stream whose worker failed after it began (one line)."""
-    if end.status >= 500:
-        error = problems.worker_error(end)
-        return protocol.problem_body(error.status, error.title, error.detail, worker_status=end.status)
-    try:
-        document = orjson.loads(end.body)
-    except orjson.JSONDecodeError:
-        document = None
-    if isinstance(document, dict):
-        return orjson.dumps(document)
-    return protocol.problem_body(end.status, "Error", f"the worker ended the stream with status {end.status}")
 
 
 async def read_body(receive: Receive, limit: int, announced: int | None) -> bytes:

@@ -164,7 +164,7 @@ class Fetcher:
         batch = [first]
         if self._batch_size > 1:
             batch += self._client.consume(self._batch_size - 1, 0)
-        records = [message for message in batch if not _failed(message)]
+        records = [message for message in batch if not error_event(message)]
         if records:
             self._loop.call_soon_threadsafe(self._on_batch, records, time.time())
 
@@ -200,7 +200,7 @@ class Fetcher:
             self._loop.call_soon_threadsafe(settle)
 
 
-def _failed(message: Message) -> bool:
+def error_event(message: Message) -> bool:
     """Whether ``message`` is an error event rather than a record; a fatal one is raised."""
     error = message.error()
     if error is None:

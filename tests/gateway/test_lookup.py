@@ -66,7 +66,7 @@ def others(cluster: FakeKafka, count: int, partition: int = 0) -> None:
 
 
 def part(sequence: int, body: bytes = b"{}", *, final: bool = False, status: int = 200) -> protocol.Reply:
-    return protocol.Reply(OURS, status, body, sequence=sequence, final=final)
+    return protocol.Reply(OURS, status, body, "application/json", sequence=sequence, final=final)
 
 
 def handle(offset: int = 0, partition: int = 0) -> ResultHandle:

@@ -16,7 +16,7 @@ from gateway.access import IDENTITY
 from gateway.headers import HeaderPolicy
 from gateway.locations import PREFIX, ResultHandle, ResultLocations
 from gateway.lookup import ResultLookup
-from gateway.results import NDJSON, ResultEndpoint, serves
+from gateway.results import ResultEndpoint, serves
 from kafkarpc import protocol
 
 from .test_lookup import OURS, TOPIC, RetainedKafka, others, part, put
@@ -131,7 +131,7 @@ async def test_a_streamed_reply_is_ndjson_of_its_parts(client: Client) -> None:
     put(client.cluster, part(2, b"", final=True))
     response = await client.http.get(client.location())
     assert response.status_code == 200
-    assert response.headers["content-type"] == NDJSON
+    assert response.headers["content-type"] == "application/x-ndjson"
     assert response.content == b'{"n":0}\n"plain text"\n'
     assert_common(response)
 
@@ -144,6 +144,14 @@ async def test_a_failed_stream_ends_with_an_error_line(client: Client) -> None:
     lines = [orjson.loads(line) for line in response.content.splitlines()]
     assert lines[0] == [1]
     assert lines[1]["error"]["detail"] == "changed meanwhile"
+
+
+async def test_a_streamed_result_is_server_sent_events_for_a_caller_that_asks(client: Client) -> None:
+    put(client.cluster, part(0, b"[1]"))
+    put(client.cluster, part(1, b"", final=True))
+    response = await client.http.get(client.location(), headers={"accept": "text/event-stream"})
+    assert response.status_code == 200
+    assert response.content == b'id: 0\ndata: [1]\n\nevent: end\ndata: {"parts": 1}\n\n'
 
 
 async def test_a_stream_whose_end_came_without_all_parts_is_502(client: Client) -> None:
