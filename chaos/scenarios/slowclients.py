@@ -54,7 +54,7 @@ async def _hostile(host: str, port: int, first: bytes = b"", trickle: bytes = b"
     async def watch() -> tuple[float, bytes]:
         sender = asyncio.create_task(send_slowly())
         try:
-            data = await asyncio.wait_for(reader.read(), HEAD_TIMEOUT + 10 * SLACK)
+            data = await asyncio.wait_for(_until_closed(reader), HEAD_TIMEOUT + 10 * SLACK)
             return time.monotonic() - opened, data[:40]
         finally:
             sender.cancel()
@@ -62,6 +62,21 @@ async def _hostile(host: str, port: int, first: bytes = b"", trickle: bytes = b"
             writer.close()
 
     return asyncio.create_task(watch())
+
+
+async def _until_closed(reader: asyncio.StreamReader) -> bytes:
+    """What the gateway sent until it closed the connection, by FIN or by reset.
+
+    A close is a reset when the client's trickled byte reached a socket the gateway had already
+    closed; ``reader.read()`` would then raise and drop the answer received before it.
+    """
+    received = bytearray()
+    try:
+        while chunk := await reader.read(65_536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return bytes(received)
 
 
 async def _probe(host: str, port: int) -> tuple[int, float]:
