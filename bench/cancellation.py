@@ -84,7 +84,8 @@ class Plan:
 PLANS = {
     "full": Plan("full", calls=200, chunks=100, hold_ms=100.0, rounds=3, idle_seconds=5.0),
     "quick": Plan("quick", calls=50, chunks=40, hold_ms=100.0, rounds=1, idle_seconds=2.0),
-    "smoke": Plan("smoke", calls=12, chunks=15, hold_ms=100.0, rounds=1, idle_seconds=0.5, warmup=False),
+    # Each handler must outlast the hold by far, or a reply beats the hang-up and no cancel is sent.
+    "smoke": Plan("smoke", calls=12, chunks=120, hold_ms=100.0, rounds=1, idle_seconds=0.5, warmup=False),
 }
 
 
