@@ -213,7 +213,8 @@ class RpcEndpoint:
                     lifetime=lifetime,
                 )
             if reply.streaming:
-                await self._stream(reply, label, admitted, scope, receive, send, started)
+                cancellable = features is not None and features.cancellable
+                await self._stream(reply, label, admitted, scope, receive, send, started, cancellable)
                 return
             status, body, headers = reply_parts(reply)
             if reply.response_headers:
@@ -324,8 +325,10 @@ class RpcEndpoint:
         receive: Receive,
         send: Send,
         started: float,
+        cancellable: bool,
     ) -> None:
-        """Relay a streamed reply part by part until its end record, a break, a limit or a hang-up."""
+        """Relay a streamed reply part by part until its end record, a break, a limit or a hang-up;
+        a stream ended early is cancelled if its method reads cancel records."""
         stream = self._caller.parts(first.correlation_id)
         try:
             reply_parts(first)  # the first part's status and content type, checked like a reply's
@@ -354,7 +357,7 @@ class RpcEndpoint:
                 disconnected.remove_done_callback(relay.caller_left)
                 stream.close()
         self._metrics.streamed_replies.labels(label, relay.outcome).inc()
-        if relay.cancel is not None:
+        if relay.cancel is not None and cancellable:
             self._caller.cancel(first.correlation_id, relay.cancel)
         if relay.outcome != "complete":
             log.info("streamed reply ended early", extra={"outcome": relay.outcome, "parts": relay.parts})

@@ -231,3 +231,15 @@ async def test_openapi_describes_a_streaming_method_by_its_parts(quick: Harness)
     assert "Location" in streamed["202"]["headers"]
     whole = paths["/rpc/sum"]["post"]["responses"]["200"]["content"]
     assert list(whole) == ["application/json"]
+
+
+async def test_a_stream_ended_early_is_not_cancelled_for_a_method_that_reads_no_cancels(
+    quick: Harness,
+) -> None:
+    announce(quick.cluster, Method("count", streaming=True, cancellable=False))
+    await until(lambda: "count" in quick.app.catalog.served)  # type: ignore[attr-defined]
+    with serve(quick, lambda r: [part(r, 0, b"0")]):
+        response = await quick.http.post("/rpc/count", content=b"{}", headers=SSE)
+    assert "event: error" in response.text
+    assert quick.metric("rpcgw_streamed_replies_total", method="count", outcome="idle") == 1
+    assert cancel_records(quick.cluster) == []
