@@ -550,7 +550,7 @@ def _parser() -> argparse.ArgumentParser:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="50 calls of 40 chunks, 1 round (under a minute)")
     size.add_argument(
-        "--smoke", action="store_true", help="12 calls of 15 chunks, 1 round, no warm-up: proves the harness"
+        "--smoke", action="store_true", help="12 calls of 120 chunks, 1 round, no warm-up: proves the harness"
     )
     parser.add_argument("--calls", type=int, metavar="N", help="callers per burst (default 200)")
     parser.add_argument(

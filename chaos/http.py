@@ -51,14 +51,15 @@ class Connection:
         except BaseException:
             self.close()
             raise
-        return HttpResponse(status, _headers(head), content)
+        return HttpResponse(status, parse_headers(head), content)
 
     def close(self) -> None:
         """Drop the connection (the next call opens a new one)."""
         self._connection.close()
 
 
-def _headers(head: bytes) -> dict[str, str]:
+def parse_headers(head: bytes) -> dict[str, str]:
+    """The header fields of a response head (status line skipped), names lower-cased."""
     headers: dict[str, str] = {}
     for line in head.decode("latin-1").split("\r\n")[1:]:
         if line:

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from chaos.http import parse_headers
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -29,7 +31,7 @@ class EventStream:
         self._reader = reader
         self._writer = writer
         self.status = int(head[9:12])
-        self.headers = _headers(head)
+        self.headers = parse_headers(head)
         """Lower-cased names."""
 
     @classmethod
@@ -102,12 +104,3 @@ def _event(block: bytes) -> Event:
         elif name == b"data":
             data.append(value)
     return Event(kind, ident, b"\n".join(data))
-
-
-def _headers(head: bytes) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for line in head.decode("latin-1").split("\r\n")[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return headers

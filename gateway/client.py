@@ -236,9 +236,7 @@ class RequestReplyClient:
                 path_params=path_params or {},
                 query=query,
                 caller=caller,
-                stream_deadline_ms=None
-                if stream_for is None
-                else int((now + max(stream_for, lifetime or 0)) * 1000),
+                stream_deadline_ms=None if stream_for is None else int((now + stream_for) * 1000),
             )
             key = correlation_id.encode()
             if lifetime is None:

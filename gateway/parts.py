@@ -49,7 +49,6 @@ class PartStream:
     """
 
     def __init__(self, first: protocol.Reply, limit: int, closed: Callable[[], None]) -> None:
-        self.correlation_id = first.correlation_id
         self._expected = (first.sequence or 0) + 1
         self._limit = limit
         self._closed = closed
@@ -60,7 +59,7 @@ class PartStream:
         self.broken: StreamBroken | None = None
         """Why the stream cannot go on, once it cannot."""
         self.done = False
-        """Whether the end record has arrived or the stream was closed."""
+        """Whether the stream was closed (it takes no more parts)."""
         if first.sequence != 0:
             self.broken = StreamBroken(
                 protocol.CancelReason.STREAM_BROKEN, f"the stream began with part {first.sequence}, not 0"

@@ -193,6 +193,10 @@ class RpcEndpoint:
             )
             applied = f"wait={admitted.wait}".encode() if honoured and wait > 0 else None
             caller: protocol.Identity | None = scope.get(IDENTITY)
+            # How long the whole answer may take: a streaming method's stream, at least as long as
+            # a respond-async request's deadline; the 202's location lasts as long.
+            streams = features is not None and features.streaming and self._stream_for is not None
+            stream_for = max(self._stream_for or 0, lifetime or 0) if streams else None
             share = _UNSHARED if caller is None or self._share is None else self._share.held(caller.subject)
             with share, disconnection(scope, receive) as disconnected:
                 reply = await self._caller.call(
@@ -209,7 +213,7 @@ class RpcEndpoint:
                     path_params={} if match is None else match.params,
                     query=scope.get("query_string", b"").decode("latin-1"),
                     caller=caller,
-                    stream_for=self._stream_for if features is not None and features.streaming else None,
+                    stream_for=stream_for,
                     lifetime=lifetime,
                 )
             if reply.streaming:
@@ -223,8 +227,7 @@ class RpcEndpoint:
             outcome = "ok" if status < 400 else "rejected"
         except GatewayError as error:
             if lifetime is not None and isinstance(error, ReplyTimeout):
-                streamed = features is not None and features.streaming and self._stream_for is not None
-                lasts = max(lifetime, self._stream_for or 0) if streamed else lifetime
+                lasts = lifetime if stream_for is None else stream_for
                 await self._accepted(correlation_id, position, caller, label, applied, send, lasts)
                 return
             outcome = error.outcome

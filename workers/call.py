@@ -9,6 +9,8 @@ event loop, except `Cancellation` reads from handler threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 from workers.cancellation import Cancellation
 
@@ -57,6 +59,15 @@ class Call:
         self._scope = scope
         if self.cancelled:
             self._expire()
+
+    @contextlib.contextmanager
+    def watching(self, scope: asyncio.Timeout) -> Iterator[None]:
+        """`watch` ``scope`` for the block: the handler runs in it, and a cancel expires it."""
+        self.watch(scope)
+        try:
+            yield
+        finally:
+            self.watch(None)
 
     def _expire(self) -> None:
         # A cancel is a deadline of now: the deadline's path stops the handler (asyncio cancellation,

@@ -185,13 +185,10 @@ class Dispatcher:
         reply: Reply | None
         try:
             async with scope:
-                call.watch(scope)
-                try:
+                with call.watching(scope):
                     result, headers = await self._retries.run(
                         partial(self._invoke, registration, request, call), method, request.deadline_ms / 1000
                     )
-                finally:
-                    call.watch(None)
             reply = _success(request, registration, result, headers)
         except TimeoutError as exc:
             reply = self._timed_out(scope, call, request, exc)
@@ -225,13 +222,10 @@ class Dispatcher:
         end: Reply | None
         try:
             async with scope:
-                call.watch(scope)
-                try:
+                with call.watching(scope):
                     await self._parts(
                         registration, request, call, scope=scope, stream=stream, received=received
                     )
-                finally:
-                    call.watch(None)
             end = Reply(request.correlation_id, 200, b"", trace=request.trace)
         except TimeoutError as exc:
             end = self._timed_out(scope, call, request, exc)

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.machine import raise_open_files
 from chaos.load import Load
@@ -93,18 +92,6 @@ async def _probe(host: str, port: int) -> tuple[int, float]:
     return status, time.monotonic() - started
 
 
-def _closed_by_reason(gateway: Service) -> dict[str, float]:
-    response = gateway.get("/metrics")
-    if response is None:
-        raise RuntimeError(f"{gateway.name} /metrics does not answer")
-    return {
-        sample.labels["reason"]: sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-        if sample.name == "rpcgw_connections_closed_total"
-    }
-
-
 def _usage(gateway: Service) -> tuple[int, int]:
     """RSS (bytes) and open descriptors of the gateway process."""
     process = psutil.Process(gateway.process.pid)
@@ -158,7 +145,7 @@ async def slow_clients(kafka: Kafka, figures: Figures) -> None:
         attacking.set()
         await asyncio.gather(*watchers)
         stack.account(figures, load)
-        closed = await asyncio.to_thread(_closed_by_reason, gateway)
+        closed = await asyncio.to_thread(gateway.by_label, "rpcgw_connections_closed_total", "reason")
         # The sweep after the last close trims the heap; sample once that has had time to run.
         await asyncio.sleep(2.0)  # two sweep periods
         rss_after, fds_after = await asyncio.to_thread(_usage, gateway)

@@ -7,33 +7,20 @@ the ``off`` arm) and that the report is whole. The summary arithmetic is checked
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from bench.cancellation import ARMS, KINDS, PLANS, checks, finished, summarise
+from tests.bench.smoke import run_smoke
 
-REPO = Path(__file__).resolve().parents[2]
 SMOKE = PLANS["smoke"]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("bench-cancellation")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.cancellation", "--smoke", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return out, orjson.loads((out / "cancellation-smoke.json").read_bytes())
+    return run_smoke("bench.cancellation", "cancellation", tmp_path_factory.mktemp("bench-cancellation"))
 
 
 @pytest.mark.integration

@@ -7,32 +7,18 @@ figure the report publishes is present and physically possible.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from bench.streams import SMOKE_RECORDS, SMOKE_SUBSCRIBERS, WARMUP_RECORDS
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench.smoke import run_smoke
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("bench-streams")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.streams", "--smoke", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return out, orjson.loads((out / "streams-smoke.json").read_bytes())
+    return run_smoke("bench.streams", "streams", tmp_path_factory.mktemp("bench-streams"))
 
 
 @pytest.mark.integration
