@@ -7,6 +7,7 @@ import sys
 
 from kafkarpc.connection import KafkaSettings, redacted
 from kafkarpc.logs import configure_logging
+from kafkarpc.tracing import Tracing
 
 from .access import AccessSettings
 from .app import create_app
@@ -15,6 +16,9 @@ from .server import GatewayServer
 from .settings import GatewaySettings
 
 log = logging.getLogger("gateway")
+
+SERVICE_NAME = "kafka-rpc-gateway"
+"""The traces' ``service.name`` unless ``OTEL_SERVICE_NAME`` says otherwise."""
 
 
 def main() -> None:
@@ -37,8 +41,16 @@ def main() -> None:
             "kafka": redacted(settings.producer_config(kafka_settings, "-")),
         },
     )
-    app = create_app(settings, kafka_settings, access=access)
-    GatewayServer(app, settings).run()
+    tracing = Tracing.from_environment(SERVICE_NAME)
+    if tracing is not None:
+        log.info("tracing on", extra={"resource": dict(tracing.provider.resource.attributes)})
+    tracer = None if tracing is None else tracing.tracer
+    app = create_app(settings, kafka_settings, access=access, tracer=tracer)
+    try:
+        GatewayServer(app, settings).run()
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # the last spans: the drain's
 
 
 if __name__ == "__main__":

@@ -21,12 +21,14 @@ from .access import AccessSettings, Resource
 from .access import build as build_access
 from .assembly import Gateway, assemble
 from .errors import GatewayError
+from .spans import ServerSpans
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
     from kafkarpc.clients import KafkaClients
     from kafkarpc.connection import KafkaSettings
+    from kafkarpc.tracing import Tracer
 
     from .access import Gatekeeper
     from .catalog import Catalog
@@ -51,10 +53,18 @@ class GatewayAPI(FastAPI):
     """Routes of the methods live workers announce; None without a catalog."""
     gate: Gatekeeper | None = None
     """Admits callers to methods, routes and topics; None with ``GATEWAY_AUTH=none``."""
+    spans: ServerSpans | None = None
+    """Traces each HTTP call; None when tracing is off (`kafkarpc.tracing`)."""
     _openapi_base: dict[str, Any] | None = None
     _openapi_version = -1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.spans is not None and self.spans.traces(scope):
+            await self.spans.serve(self._serve, scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if self.rpc is not None and rpc.serves(path):
@@ -160,6 +170,7 @@ def create_app(
     clients: KafkaClients | None = None,
     *,
     access: AccessSettings | None = None,
+    tracer: Tracer | None = None,
 ) -> GatewayAPI:
     """The gateway ASGI app; Kafka clients start in the lifespan.
 
@@ -167,12 +178,13 @@ def create_app(
     while Kafka is being reached; ``app.state.started`` (an `asyncio.Event`) is set
     once requests are accepted. ``clients`` replaces confluent-kafka (unit tests).
     ``access`` says who may call what; None lets everyone in, like ``GATEWAY_AUTH=none``.
+    ``tracer`` traces every call (`kafkarpc.tracing`); None, the default, traces nothing.
     """
     started = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        gateway = assemble(settings, kafka_settings, clients or ConfluentClients())
+        gateway = assemble(settings, kafka_settings, clients or ConfluentClients(), tracer)
         app.state.gateway = gateway
         control = (
             None
@@ -201,6 +213,7 @@ def create_app(
             share=None if control is None else control.share,
             settings=settings,
             locations=gateway.locations,
+            traced=tracer is not None,
         )
         app.results = results.ResultEndpoint(
             locations=gateway.locations,
@@ -236,6 +249,7 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.started = started
+    app.spans = None if tracer is None else ServerSpans(tracer)
     problems.install(app)
     app.include_router(routes.router)
     docs.install(app)

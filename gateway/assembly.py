@@ -28,6 +28,7 @@ from .replies import ReplyListener, ReplyRouter
 if TYPE_CHECKING:
     from kafkarpc.clients import KafkaClients
     from kafkarpc.connection import KafkaSettings
+    from kafkarpc.tracing import Tracer
 
     from .settings import GatewaySettings
 
@@ -56,8 +57,14 @@ class Gateway:
     """Finds results on the reply topic, for ``GET /results/{token}``."""
 
 
-def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: KafkaClients) -> Gateway:
-    """The components, not yet started (`RequestReplyClient.start` reaches Kafka)."""
+def assemble(
+    settings: GatewaySettings,
+    kafka_settings: KafkaSettings,
+    clients: KafkaClients,
+    tracer: Tracer | None = None,
+) -> Gateway:
+    """The components, not yet started (`RequestReplyClient.start` reaches Kafka); ``tracer``
+    traces each request's produce and its reply's arrival."""
     ids = CorrelationIds()
     metrics = GatewayMetrics(settings.max_timeout, settings.metric_methods_limit)
     pending: PendingReplies[protocol.Reply] = PendingReplies(settings.max_pending)
@@ -65,9 +72,9 @@ def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: 
     producer_config = settings.producer_config(kafka_settings, ids.tag)
     producer = AsyncProducer(clients, {**producer_config, "error_cb": health.on_error})
     health.attach(producer.client)
-    router = ReplyRouter(
-        pending, ids, metrics, timing=settings.timing, part_buffer=settings.reply_stream_buffer
-    )
+    # A traced reply's arrival span starts when its batch was fetched: the router's stamps say when.
+    stamped = settings.timing or tracer is not None
+    router = ReplyRouter(pending, ids, metrics, timing=stamped, part_buffer=settings.reply_stream_buffer)
 
     def reply_lag(statistics: str) -> None:
         metrics.reply_consumer_lag.set(consumer_lag(statistics, since="delivered"))
@@ -88,6 +95,7 @@ def assemble(settings: GatewaySettings, kafka_settings: KafkaSettings, clients: 
         router=router,
         health=health,
         metrics=metrics,
+        tracer=tracer,
     )
     return Gateway(
         settings=settings,

@@ -17,7 +17,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from kafkarpc import protocol, stamps
+from kafkarpc import protocol, stamps, tracing
 from kafkarpc.errors import DeliveryError
 
 from .errors import (
@@ -31,12 +31,14 @@ from .errors import (
     delivery_error,
 )
 from .pending import PendingFullError, PendingReplies
+from .spans import RequestSpans
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError
 
     from kafkarpc.clients import Message
     from kafkarpc.producer import AsyncProducer, Delivery
+    from kafkarpc.tracing import Span, Tracer
 
     from .correlation import CorrelationIds
     from .health import KafkaHealth
@@ -71,8 +73,13 @@ class RequestReplyClient:
         router: ReplyRouter,
         health: KafkaHealth,
         metrics: GatewayMetrics,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
+        self._spans = (
+            None if tracer is None else RequestSpans(tracer, settings.request_topic, settings.reply_topic)
+        )
+        """Traces each request's produce and its reply's arrival; None when tracing is off."""
         self._router = router
         self._ids = ids
         self._pending = pending
@@ -218,7 +225,11 @@ class RequestReplyClient:
         abandon = partial(self._abandon, correlation_id)
         if disconnected is not None:
             disconnected.add_done_callback(abandon)
-        delivered: asyncio.Future[Delivery] | None = None
+        sending: Span | None = None
+        if self._spans is not None:
+            # The record carries the PRODUCER span's context: the worker's span becomes its child.
+            sending = self._spans.sending(correlation_id, method)
+            trace = tracing.inject(sending)
         now = time.time()
         try:
             request = protocol.Request(
@@ -238,26 +249,44 @@ class RequestReplyClient:
                 caller=caller,
                 stream_deadline_ms=None if stream_for is None else int((now + stream_for) * 1000),
             )
-            key = correlation_id.encode()
-            if lifetime is None:
-                try:
-                    self._producer.produce(self._settings.request_topic, body, key, request.headers())
-                except DeliveryError as exc:
-                    raise self.produce_failed(exc.error) from None
-                reply = await future
-            else:
-                delivered = self._producer.send(self._settings.request_topic, body, key, request.headers())
-                delivered.add_done_callback(partial(self._delivered, correlation_id))
-                reply = await self._acknowledged(correlation_id, future, delivered)
+            delivered = self._produce(request, body, acknowledged=lifetime is not None, span=sending)
+            waiting = future if delivered is None else self._acknowledged(correlation_id, future, delivered)
+            reply = await waiting
         finally:
             expiry.cancel()
             if disconnected is not None:
                 disconnected.remove_done_callback(abandon)
             self._pending.discard(correlation_id)
+        if self._spans is not None:
+            self._spans.arrived(reply, self._listener.partition)
         if timing and not reply.timing.startswith(request.timing):
             # The worker did not copy rpc-timing back: keep the gateway's own stamps anyway.
             reply = dataclasses.replace(reply, timing=f"{request.timing},{reply.timing}")
         return reply
+
+    def _produce(
+        self, request: protocol.Request, body: bytes, *, acknowledged: bool, span: Span | None
+    ) -> asyncio.Future[Delivery] | None:
+        """Produce the request record; with ``acknowledged``, return when Kafka will have it.
+
+        Raises:
+            GatewayError: the producer refused the record at once (`produce_failed`).
+        """
+        topic, key, headers = self._settings.request_topic, request.correlation_id.encode(), request.headers()
+        try:
+            if not acknowledged:
+                self._producer.produce(topic, body, key, headers)
+                return None
+            delivered = self._producer.send(topic, body, key, headers)
+            delivered.add_done_callback(partial(self._delivered, request.correlation_id))
+            return delivered
+        except DeliveryError as exc:
+            if span is not None:
+                tracing.fail(span, exc.error.name(), str(exc.error))
+            raise self.produce_failed(exc.error) from None
+        finally:
+            if span is not None:
+                span.end()
 
     def cancel(self, correlation_id: str, reason: str) -> None:
         """Tell the worker that nobody waits for ``correlation_id`` any more (a cancel record).

@@ -17,10 +17,10 @@ from prometheus_client import (
     Histogram,
     Info,
     gc_collector,
-    generate_latest,
     platform_collector,
     process_collector,
 )
+from prometheus_client.exposition import choose_encoder
 
 from kafkarpc import protocol
 
@@ -165,9 +165,11 @@ class GatewayMetrics:
         self._methods.add(method)
         return method
 
-    def exposition(self) -> bytes:
-        """The registry in the Prometheus text format."""
-        return generate_latest(self.registry)
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The registry and its media type: OpenMetrics (with exemplars) if ``accept`` (the
+        scraper's ``Accept`` header) asks for it, as Prometheus does, else the text format."""
+        encoder, media_type = choose_encoder(accept or "")
+        return encoder(self.registry), media_type
 
 
 CLOSE_REASONS = ("head_timeout", "body_timeout", "idle", "over_limit", "over_ceiling")

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import orjson
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from kafkarpc import protocol
@@ -77,9 +76,10 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition, or OpenMetrics (with trace exemplars) when the scraper asks."""
     gateway: Gateway = request.app.state.gateway
-    return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = gateway.metrics.exposition(request.headers.get("accept"))
+    return Response(body, media_type=media_type)
 
 
 def _topic_label(gateway: Gateway, topic: str) -> str:

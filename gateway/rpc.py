@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from kafkarpc import protocol, stamps
+from kafkarpc.tracing import sampled_trace_id
 
 from . import problems
 from .access import IDENTITY
@@ -38,6 +39,7 @@ from .headers import CONTENT_TYPE_MAX, accepts_event_stream
 from .httpprotocol import CONNECTION_CLOSED
 from .locations import ResultHandle
 from .parts import PartFormat, PartStream, StreamBroken, end_problem
+from .spans import SCOPE_KEY, ServerSpan
 from .timing import server_timing
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "/rpc/"
+ROUTE = PREFIX + "{method}"
+"""The route template of ``/rpc/{method}`` (a span's name and ``http.route``)."""
 
 
 def serves(path: str) -> bool:
@@ -129,8 +133,11 @@ class RpcEndpoint:
         share: FairShare | None = None,
         settings: GatewaySettings | None = None,
         locations: ResultLocations | None = None,
+        traced: bool = False,
     ) -> None:
         self._ids = ids
+        self._traced = traced
+        """Whether calls come with a `ServerSpan` to annotate (tracing on)."""
         self._metrics = metrics
         self._headers = headers
         self._body_limit = body_limit
@@ -218,29 +225,63 @@ class RpcEndpoint:
                 )
             if reply.streaming:
                 cancellable = features is not None and features.cancellable
+                self._trace(scope, method, correlation_id, match, "streamed")  # not the hot path: unguarded
                 await self._stream(reply, label, admitted, scope, receive, send, started, cancellable)
                 return
             status, body, headers = reply_parts(reply)
             if reply.response_headers:
                 headers += self._headers.for_caller(reply.response_headers, self._dropped)
             headers.append((_CORRELATION_HEADER, correlation_id.encode()))
-            outcome = "ok" if status < 400 else "rejected"
+            outcome, detail = "ok" if status < 400 else "rejected", None
         except GatewayError as error:
             if lifetime is not None and isinstance(error, ReplyTimeout):
                 lasts = lifetime if stream_for is None else stream_for
+                self._trace(scope, method, correlation_id, match, "accepted")
                 await self._accepted(correlation_id, position, caller, label, applied, send, lasts)
                 return
-            outcome = error.outcome
+            outcome, detail = error.outcome, error.detail
             status, body, headers = self._failed(error, method, label, correlation_id, features)
             reply = None
+        if self._traced:
+            self._trace(scope, method, correlation_id, match, outcome, detail)
         self._metrics.requests.labels(label, outcome).inc()
-        self._metrics.request_duration.labels(label).observe(time.perf_counter() - started)
+        self._metrics.request_duration.labels(label).observe(
+            time.perf_counter() - started, self._exemplar(scope) if self._traced else None
+        )
         if applied is not None:
             headers.append((b"preference-applied", applied))
         if self._timing and reply is not None and reply.timing:
             headers.append((b"server-timing", server_timing(reply.timing, time.time()).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _trace(  # noqa: PLR0917 (what the span says)
+        scope: Scope,
+        method: str,
+        correlation_id: str,
+        match: Match | None,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        """Name and annotate the call's SERVER span; ``detail`` says why, if the call failed."""
+        server: ServerSpan | None = scope.get(SCOPE_KEY)
+        if server is None:
+            return
+        server.name(scope["method"], ROUTE if match is None or match.route is None else str(match.route))
+        span = server.span
+        span.set_attribute("rpc.method", method)
+        span.set_attribute("messaging.message.conversation_id", correlation_id)
+        span.set_attribute("rpcgw.outcome", outcome)
+        if detail is not None:
+            server.fail(outcome, detail)
+
+    @staticmethod
+    def _exemplar(scope: Scope) -> dict[str, str] | None:
+        """The latency exemplar of a sampled call: its trace id, so a slow bucket links to a trace."""
+        server: ServerSpan | None = scope.get(SCOPE_KEY)
+        trace_id = None if server is None else sampled_trace_id(server.span)
+        return None if trace_id is None else {"trace_id": trace_id}
 
     def _features(self, method: str, match: Match | None, scope: Scope) -> Method | None:
         """What the catalog says of ``method`` (None if nothing), once the request may call it.

@@ -11,10 +11,14 @@ from collections.abc import Sequence
 
 from kafkarpc.connection import KafkaSettings
 from kafkarpc.logs import configure_logging
+from kafkarpc.tracing import Tracing
 from workers.errors import RegistryError
 from workers.registry import HandlerRegistry
 from workers.runtime import Worker
 from workers.settings import WorkerSettings
+
+SERVICE_NAME = "kafka-rpc-worker"
+"""The traces' ``service.name`` unless ``OTEL_SERVICE_NAME`` says otherwise."""
 
 
 def load_registry(specs: Sequence[str]) -> HandlerRegistry:
@@ -64,7 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         registry = load_registry(settings.handlers)
     except RegistryError as exc:
         parser.error(str(exc))
-    code = Worker(settings, KafkaSettings(), registry).run()
+    tracing = Tracing.from_environment(SERVICE_NAME)
+    tracer = None
+    if tracing is not None:
+        tracing.install()  # handlers' own spans join the request's trace
+        tracer = tracing.tracer
+    code = Worker(settings, KafkaSettings(), registry, tracer=tracer).run()
+    if tracing is not None:
+        tracing.shutdown()  # the last spans, before the exit below skips every atexit hook
     # Everything is committed and flushed. A sync handler still stuck in the thread pool
     # would keep the interpreter from exiting (it joins pool threads), so leave now.
     logging.shutdown()

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from workers.registry import HandlerRegistry
     from workers.replystream import ReplyStream
     from workers.settings import WorkerSettings
+    from workers.spans import WorkerSpans
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         *,
         streams: StreamOpener | None = None,
+        spans: WorkerSpans | None = None,
     ) -> None:
         self._registry = registry
+        self._spans = spans
         self._settings = settings
         self._metrics = metrics
         self._executor = executor
@@ -121,6 +124,17 @@ class Dispatcher:
         if call.cancelled:
             self._cancelled(request.method)
             return Outcome()
+        if self._spans is not None:
+            with self._spans.handling(request.method) as span:
+                outcome = await self._handle(message, registration, request, call)
+                if not registration.streaming:  # a stream's parts and end are out already
+                    self._spans.answered(span, outcome.reply)
+            return outcome
+        return await self._handle(message, registration, request, call)
+
+    async def _handle(
+        self, message: Message, registration: Registration, request: Request, call: Call
+    ) -> Outcome:
         if registration.streaming:
             return await self._stream(message, registration, request, call)
         reply = await self._answer(registration, request, call)

@@ -40,9 +40,11 @@ from workers.offsets import OffsetTracker, Partition, PartitionOffsets
 from workers.publisher import OutcomePublisher
 from workers.replystream import ReplyStream
 from workers.settings import CONSUMER_DEFAULTS
+from workers.spans import WorkerSpans
 
 if TYPE_CHECKING:
     from kafkarpc.clients import KafkaClients, Message
+    from kafkarpc.tracing import Tracer
     from workers.registry import HandlerRegistry
     from workers.settings import WorkerSettings
 
@@ -65,6 +67,7 @@ class Worker:
         registry: The handlers to serve.
         clients: Builds the Kafka clients (tests pass an in-memory Kafka).
         metrics: Metric objects; a fresh registry by default.
+        tracer: Traces each request (`workers.spans`); None, the default, traces nothing.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Worker:
         clients: KafkaClients | None = None,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.kafka_settings = kafka_settings
@@ -108,6 +112,7 @@ class Worker:
         self._dispatcher: Dispatcher | None = None
         self._publisher: OutcomePublisher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._spans = None if tracer is None else WorkerSpans(tracer, settings.group_id)
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT, then drain; returns the process exit code."""
@@ -163,8 +168,11 @@ class Worker:
             pool,
             self._clock,
             streams=partial(ReplyStream, self._producer),
+            spans=self._spans,
         )
-        self._publisher = OutcomePublisher(self._producer, self.settings.dead_letter_topic, self.metrics)
+        self._publisher = OutcomePublisher(
+            self._producer, self.settings.dead_letter_topic, self.metrics, spans=self._spans
+        )
         self._consumer = RequestConsumer(
             self._clients.consumer(consumer_config), self.settings.request_topic, self, BATCH_SIZE
         )
@@ -355,8 +363,13 @@ class Worker:
         assert self._dispatcher is not None
         assert self._publisher is not None
         try:
-            outcome = await self._dispatcher.dispatch(message, call)
-            await self._publisher.publish(message, outcome)
+            if self._spans is None:
+                await self._publisher.publish(message, await self._dispatcher.dispatch(message, call))
+            else:
+                with self._spans.processing(message) as span:
+                    outcome = await self._dispatcher.dispatch(message, call)
+                    self._spans.concluded(span, outcome)
+                    await self._publisher.publish(message, outcome)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -17,6 +17,7 @@ from gateway.app import create_app
 from gateway.assembly import Gateway
 from gateway.settings import GatewaySettings
 from kafkarpc.connection import KafkaSettings
+from kafkarpc.tracing import Tracer
 from tests.fakekafka import FakeKafka
 
 
@@ -57,10 +58,16 @@ def settings() -> GatewaySettings:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: GatewaySettings, cluster: FakeKafka, *, wait: bool = True, access: AccessSettings | None = None
+    settings: GatewaySettings,
+    cluster: FakeKafka,
+    *,
+    wait: bool = True,
+    access: AccessSettings | None = None,
+    tracer: Tracer | None = None,
 ) -> AsyncIterator[Harness]:
     """The app with its lifespan running (httpx's ASGITransport does not run it)."""
-    app = create_app(settings, KafkaSettings(bootstrap_servers="fake:9092"), cluster, access=access)
+    kafka = KafkaSettings(bootstrap_servers="fake:9092")
+    app = create_app(settings, kafka, cluster, access=access, tracer=tracer)
     async with app.router.lifespan_context(app):
         if wait:
             await asyncio.wait_for(app.state.gateway.client.started.wait(), 5)

@@ -87,12 +87,12 @@ async def test_a_202_is_only_given_once_kafka_has_the_request(harness: Harness) 
 
 
 async def test_the_reply_to_a_202_is_expected_not_late(harness: Harness) -> None:
-    held: list[protocol.Request] = []
-    with FakeWorker(harness.cluster, {"slow": held.append}) as worker:
+    with FakeWorker(harness.cluster, {"slow": lambda _: None}) as worker:
         response = await harness.http.post("/rpc/slow", content=b"x", headers=ASYNC)
         assert response.status_code == 202
-        await asyncio.to_thread(worker.wait_requests, 1)
-        worker.reply(held[0], protocol.Reply(held[0].correlation_id, 200, b"done"))
+        assert await asyncio.to_thread(worker.wait_requests, 1)
+        held = worker.requests[0]  # recorded before its handler runs: no race with the handler thread
+        worker.reply(held, protocol.Reply(held.correlation_id, 200, b"done"))
         async with asyncio.timeout(5):
             while harness.gateway.listener.offset < 1:  # noqa: ASYNC110 - loop state, nothing signals it
                 await asyncio.sleep(0.01)

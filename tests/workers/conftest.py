@@ -14,6 +14,7 @@ import pytest
 from kafkarpc.clients import Message
 from kafkarpc.connection import KafkaSettings
 from kafkarpc.protocol import Cancel, CancelReason, Reply, Request
+from kafkarpc.tracing import Tracer
 from tests.fakekafka import FakeConsumer, FakeKafka
 from workers.registry import HandlerRegistry
 from workers.runtime import Worker
@@ -39,9 +40,15 @@ def settings(**overrides: Any) -> WorkerSettings:
 class Harness:
     """A worker on the fake broker, plus handles on its fake clients."""
 
-    def __init__(self, broker: FakeKafka, registry: HandlerRegistry, worker_settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        broker: FakeKafka,
+        registry: HandlerRegistry,
+        worker_settings: WorkerSettings,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.broker = broker
-        self.worker = Worker(worker_settings, KafkaSettings(), registry, clients=broker)
+        self.worker = Worker(worker_settings, KafkaSettings(), registry, clients=broker, tracer=tracer)
 
     @property
     def consumer(self) -> FakeConsumer:
@@ -70,10 +77,13 @@ class Harness:
 
 @asynccontextmanager
 async def serving(
-    broker: FakeKafka, registry: HandlerRegistry, worker_settings: WorkerSettings | None = None
+    broker: FakeKafka,
+    registry: HandlerRegistry,
+    worker_settings: WorkerSettings | None = None,
+    tracer: Tracer | None = None,
 ) -> AsyncIterator[Harness]:
     """Run a Worker on ``broker`` until the block ends, then shut it down (drain + commit)."""
-    harness = Harness(broker, registry, worker_settings or settings())
+    harness = Harness(broker, registry, worker_settings or settings(), tracer)
     task = asyncio.create_task(harness.worker.serve())
     try:
         async with asyncio.timeout(10):
