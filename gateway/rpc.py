@@ -268,7 +268,7 @@ class RpcEndpoint:
         server: ServerSpan | None = scope.get(SCOPE_KEY)
         if server is None:
             return
-        server.name(scope["method"], ROUTE if match is None or match.route is None else str(match.route))
+        server.name(scope["method"], ROUTE if match is None or match.route is None else match.route.template)
         span = server.span
         span.set_attribute("rpc.method", method)
         span.set_attribute("messaging.message.conversation_id", correlation_id)

@@ -17,6 +17,7 @@ from tests.tracer import MemoryTracing
 
 from .conftest import Harness, running
 from .fakes import FakeWorker, echo
+from .test_catalog import THINGS, announce, until
 
 CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
@@ -191,3 +192,20 @@ async def test_an_unsampled_call_has_no_exemplar(
         assert "trace_id" not in exposition
     finally:
         traces.close()
+
+
+async def test_a_catalog_route_names_its_span_by_its_template(
+    cluster: FakeKafka, traces: MemoryTracing
+) -> None:
+    async with running(GatewaySettings(default_timeout=2.0), cluster, tracer=traces.tracer) as harness:
+        announce(harness.cluster, THINGS)
+        catalog = harness.gateway.catalog
+        assert catalog is not None
+        await until(lambda: catalog.serves("things.get"))
+        with FakeWorker(harness.cluster, {"things.get": echo}):
+            assert (await harness.http.get("/things/7")).status_code == 200
+    server = only(traces.named("GET"))
+    assert server.name == "GET /things/{thing_id}"
+    assert server.attributes is not None
+    assert server.attributes["http.route"] == "/things/{thing_id}"
+    assert server.attributes["url.path"] == "/things/7"
