@@ -8,18 +8,18 @@ STAMP := $(VENV)/.installed
 # uv installs exactly the versions and hashes of uv.lock into .venv, and never downloads a Python.
 UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 
-.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm chart-check lock clean
+.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm go-tools jaeger chart-check lock clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
 
-test: lint kafka-libs helm  ## Lint, type-check and the full suite: unit, chart, and real-Kafka integration tests.
+test: lint kafka-libs go-tools  ## Lint, type-check and the full suite: unit, chart, and real-Kafka integration tests.
 	$(BIN)/pytest
 
 unit: $(STAMP)  ## Unit tests only (no broker, no chart).
 	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/chaos -m 'not integration'
 
-integration: $(STAMP) kafka-libs  ## Integration tests only (real broker).
+integration: $(STAMP) kafka-libs go-tools  ## Integration tests only (real broker, real Jaeger and Prometheus).
 	$(BIN)/pytest tests/integration
 
 chaos: $(STAMP) kafka-libs  ## Fault-injection and bad-input suite on real Kafka (about 8 min, loopback only).
@@ -45,6 +45,15 @@ format: $(STAMP)
 
 helm:  ## Build (once) the real helm binary into ~/.cache/kafka-rpc-gateway; prints its path.
 	tools/helm.sh
+
+# Built before the suite, not inside a test's time limit: about 13 min cold on 2 cores, seconds after.
+go-tools:  ## Build (once) every Go program the tests run: helm, Prometheus and promtool, Jaeger.
+	tools/helm.sh >/dev/null
+	tools/prometheus.sh >/dev/null
+	tools/jaeger.sh >/dev/null
+
+jaeger: $(STAMP)  ## A real Jaeger on loopback (OTLP :4318, query API :16686) for `make run`'s traces; Ctrl-C stops it.
+	$(BIN)/python -m devstack.jaeger
 
 chart-check: $(STAMP) helm  ## Helm chart: lint, render every ci/ values file, strict manifest validation, assertions.
 	$(BIN)/pytest tests/chart

@@ -128,7 +128,8 @@ def main() -> int:
             "Stop: Ctrl-C",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
+        for stop in (signal.SIGINT, signal.SIGTERM):  # as Ctrl-C does, even if started with SIGINT ignored
+            signal.signal(stop, signal.default_int_handler)
         try:
             while True:
                 signal.pause()
