@@ -11,6 +11,7 @@ experiment is two runs with different environments.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -21,9 +22,9 @@ from typing import Any
 
 import confluent_kafka
 
-from . import report
+from . import otlpsink, report
 from .machine import commit, load_average
-from .profile import PROFILES
+from .profile import PROFILES, Profile
 from .stack import REPO_ROOT, ServerOptions, Stack
 from .suite import Suite
 from .targets import evaluate
@@ -51,15 +52,13 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     load_before = load_average()
     _log(f"profile {profile.name}, load average {load_before}")
-    with Stack(options) as stack:
-        _log(f"stack up: Kafka {stack.kafka.bootstrap_servers}, pids {stack.pids}")
-        suite = Suite(stack, profile, _log)
-        try:
-            results = suite.run(args.soak, args.soak_rate)
-        finally:
-            suite.close()
-        kafka_version = str(stack.kafka.version)
-    figures, targets = evaluate(results)
+    with contextlib.ExitStack() as tracing:
+        exported: dict[str, int] | None = None
+        if args.tracing:
+            endpoint, exported = tracing.enter_context(otlpsink.running(directory))
+            for env in (options.gateway_env, options.worker_env):
+                env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        results, kafka_version = _measure(options, profile, args)
     document: dict[str, Any] = {
         "meta": {
             "started": started,
@@ -78,9 +77,14 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
                 "worker_loop": options.worker_loop,
                 "env": {**options.gateway_env, **options.worker_env},
                 "jwt": args.jwt,
+                "tracing": args.tracing,
             },
+            "exported_spans": exported,
             "label": args.label,
         },
+    }
+    figures, targets = evaluate(results)
+    document |= {
         "profile": dataclasses.asdict(profile),
         "figures": figures,
         "targets": targets,
@@ -90,7 +94,23 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
         _log(f"wrote {path}")
     for row in targets:
         _log(f"  {row['target']}: {row['measured']} (limit {row['limit']}) met={row['met']}")
+    if exported is not None:
+        _log(f"spans exported to the sink: {exported}")
     return 0
+
+
+def _measure(
+    options: ServerOptions, profile: Profile, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    """The suite's results and the broker's version."""
+    with Stack(options) as stack:
+        _log(f"stack up: Kafka {stack.kafka.bootstrap_servers}, pids {stack.pids}")
+        suite = Suite(stack, profile, _log)
+        try:
+            results = suite.run(args.soak, args.soak_rate)
+        finally:
+            suite.close()
+        return results, str(stack.kafka.version)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", default="", help="free text recorded in the report (the experiment)")
     parser.add_argument(
         "--jwt", action="store_true", help="GATEWAY_AUTH=jwt, every request with one RS256 bearer token"
+    )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="gateway and worker trace every request (sampler 1.0) to a counting OTLP sink",
     )
     parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"], help="gateway event loop")
     parser.add_argument(
