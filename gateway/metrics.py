@@ -90,6 +90,7 @@ class GatewayMetrics:
             ["reason"],
             registry=registry,
         )
+        self.shed_requests.labels("pending_cap")  # at 0 from the start: see `method_label`
         self.reply_consumer_lag = Gauge(
             f"{PREFIX}_reply_consumer_lag",
             "Replies on the reply partition not yet read by this instance (records).",
@@ -163,6 +164,12 @@ class GatewayMetrics:
         if len(self._methods) >= self._methods_limit:
             return OTHER_METHOD
         self._methods.add(method)
+        # A counter's series appears at its first increment, so Prometheus' first sample of it is
+        # already N and rate() never sees those N: a method's first timeouts would move no alert.
+        # Its timeout series exists at 0 from the method's first call on.
+        self.timeouts.labels(method)
+        for outcome in ALERTED_OUTCOMES:
+            self.requests.labels(method, outcome)
         return method
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
@@ -171,6 +178,9 @@ class GatewayMetrics:
         encoder, media_type = choose_encoder(accept or "")
         return encoder(self.registry), media_type
 
+
+ALERTED_OUTCOMES = ("ok", "timeout")
+"""Outcomes whose series exist at 0 once a method is seen (the timeout alert's ratio reads them)."""
 
 CLOSE_REASONS = ("head_timeout", "body_timeout", "idle", "over_limit", "over_ceiling")
 """Why the gateway closed a connection (`gateway.connections`)."""

@@ -310,6 +310,18 @@ async def test_method_label_cardinality_is_capped(cluster: FakeKafka) -> None:
         assert harness.metric("rpcgw_requests_total", method="_other", outcome="ok") == 1
 
 
+async def test_a_methods_timeout_series_exists_at_zero_from_its_first_call(harness: Harness) -> None:
+    """So the first timeouts of a method that was fine are an increase Prometheus' rate() sees."""
+    before = (await harness.http.get("/metrics")).text
+    assert 'rpcgw_shed_requests_total{reason="pending_cap"} 0.0' in before  # from the start
+    assert 'method="echo"' not in before
+    with FakeWorker(harness.cluster, {"echo": echo}):
+        assert (await harness.http.post("/rpc/echo", content=b"x")).status_code == 200
+    after = (await harness.http.get("/metrics")).text
+    assert 'rpcgw_timeouts_total{method="echo"} 0.0' in after
+    assert 'rpcgw_requests_total{method="echo",outcome="timeout"} 0.0' in after
+
+
 async def test_metrics_endpoint_exposes_conventional_names(harness: Harness) -> None:
     with FakeWorker(harness.cluster, {"echo": echo}):
         await harness.http.post("/rpc/echo", content=b"x")
