@@ -8,16 +8,16 @@ STAMP := $(VENV)/.installed
 # uv installs exactly the versions and hashes of uv.lock into .venv, and never downloads a Python.
 UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 
-.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm go-tools jaeger chart-check lock clean
+.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm prometheus go-tools jaeger run-prometheus monitoring dashboard-picture chart-check lock clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
 
-test: lint kafka-libs go-tools  ## Lint, type-check and the full suite: unit, chart, and real-Kafka integration tests.
+test: lint kafka-libs go-tools  ## Lint, type-check and the full suite: unit, chart, monitoring, and real-Kafka integration tests.
 	$(BIN)/pytest
 
-unit: $(STAMP)  ## Unit tests only (no broker, no chart).
-	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/chaos -m 'not integration'
+unit: $(STAMP)  ## Unit tests only (no broker, no chart, no Prometheus).
+	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/chaos --ignore=tests/monitoring -m 'not integration'
 
 integration: $(STAMP) kafka-libs go-tools  ## Integration tests only (real broker, real Jaeger and Prometheus).
 	$(BIN)/pytest tests/integration
@@ -46,11 +46,24 @@ format: $(STAMP)
 helm:  ## Build (once) the real helm binary into ~/.cache/kafka-rpc-gateway; prints its path.
 	tools/helm.sh
 
-# Built before the suite, not inside a test's time limit: about 13 min cold on 2 cores, seconds after.
+# Built before the suite, not inside a test's time limit: about 15 min cold on 2 cores (Prometheus 9,
+# Jaeger 6, helm 2), under a second after.
 go-tools:  ## Build (once) every Go program the tests run: helm, Prometheus and promtool, Jaeger.
 	tools/helm.sh >/dev/null
 	tools/prometheus.sh >/dev/null
 	tools/jaeger.sh >/dev/null
+
+prometheus:  ## Build (once) the real prometheus and promtool into ~/.cache/kafka-rpc-gateway; prints their directory.
+	tools/prometheus.sh
+
+run-prometheus: $(STAMP) helm prometheus  ## A real Prometheus on 127.0.0.1:9091 scraping `make run` (gateway :8080, worker :9090) with the chart's alert rules.
+	$(BIN)/python -m tests.monitoring.local
+
+monitoring: $(STAMP) kafka-libs helm prometheus  ## promtool tests of the alert rules, dashboard checks, a real Prometheus scraping make run's stack (~30 s).
+	$(BIN)/pytest tests/monitoring
+
+dashboard-picture: $(STAMP) kafka-libs helm prometheus  ## Redraw docs/images/dashboard-panels.png from a real Prometheus under a minute of load (~1.5 min).
+	$(BIN)/python -m tests.monitoring.picture
 
 jaeger: $(STAMP)  ## A real Jaeger on loopback (OTLP :4318, query API :16686) for `make run`'s traces; Ctrl-C stops it.
 	$(BIN)/python -m devstack.jaeger

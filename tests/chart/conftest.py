@@ -57,7 +57,9 @@ class Manifests:
         return self.one("Deployment", component)
 
     def config(self) -> dict[str, str]:
-        data: dict[str, str] = self.one("ConfigMap")["data"]
+        """The environment ConfigMap's data (the dashboard, when on, is another ConfigMap)."""
+        (env,) = [doc for doc in self.all("ConfigMap") if doc["metadata"]["name"].endswith("-env")]
+        data: dict[str, str] = env["data"]
         return data
 
 
@@ -116,14 +118,20 @@ class Helm:
         return str(caught.value)
 
 
-@pytest.fixture(scope="session")
-def helm() -> Helm:
-    """The real helm binary; building it is part of the check, so failure fails (never skips)."""
+def built_helm() -> Helm:
+    """The real helm binary from tools/helm.sh; building it is part of the check, so a failure
+    fails the test asking for it (never skips)."""
     script = REPO / "tools" / "helm.sh"
     result = subprocess.run([str(script)], capture_output=True, text=True, timeout=1800, check=False)
     if result.returncode != 0:
         pytest.fail(f"tools/helm.sh could not provide helm:\n{result.stderr[-3000:]}", pytrace=False)
     return Helm(result.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def helm() -> Helm:
+    """The real helm binary (`built_helm`)."""
+    return built_helm()
 
 
 REQUIRED: dict[str, Any] = {"kafka": {"bootstrapServers": BOOTSTRAP}, "gateway": {"auth": {"mode": "none"}}}

@@ -155,7 +155,7 @@ def test_chart_managed_settings_cannot_be_overridden(helm: Helm):
 # NetworkPolicy, ingress, test hook, NOTES ----------------------------------------------------
 
 
-def test_network_policy_admits_clients_metrics_and_kafka_only(everything: Manifests):
+def test_network_policy_admits_clients_metrics_kafka_and_the_collector_only(everything: Manifests):
     gateway = everything.one("NetworkPolicy", "gateway")
     assert gateway["spec"]["podSelector"] == everything.deployment("gateway")["spec"]["selector"]
     peers = gateway["spec"]["ingress"][0]["from"]
@@ -165,7 +165,7 @@ def test_network_policy_admits_clients_metrics_and_kafka_only(everything: Manife
     worker = everything.one("NetworkPolicy", "worker")
     assert worker["spec"]["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     egress_ports = [port["port"] for rule in worker["spec"]["egress"] for port in rule.get("ports", [])]
-    assert egress_ports == [53, 53, 9093]
+    assert egress_ports == [53, 53, 9093, 4318]  # DNS, kafkaEgress, extraEgress (the OTLP collector)
     test_pod = everything.one("Pod")
     assert test_pod["metadata"]["labels"][f"{RELEASE}-kafka-rpc-gateway-client"] == "true"
 

@@ -1,25 +1,16 @@
-"""Prometheus: scrape annotations are in test_workloads; monitors, their gating, and the alert rules."""
+"""Prometheus and Grafana: scrape annotations are in test_workloads; monitors, their gating, the
+alert rules' wiring and the dashboard's ConfigMap. The rules' behaviour is tested with promtool in
+tests/monitoring/test_rules.py, the dashboard's queries in tests/monitoring/test_dashboard.py."""
 
 from __future__ import annotations
 
-import re
+import json
 
-from prometheus_client import generate_latest
-
-from gateway.metrics import GatewayMetrics
-from workers.metrics import WorkerMetrics
-
-from .conftest import NAMESPACE, Helm, Manifests, with_kafka
+from ..monitoring.metricnames import PROMETHEUS_SERIES, exported_names, promql_metric_names
+from .conftest import CHART, NAMESPACE, Helm, Manifests, with_kafka
 
 MONITORING = "monitoring.coreos.com/v1"
-
-
-def exported_metric_names() -> set[str]:
-    """Every series name the gateway and worker expose, from their real registries."""
-    text = generate_latest(GatewayMetrics(30.0, 100).registry) + generate_latest(WorkerMetrics().registry)
-    return {line.split()[2] for line in text.decode().splitlines() if line.startswith("# TYPE")} | {
-        re.split(r"[{ ]", line)[0] for line in text.decode().splitlines() if line and not line.startswith("#")
-    }
+DASHBOARD = CHART / "dashboards" / "kafka-rpc-gateway.json"
 
 
 MONITOR_ON = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
@@ -75,9 +66,70 @@ def test_service_and_pod_monitor_together_fail(helm: Helm):
 def test_alerts_use_metrics_the_app_exports(everything: Manifests):
     rules = everything.one("PrometheusRule")["spec"]["groups"][0]["rules"]
     alerts = {rule["alert"]: rule["expr"] for rule in rules}
-    assert "rpcgw_timeouts_total" in alerts["RPCGatewayHighTimeoutRate"]
-    assert "rpcgw_requests_total" in alerts["RPCGatewayHighTimeoutRate"]
-    assert "rpcworker_consumer_lag" in alerts["RPCWorkerConsumerLag"]
-    referenced = {name for expr in alerts.values() for name in re.findall(r"\brpc(?:gw|worker)_\w+", expr)}
-    assert referenced <= exported_metric_names()
+    assert promql_metric_names(alerts["RPCGatewayHighTimeoutRate"]) == {
+        "rpcgw_timeouts_total",
+        "rpcgw_requests_total",
+    }
+    assert promql_metric_names(alerts["RPCWorkerConsumerLag"]) == {"rpcworker_consumer_lag"}
+    exported = exported_names() | PROMETHEUS_SERIES
+    for name, expr in alerts.items():
+        assert promql_metric_names(expr), name
+        assert promql_metric_names(expr) <= exported, name
     assert f'namespace="{NAMESPACE}"' in alerts["RPCGatewayHighTimeoutRate"]
+
+
+def test_every_alert_names_what_it_is_about(everything: Manifests):
+    rules = {rule["alert"]: rule for rule in everything.one("PrometheusRule")["spec"]["groups"][0]["rules"]}
+    assert "by (namespace, method)" in rules["RPCGatewayHighTimeoutRate"]["expr"]
+    assert "{{ $labels.method }}" in rules["RPCGatewayHighTimeoutRate"]["annotations"]["summary"]
+    for name in ("RPCWorkerConsumerLag", "RPCWorkerDown"):
+        assert rules[name]["labels"]["group"] == "rpc-workers"
+        assert rules[name]["labels"]["topic"] == "requests"
+        assert "rpc-workers" in rules[name]["annotations"]["summary"]
+    for name, rule in rules.items():
+        assert rule["labels"]["deployment"].startswith("rpc-kafka-rpc-gateway-"), name
+        # ci/all-features-values.yaml sets runbookBaseUrl.
+        assert rule["annotations"]["runbook_url"] == f"https://wiki.example.com/rpc/RUNBOOK.md#{name.lower()}"
+
+
+def test_dashboard_is_off_by_default(default: Manifests):
+    assert [doc["metadata"]["name"] for doc in default.all("ConfigMap")] == ["rpc-kafka-rpc-gateway-env"]
+
+
+def test_dashboard_configmap_carries_the_sidecar_label_and_the_file(everything: Manifests):
+    (dashboard,) = [
+        doc for doc in everything.all("ConfigMap") if doc["metadata"]["name"].endswith("-dashboard")
+    ]
+    assert dashboard["metadata"]["namespace"] == NAMESPACE
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["labels"]["team"] == "payments"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "RPC"}
+    assert json.loads(dashboard["data"]["kafka-rpc-gateway.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def test_dashboard_label_and_namespace_are_values(helm: Helm):
+    values = {
+        "metrics": {
+            "grafanaDashboard": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "sidecarLabel": "grafana.example.com/dashboard",
+                "sidecarLabelValue": "rpc",
+            }
+        }
+    }
+    (dashboard,) = [
+        doc
+        for doc in helm.render(with_kafka(values)).all("ConfigMap")
+        if doc["metadata"]["name"].endswith("-dashboard")
+    ]
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["labels"]["grafana.example.com/dashboard"] == "rpc"
+    assert "grafana_dashboard" not in dashboard["metadata"]["labels"]
+
+
+def test_dashboard_label_value_must_be_a_string(helm: Helm):
+    error = helm.render_error(
+        with_kafka({"metrics": {"grafanaDashboard": {"enabled": True, "sidecarLabelValue": 1}}})
+    )
+    assert "sidecarLabelValue" in error

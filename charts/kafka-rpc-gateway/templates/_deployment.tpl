@@ -67,11 +67,15 @@ spec:
           envFrom:
             - configMapRef:
                 name: {{ include "kafka-rpc-gateway.fullname" $ctx }}-env
-          {{- if or (eq .component "gateway") $g.extraEnv }}
+          {{- if or (eq .component "gateway") $g.extraEnv $ctx.Values.tracing.enabled }}
           env:
             {{- if eq .component "gateway" }}
             {{- include "kafka-rpc-gateway.resultKeyEnv" $ctx | nindent 12 }}
             {{- end }}
+            {{- with include "kafka-rpc-gateway.tracingEnv" (dict "ctx" $ctx "component" .component) }}
+            {{- . | nindent 12 }}
+            {{- end }}
+            {{- /* Last, so that a variable set here wins over the chart's (Kubernetes takes the last). */}}
             {{- with $g.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}

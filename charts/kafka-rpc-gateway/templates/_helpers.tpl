@@ -161,6 +161,7 @@ lifecycle:
 {{- end }}
 {{- include "kafka-rpc-gateway.validateAccess" . }}
 {{- include "kafka-rpc-gateway.validateResults" . }}
+{{- include "kafka-rpc-gateway.validateTracing" . }}
 {{- if and .Values.worker.autoscaling.enabled .Values.worker.keda.enabled }}
 {{- fail "worker.autoscaling.enabled and worker.keda.enabled both target the worker Deployment: KEDA creates its own HPA and refuses a workload already scaled by another; enable only one" }}
 {{- end }}
