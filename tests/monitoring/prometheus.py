@@ -66,6 +66,12 @@ class Binaries:
     def promtool(self) -> Path:
         return self.directory / "promtool"
 
+    def run_promtool(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """``promtool <arguments>``, its output captured; the caller checks the return code."""
+        return subprocess.run(
+            [str(self.promtool), *arguments], capture_output=True, text=True, timeout=60, check=False
+        )
+
 
 @dataclass(frozen=True)
 class Sample:

@@ -8,7 +8,6 @@ all their labels and annotations, to what each test expects.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +79,7 @@ def promtool_test(binaries: Binaries, rules_path: Path, tmp_path: Path, tests: l
     test_file.write_text(
         yaml.safe_dump({"rule_files": [str(rules_path)], "evaluation_interval": "1m", "tests": tests})
     )
-    result = subprocess.run(
-        [str(binaries.promtool), "test", "rules", str(test_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = binaries.run_promtool("test", "rules", str(test_file))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -105,13 +98,7 @@ def rules(monitored: Manifests) -> dict[str, Any]:
 
 
 def test_promtool_accepts_the_rules(binaries: Binaries, rules_path: Path, rules: dict[str, Any]) -> None:
-    result = subprocess.run(
-        [str(binaries.promtool), "check", "rules", str(rules_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = binaries.run_promtool("check", "rules", str(rules_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
     assert set(rules) == {
@@ -128,9 +115,7 @@ def test_promtool_accepts_every_values_file(helm: Helm, binaries: Binaries, tmp_
         manifests = helm.render(rule_on, files=[values_file])
         path = tmp_path / f"{values_file.stem}.rules.yaml"
         path.write_text(yaml.safe_dump(rule_file(manifests)))
-        result = subprocess.run(
-            [str(binaries.promtool), "check", "rules", str(path)], capture_output=True, text=True, check=False
-        )
+        result = binaries.run_promtool("check", "rules", str(path))
         assert result.returncode == 0, f"{values_file.name}: {result.stdout}{result.stderr}"
 
 
