@@ -60,7 +60,7 @@ def test_tracing_on_sets_the_standard_variables(helm: Helm, component: str):
     assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == ENDPOINT
     assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
-    assert env["OTEL_TRACES_SAMPLER_ARG"] == "1.0"
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
     assert (
         env["OTEL_SERVICE_NAME"] == {"gateway": "kafka-rpc-gateway", "worker": "kafka-rpc-worker"}[component]
     )
