@@ -249,7 +249,8 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.started = started
-    app.spans = None if tracer is None else ServerSpans(tracer)
+    templates = {locations.PREFIX: locations.PREFIX + "{token}", streams.PREFIX: streams.PREFIX + "{topic}"}
+    app.spans = None if tracer is None else ServerSpans(tracer, templates)
     problems.install(app)
     app.include_router(routes.router)
     docs.install(app)

@@ -53,10 +53,15 @@ class ServerSpan:
 
 
 class ServerSpans:
-    """Wraps an ASGI app's HTTP calls in SERVER spans."""
+    """Wraps an ASGI app's HTTP calls in SERVER spans.
 
-    def __init__(self, tracer: Tracer) -> None:
+    ``templates`` names the calls of the bare ASGI endpoints (``/results/`` → ``/results/{token}``),
+    which FastAPI's routing, that names the others, never sees.
+    """
+
+    def __init__(self, tracer: Tracer, templates: dict[str, str] | None = None) -> None:
         self._tracer = tracer
+        self._templates = templates or {}
 
     @staticmethod
     def traces(scope: Scope) -> bool:
@@ -100,11 +105,13 @@ class ServerSpans:
             context.detach(token)
             self._end(server, scope, method, status)
 
-    @staticmethod
-    def _end(server: ServerSpan, scope: Scope, method: str, status: int) -> None:
+    def _end(self, server: ServerSpan, scope: Scope, method: str, status: int) -> None:
         span = server.span
         route = getattr(scope.get("route"), "path", None)  # FastAPI's matched route, if any
-        if isinstance(route, str):
+        if not isinstance(route, str):
+            path = scope["path"]
+            route = next((name for prefix, name in self._templates.items() if path.startswith(prefix)), None)
+        if route is not None:
             server.name(method, route)
         if status:
             span.set_attribute("http.response.status_code", status)

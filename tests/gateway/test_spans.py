@@ -163,7 +163,8 @@ async def test_probes_and_metrics_are_not_traced(traced: Harness, traces: Memory
     for path in ("/healthz", "/readyz", "/metrics"):
         await traced.http.get(path)
     await traced.http.get("/asyncapi.json")
-    assert [span.name for span in traces.spans()] == ["GET /asyncapi.json"]
+    await traced.http.get("/results/not-a-token")
+    assert [span.name for span in traces.spans()] == ["GET /asyncapi.json", "GET /results/{token}"]
 
 
 async def test_the_latency_histogram_carries_the_trace_id_as_an_exemplar(
