@@ -249,7 +249,11 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.started = started
-    templates = {locations.PREFIX: locations.PREFIX + "{token}", streams.PREFIX: streams.PREFIX + "{topic}"}
+    templates = {
+        rpc.PREFIX: rpc.ROUTE,
+        locations.PREFIX: locations.PREFIX + "{token}",
+        streams.PREFIX: streams.PREFIX + "{topic}",
+    }
     app.spans = None if tracer is None else ServerSpans(tracer, templates)
     problems.install(app)
     app.include_router(routes.router)

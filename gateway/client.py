@@ -273,13 +273,15 @@ class RequestReplyClient:
             GatewayError: the producer refused the record at once (`produce_failed`).
         """
         topic, key, headers = self._settings.request_topic, request.correlation_id.encode(), request.headers()
-        try:
-            if not acknowledged:
-                self._producer.produce(topic, body, key, headers)
-                return None
+        if acknowledged:
+            # send() never raises: a refusal fails the future, and the span ends with the ack.
             delivered = self._producer.send(topic, body, key, headers)
             delivered.add_done_callback(partial(self._delivered, request.correlation_id))
+            if span is not None:
+                delivered.add_done_callback(partial(_end_with, span))
             return delivered
+        try:
+            self._producer.produce(topic, body, key, headers)
         except DeliveryError as exc:
             if span is not None:
                 tracing.fail(span, exc.error.name(), str(exc.error))
@@ -287,6 +289,7 @@ class RequestReplyClient:
         finally:
             if span is not None:
                 span.end()
+        return None
 
     def cancel(self, correlation_id: str, reason: str) -> None:
         """Tell the worker that nobody waits for ``correlation_id`` any more (a cancel record).
@@ -355,3 +358,11 @@ class RequestReplyClient:
     def _abandon(self, correlation_id: str, disconnected: asyncio.Future[None]) -> None:
         if not disconnected.cancelled():
             self._pending.fail(correlation_id, ClientDisconnectedError("the caller closed the connection"))
+
+
+def _end_with(span: Span, delivered: asyncio.Future[Delivery]) -> None:
+    """End a respond-async request's PRODUCER span once Kafka has answered, failed if it refused."""
+    error = None if delivered.cancelled() else delivered.exception()
+    if isinstance(error, DeliveryError):
+        tracing.fail(span, error.error.name(), str(error.error))
+    span.end()

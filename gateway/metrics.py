@@ -8,8 +8,6 @@ names, new ones share the label ``_other``; invalid names are ``_invalid``.
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -22,7 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from kafkarpc import protocol
+from kafkarpc import build, protocol
 
 PREFIX = "rpcgw"
 OTHER_METHOD = "_other"
@@ -37,6 +35,7 @@ class GatewayMetrics:
     def __init__(self, max_timeout: float, methods_limit: int) -> None:
         self.registry = CollectorRegistry()
         self._methods: set[str] = set()
+        self._expected: set[str] = set()
         self._methods_limit = methods_limit
         registry = self.registry
         process_collector.ProcessCollector(registry=registry)
@@ -153,7 +152,7 @@ class GatewayMetrics:
             ["outcome"],
             registry=registry,
         )
-        Info(f"{PREFIX}_build", "Gateway build.", registry=registry).info({"version": _version()})
+        Info(f"{PREFIX}_build", "Gateway build.", registry=registry).info({"version": build.version()})
 
     def method_label(self, method: str) -> str:
         """A bounded label value for ``method``."""
@@ -164,13 +163,21 @@ class GatewayMetrics:
         if len(self._methods) >= self._methods_limit:
             return OTHER_METHOD
         self._methods.add(method)
-        # A counter's series appears at its first increment, so Prometheus' first sample of it is
-        # already N and rate() never sees those N: a method's first timeouts would move no alert.
-        # Its timeout series exists at 0 from the method's first call on.
-        self.timeouts.labels(method)
-        for outcome in ALERTED_OUTCOMES:
-            self.requests.labels(method, outcome)
         return method
+
+    def expect(self, label: str) -> None:
+        """Create the series the timeout alert reads, at 0, for a method about to be called.
+
+        A counter's series appears at its first increment, so Prometheus' first sample of it is
+        already N and rate() never sees those N: a method's first timeouts would move no alert.
+        Called once a request is accepted, so names nobody serves (404) add no series.
+        """
+        if label in self._expected:
+            return
+        self._expected.add(label)
+        self.timeouts.labels(label)
+        for outcome in ALERTED_OUTCOMES:
+            self.requests.labels(label, outcome)
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The registry and its media type: OpenMetrics (with exemplars) if ``accept`` (the
@@ -216,10 +223,3 @@ class ConnectionMetrics:
         """Export these through ``registry`` (the app's, whose /metrics serves them)."""
         for metric in (self.open, self.limit, self.closed):
             registry.register(metric)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("kafka-rpc-gateway")
-    except metadata.PackageNotFoundError:
-        return "unknown"

@@ -188,7 +188,7 @@ class RpcEndpoint:
         features: Method | None = None
         lifetime: float | None = None
         try:
-            features = self._features(method, match, scope)
+            features = self._features(method, label, match, scope)
             self._caller.ensure_accepting()
             admitted = self._headers.admit(scope["headers"])
             body = await read_body(receive, self._body_limit, admitted.content_length)
@@ -283,8 +283,9 @@ class RpcEndpoint:
         trace_id = None if server is None else sampled_trace_id(server.span)
         return None if trace_id is None else {"trace_id": trace_id}
 
-    def _features(self, method: str, match: Match | None, scope: Scope) -> Method | None:
-        """What the catalog says of ``method`` (None if nothing), once the request may call it.
+    def _features(self, method: str, label: str, match: Match | None, scope: Scope) -> Method | None:
+        """What the catalog says of ``method`` (None if nothing), once the request may call it
+        (its alerted series then exist: `GatewayMetrics.expect`).
 
         Raises:
             MethodNotAllowedError: a route's path with no route for this verb.
@@ -297,11 +298,10 @@ class RpcEndpoint:
         if not protocol.valid_method(method):
             raise BadRequestError(f"{method!r} is not a valid method name")
         catalog = self._catalog
-        if catalog is None:
-            return None
-        served = catalog.served.get(method)
-        if served is None and self._reject_unknown and catalog.ready.is_set():
+        served = None if catalog is None else catalog.served.get(method)
+        if catalog is not None and served is None and self._reject_unknown and catalog.ready.is_set():
             raise UnknownMethodError(f"no worker serves method {method!r}")
+        self._metrics.expect(label)
         return None if served is None else served.method
 
     def _failed(
@@ -385,7 +385,9 @@ class RpcEndpoint:
             await problems.from_error(error)(scope, receive, send)
             return
         self._metrics.requests.labels(label, "ok").inc()
-        self._metrics.request_duration.labels(label).observe(time.perf_counter() - started)
+        self._metrics.request_duration.labels(label).observe(
+            time.perf_counter() - started, self._exemplar(scope) if self._traced else None
+        )
         writer = PartFormat.choose(accepts_event_stream(admitted.accept), first)
         headers = [(b"content-type", writer.content_type), *_STREAM_HEADERS]
         if first.response_headers:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context, trace
 
 from kafkarpc import protocol, stamps, tracing
-from kafkarpc.tracing import Link, Span, SpanKind, Status, Tracer
+from kafkarpc.tracing import Link, Span, SpanKind, Tracer
 
 from .connections import PROBES
 
@@ -72,9 +72,11 @@ class ServerSpans:
         """Run ``app`` for one call inside its span."""
         method = scope["method"]
         client = scope.get("client")
+        template = self._template(scope["path"])
         attributes: dict[str, Any] = {
             "http.request.method": method,
-            "url.path": scope["path"],
+            # A bare endpoint's path may hold a capability (a result token): its template instead.
+            "url.path": scope["path"] if template is None else template,
             "url.scheme": scope.get("scheme", "http"),
             "network.protocol.version": scope.get("http_version", "1.1"),
         }
@@ -109,17 +111,17 @@ class ServerSpans:
         span = server.span
         route = getattr(scope.get("route"), "path", None)  # FastAPI's matched route, if any
         if not isinstance(route, str):
-            path = scope["path"]
-            route = next((name for prefix, name in self._templates.items() if path.startswith(prefix)), None)
+            route = self._template(scope["path"])
         if route is not None:
             server.name(method, route)
         if status:
             span.set_attribute("http.response.status_code", status)
         if status >= 500:
-            error_type, detail = server.error or (str(status), _phrase(status))
-            span.set_attribute("error.type", error_type)
-            span.set_status(Status(tracing.ERROR, detail))
+            tracing.fail(span, *(server.error or (str(status), _phrase(status))))
         span.end()
+
+    def _template(self, path: str) -> str | None:
+        return next((name for prefix, name in self._templates.items() if path.startswith(prefix)), None)
 
 
 def _phrase(status: int) -> str:
@@ -148,6 +150,8 @@ class RequestSpans:
     def arrived(self, reply: protocol.Reply, partition: int | None) -> None:
         """A CONSUMER span from the reply's fetch to its match with the request, linked to the
         worker span that produced it (the reply's ``traceparent``)."""
+        if not trace.get_current_span().is_recording():
+            return  # an unsampled call: nothing would be kept
         found = stamps.stamps(reply.timing)
         start, end = found.get("reply_fetched"), found.get("reply_routed")
         worker = trace.get_current_span(tracing.extract(reply.trace)).get_span_context()

@@ -16,9 +16,9 @@ headers (W3C trace context, the wire contract's trace headers; docs/PROTOCOL.md)
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from . import protocol
+from . import build, protocol
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -48,6 +48,9 @@ __all__ = [
     "messaging",
     "sampled_trace_id",
 ]
+
+SHUTDOWN_TIMEOUT = 3.0
+"""Seconds a process waits at exit for its last spans to be exported."""
 
 EXPORTERS = ("otlp", "console")
 """The values of ``OTEL_TRACES_EXPORTER`` that turn tracing on."""
@@ -84,12 +87,12 @@ class Tracing:
             exporter = _exporter(os.environ)
             if exporter is None:
                 return None
-        resource = Resource.create({SERVICE_VERSION: version("kafka-rpc-gateway")})
+        resource = Resource.create({SERVICE_VERSION: build.version()})
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
             resource = resource.merge(Resource({SERVICE_NAME: service}))
         provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
         provider.add_span_processor(BatchSpanProcessor(exporter))
-        tracer = provider.get_tracer("kafka-rpc-gateway", version("kafka-rpc-gateway"))
+        tracer = provider.get_tracer("kafka-rpc-gateway", build.version())
         return cls(provider, tracer, exporter)
 
     def install(self) -> None:
@@ -97,9 +100,12 @@ class Tracing:
         ``opentelemetry.trace.get_tracer`` (a handler, an instrumented library) joins in."""
         trace.set_tracer_provider(self.provider)
 
-    def shutdown(self) -> None:
-        """Export what is buffered and stop (at process exit; bounded by the exporter's timeout)."""
-        self.provider.shutdown()
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+        """Export what is buffered and stop, waiting at most ``timeout`` seconds (at process exit,
+        after the drain: a collector that is down must not hold the exit past the pod's grace)."""
+        exporting = threading.Thread(target=self.provider.shutdown, name="otel-shutdown", daemon=True)
+        exporting.start()
+        exporting.join(timeout)
 
 
 def _exporter(environ: Mapping[str, str]) -> SpanExporter | None:

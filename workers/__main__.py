@@ -73,9 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tracing is not None:
         tracing.install()  # handlers' own spans join the request's trace
         tracer = tracing.tracer
-    code = Worker(settings, KafkaSettings(), registry, tracer=tracer).run()
-    if tracing is not None:
-        tracing.shutdown()  # the last spans, before the exit below skips every atexit hook
+    code = 1
+    try:
+        code = Worker(settings, KafkaSettings(), registry, tracer=tracer).run()
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # the last spans (bounded), before the exit below skips every atexit hook
     # Everything is committed and flushed. A sync handler still stuck in the thread pool
     # would keep the interpreter from exiting (it joins pool threads), so leave now.
     logging.shutdown()

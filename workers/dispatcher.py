@@ -127,7 +127,7 @@ class Dispatcher:
         if self._spans is not None:
             with self._spans.handling(request.method) as span:
                 outcome = await self._handle(message, registration, request, call)
-                if not registration.streaming:  # a stream's parts and end are out already
+                if outcome.reply is not None or not registration.streaming:  # else: a stream is out
                     self._spans.answered(span, outcome.reply)
             return outcome
         return await self._handle(message, registration, request, call)
@@ -136,7 +136,11 @@ class Dispatcher:
         self, message: Message, registration: Registration, request: Request, call: Call
     ) -> Outcome:
         if registration.streaming:
-            return await self._stream(message, registration, request, call)
+            if self._spans is None:
+                return await self._stream(message, registration, request, call)
+            # The parts and the end record carry the stream's PRODUCER span, as a reply carries its own.
+            with self._spans.streaming(request) as traced:
+                return await self._stream(message, registration, traced, call)
         reply = await self._answer(registration, request, call)
         if reply is None:
             return Outcome()

@@ -4,14 +4,16 @@ Per request record, continuing the trace its ``traceparent`` carries (the gatewa
 span): a CONSUMER span ``process <topic>`` around everything the worker does with it, an
 INTERNAL span ``handle <method>`` around the handler (retries included), and a PRODUCER span
 ``send <reply topic>`` whose context the reply carries back, so the trace survives the reply
-hop. A handler's own spans (a database call, an HTTP client) nest under ``handle``: its
-context is current there, in its thread too. A dead letter, an error reply (5xx) and a
-deadline each mark their span failed with ``error.type`` and why.
+hop (a streamed reply's parts and end record carry it too). A handler's own spans (a database
+call, an HTTP client) nest under ``handle``: its context is current there, in its thread too.
+A dead letter and an error reply (5xx) mark their span failed with ``error.type`` and why; a
+request that got no reply (its deadline passed, or it was cancelled) says ``no_reply``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -57,6 +59,19 @@ class WorkerSpans:
         span = self._tracer.start_span(f"handle {method}", attributes={"rpc.method": method})
         with _current(span):
             yield span
+
+    @contextlib.contextmanager
+    def streaming(self, request: protocol.Request) -> Iterator[protocol.Request]:
+        """The PRODUCER span of a streamed reply, for the block: ``request`` with that span's
+        context as its trace, which every part and the end record copy."""
+        span = self.replying(request.reply_to, request.reply_partition, request.correlation_id)
+        try:
+            yield dataclasses.replace(request, trace=tracing.inject(span))
+        except Exception as exc:
+            tracing.fail(span, type(exc).__qualname__, "the stream could not be sent")
+            raise
+        finally:
+            span.end()
 
     def replying(self, reply_to: str, partition: int | None, correlation_id: str) -> Span:
         """The PRODUCER span of a reply; the reply's ``traceparent`` names it (`tracing.inject`)."""

@@ -54,6 +54,11 @@ async def test_a_method_nobody_announces_is_404_at_once(strict: Harness) -> None
     assert "no worker serves method 'nobody.home'" in response.json()["detail"]
     assert strict.cluster.records("requests") == []
     assert strict.metric("rpcgw_requests_total", method="nobody.home", outcome="unknown_method") == 1
+    # Names nobody serves get no alerted series at 0 (those are for methods being called).
+    assert (
+        strict.gateway.metrics.registry.get_sample_value("rpcgw_timeouts_total", {"method": "nobody.home"})
+        is None
+    )
 
 
 async def test_an_announced_method_is_served_by_rpc_and_by_its_routes(strict: Harness) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from confluent_kafka import KafkaError
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -152,7 +153,7 @@ async def test_a_shed_call_is_marked_shed(cluster: FakeKafka, traces: MemoryTrac
             assert await asyncio.to_thread(worker.wait_requests, 1)
             shed = await harness.http.post("/rpc/slow", content=b"y")
             await first
-    assert shed.status_code in (429, 503)
+    assert shed.status_code == 503
     spans = {str(span.attributes["rpcgw.outcome"]): span for span in traces.named("POST") if span.attributes}
     assert spans["shed"].status.status_code is StatusCode.ERROR
     assert spans["shed"].attributes is not None
@@ -163,8 +164,13 @@ async def test_probes_and_metrics_are_not_traced(traced: Harness, traces: Memory
     for path in ("/healthz", "/readyz", "/metrics"):
         await traced.http.get(path)
     await traced.http.get("/asyncapi.json")
-    await traced.http.get("/results/not-a-token")
-    assert [span.name for span in traces.spans()] == ["GET /asyncapi.json", "GET /results/{token}"]
+    await traced.http.get("/results/secret-capability-token")
+    asyncapi, result = traces.spans()
+    assert [asyncapi.name, result.name] == ["GET /asyncapi.json", "GET /results/{token}"]
+    # A result token is a capability: neither the name nor url.path may carry it to the backend.
+    assert result.attributes is not None
+    assert result.attributes["url.path"] == "/results/{token}"
+    assert "secret-capability-token" not in result.to_json()
 
 
 async def test_the_latency_histogram_carries_the_trace_id_as_an_exemplar(
@@ -211,3 +217,15 @@ async def test_a_catalog_route_names_its_span_by_its_template(
     assert server.attributes is not None
     assert server.attributes["http.route"] == "/things/{thing_id}"
     assert server.attributes["url.path"] == "/things/7"
+
+
+async def test_a_respond_async_request_kafka_refuses_fails_its_producer_span(
+    traced: Harness, traces: MemoryTracing
+) -> None:
+    traced.cluster.delivery_error = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    response = await traced.http.post("/rpc/slow", content=b"x", headers={"prefer": "respond-async"})
+    assert response.status_code == 503
+    producer = only(traces.named("send requests"))
+    assert producer.status.status_code is StatusCode.ERROR
+    assert producer.attributes is not None
+    assert producer.attributes["error.type"] == "TOPIC_AUTHORIZATION_FAILED"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -14,6 +14,7 @@ from kafkarpc.tracing import Tracer
 from tests.fakekafka import FakeKafka
 from tests.tracer import MemoryTracing
 from tests.workers.conftest import DLT, REPLIES, request, send, serving
+from workers.errors import HandlerError
 from workers.registry import HandlerRegistry
 
 GATEWAY_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -128,3 +129,47 @@ async def test_without_a_tracer_the_reply_carries_the_requests_context(
         await broker.wait_for(lambda: len(broker.records(REPLIES)) == 1)
     record = broker.records(REPLIES)[0]
     assert Reply.from_record(record.value(), record.headers()).trace == TRACE
+
+
+def streaming_registry() -> HandlerRegistry:
+    handlers = HandlerRegistry()
+
+    @handlers.handler("ticks")
+    async def ticks() -> AsyncIterator[int]:
+        for i in range(3):
+            yield i
+
+    @handlers.handler("broken")
+    async def broken(req: Request) -> AsyncIterator[int]:
+        if not req.body:  # a generator whose first step fails
+            raise HandlerError(503, "no ticks today")
+        yield 0
+
+    return handlers
+
+
+async def test_a_streamed_reply_carries_the_workers_stream_span_in_every_record(
+    broker: FakeKafka, traces: MemoryTracing
+) -> None:
+    req = traced(request("ticks"))
+    async with serving(broker, streaming_registry(), tracer=traces.tracer) as h:
+        send(broker, req)
+        await broker.wait_for(lambda: len(h.stream(req.correlation_id)) == 4)  # 3 parts and the end
+    spans = by_name(traces.spans())
+    handle, stream = spans["handle ticks"], spans["send replies"]
+    assert stream.kind is SpanKind.PRODUCER
+    assert child_of(stream, handle)  # the parts go out while the handler runs
+    records = h.stream(req.correlation_id)
+    sent = {dict(Reply.from_record(m.value(), m.headers()).trace)["traceparent"] for m in records}
+    assert sent == {f"00-{GATEWAY_TRACE}-{stream.context.span_id:016x}-01".encode()}
+
+
+async def test_a_stream_that_fails_before_its_first_part_marks_its_handler_span(
+    broker: FakeKafka, traces: MemoryTracing
+) -> None:
+    async with serving(broker, streaming_registry(), tracer=traces.tracer):
+        send(broker, traced(request("broken")))
+        await broker.wait_for(lambda: len(broker.records(REPLIES)) == 1)
+    handle = next(span for span in traces.spans() if span.name == "handle broken")
+    assert handle.status.status_code is StatusCode.ERROR
+    assert handle.status.description == "no ticks today"
