@@ -188,8 +188,9 @@ class RpcEndpoint:
         features: Method | None = None
         lifetime: float | None = None
         try:
-            features = self._features(method, label, match, scope)
+            # Readiness first: a gateway that cannot serve says 503, whatever its catalog knows.
             self._caller.ensure_accepting()
+            features = self._features(method, label, match, scope)
             admitted = self._headers.admit(scope["headers"])
             body = await read_body(receive, self._body_limit, admitted.content_length)
             if admitted.respond_async and self._async_timeout is not None:
