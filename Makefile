@@ -46,7 +46,7 @@ format: $(STAMP)
 helm:  ## Build (once) the real helm binary into ~/.cache/kafka-rpc-gateway; prints its path.
 	tools/helm.sh
 
-# Built before the suite, not inside a test's time limit: about 15 min cold on 2 cores (Prometheus 9,
+# Built before the suite, not inside a test's time limit: about 17 min cold on 2 cores (Prometheus 9,
 # Jaeger 6, helm 2), under a second after.
 go-tools:  ## Build (once) every Go program the tests run: helm, Prometheus and promtool, Jaeger.
 	tools/helm.sh >/dev/null
