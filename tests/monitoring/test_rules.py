@@ -73,6 +73,19 @@ def alerts(rules: dict[str, Any], name: str, labels: dict[str, str], **values: s
     return [{"exp_labels": {**rule["labels"], **labels}, "exp_annotations": annotations}]
 
 
+TIMEOUT_ALERT = "RPCGatewayHighTimeoutRate"
+
+
+def check(eval_time: str, alertname: str, expected: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One ``alert_rule_test`` item: at ``eval_time``, ``alertname`` fires as ``expected`` (or not)."""
+    return {"eval_time": eval_time, "alertname": alertname, "exp_alerts": expected or []}
+
+
+def case(inputs: list[dict[str, str]], *checks: dict[str, Any]) -> dict[str, Any]:
+    """One promtool test case: ``inputs`` sampled every minute, then ``checks``."""
+    return {"interval": "1m", "input_series": inputs, "alert_rule_test": list(checks)}
+
+
 def promtool_test(binaries: Binaries, rules_path: Path, tmp_path: Path, tests: list[dict[str, Any]]) -> None:
     """Run ``promtool test rules`` on ``tests``; any failed expectation fails with promtool's report."""
     test_file = tmp_path / "tests.yaml"
@@ -102,7 +115,7 @@ def test_promtool_accepts_the_rules(binaries: Binaries, rules_path: Path, rules:
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
     assert set(rules) == {
-        "RPCGatewayHighTimeoutRate",
+        TIMEOUT_ALERT,
         "RPCWorkerConsumerLag",
         "RPCGatewayDown",
         "RPCWorkerDown",
@@ -138,7 +151,7 @@ def test_timeout_alert_fires_for_the_method_that_times_out(
     ]
     expected = alerts(
         rules,
-        "RPCGatewayHighTimeoutRate",
+        TIMEOUT_ALERT,
         {"namespace": NAMESPACE, "method": "sleep"},
         method="sleep",
         percentage="50%",
@@ -147,17 +160,8 @@ def test_timeout_alert_fires_for_the_method_that_times_out(
         binaries,
         rules_path,
         tmp_path,
-        [
-            {
-                "interval": "1m",
-                "input_series": inputs,
-                "alert_rule_test": [
-                    # Above the threshold from the second minute, but `for` is 10m: pending only.
-                    {"eval_time": "5m", "alertname": "RPCGatewayHighTimeoutRate", "exp_alerts": []},
-                    {"eval_time": "15m", "alertname": "RPCGatewayHighTimeoutRate", "exp_alerts": expected},
-                ],
-            }
-        ],
+        # Above the threshold from the second minute, but `for` is 10m: pending only.
+        [case(inputs, check("5m", TIMEOUT_ALERT), check("15m", TIMEOUT_ALERT, expected))],
     )
     assert expected[0]["exp_labels"]["deployment"] == GATEWAY
     assert "sleep" in expected[0]["exp_annotations"]["summary"]
@@ -179,16 +183,7 @@ def test_timeout_alert_is_silent_for_callers_own_wait_0(
         binaries,
         rules_path,
         tmp_path,
-        [
-            {
-                "interval": "1m",
-                "input_series": inputs,
-                "alert_rule_test": [
-                    {"eval_time": "15m", "alertname": "RPCGatewayHighTimeoutRate", "exp_alerts": []},
-                    {"eval_time": "25m", "alertname": "RPCGatewayHighTimeoutRate", "exp_alerts": []},
-                ],
-            }
-        ],
+        [case(inputs, check("15m", TIMEOUT_ALERT), check("25m", TIMEOUT_ALERT))],
     )
 
 
@@ -206,7 +201,7 @@ def test_callers_wait_0_cannot_hide_real_timeouts(
     ]
     expected = alerts(
         rules,
-        "RPCGatewayHighTimeoutRate",
+        TIMEOUT_ALERT,
         {"namespace": NAMESPACE, "method": "sleep"},
         method="sleep",
         percentage="10%",
@@ -215,21 +210,13 @@ def test_callers_wait_0_cannot_hide_real_timeouts(
         binaries,
         rules_path,
         tmp_path,
-        [
-            {
-                "interval": "1m",
-                "input_series": inputs,
-                "alert_rule_test": [
-                    {"eval_time": "15m", "alertname": "RPCGatewayHighTimeoutRate", "exp_alerts": expected}
-                ],
-            }
-        ],
+        [case(inputs, check("15m", TIMEOUT_ALERT, expected))],
     )
 
 
 def test_the_denominator_counts_outcomes_the_gateway_has(rules: dict[str, Any]) -> None:
     """The outcomes the timeout rule counts as attempts are real ones, the deadline's among them."""
-    (attempts,) = re.findall(r'outcome=~"([^"]+)"', rules["RPCGatewayHighTimeoutRate"]["expr"])
+    (attempts,) = re.findall(r'outcome=~"([^"]+)"', rules[TIMEOUT_ALERT]["expr"])
     counted = set(attempts.split("|"))
     outcomes = {cls.outcome for cls in _subclasses(errors.GatewayError)} | {"ok", "rejected", "accepted"}
     assert counted <= outcomes
@@ -265,16 +252,7 @@ def test_worker_lag_alert_fires_with_its_group_and_topic(
         binaries,
         rules_path,
         tmp_path,
-        [
-            {
-                "interval": "1m",
-                "input_series": inputs,
-                "alert_rule_test": [
-                    {"eval_time": "10m", "alertname": "RPCWorkerConsumerLag", "exp_alerts": []},
-                    {"eval_time": "15m", "alertname": "RPCWorkerConsumerLag", "exp_alerts": expected},
-                ],
-            }
-        ],
+        [case(inputs, check("10m", "RPCWorkerConsumerLag"), check("15m", "RPCWorkerConsumerLag", expected))],
     )
     assert GROUP in expected[0]["exp_annotations"]["summary"]
     assert TOPIC in expected[0]["exp_annotations"]["summary"]
@@ -297,22 +275,15 @@ def test_down_alerts_fire_when_no_pod_is_up(
         rules_path,
         tmp_path,
         [
-            {
-                "interval": "1m",
-                "input_series": up,
-                "alert_rule_test": [
-                    {"eval_time": "20m", "alertname": "RPCGatewayDown", "exp_alerts": []},
-                    {"eval_time": "20m", "alertname": "RPCWorkerDown", "exp_alerts": []},
-                ],
-            },
+            case(up, check("20m", "RPCGatewayDown"), check("20m", "RPCWorkerDown")),
             {
                 "interval": "1m",
                 "input_series": down_at_2m,
                 "alert_rule_test": [
                     # Down from minute 2; `for: 5m`.
-                    {"eval_time": "5m", "alertname": "RPCGatewayDown", "exp_alerts": []},
-                    {"eval_time": "10m", "alertname": "RPCGatewayDown", "exp_alerts": gateway_down},
-                    {"eval_time": "10m", "alertname": "RPCWorkerDown", "exp_alerts": worker_down},
+                    check("5m", "RPCGatewayDown"),
+                    check("10m", "RPCGatewayDown", gateway_down),
+                    check("10m", "RPCWorkerDown", worker_down),
                 ],
             },
         ],
@@ -334,13 +305,7 @@ def test_workers_scaled_to_zero_by_keda_are_down_only_when_requests_come(
         path,
         tmp_path,
         [
-            {
-                "interval": "1m",
-                "input_series": [no_worker],
-                "alert_rule_test": [
-                    {"eval_time": "20m", "alertname": "RPCWorkerDown", "exp_alerts": []},
-                ],
-            },
+            case([no_worker], check("20m", "RPCWorkerDown")),
             {
                 "interval": "1m",
                 "input_series": [no_worker, calls("echo", "unknown_method", 60)],
