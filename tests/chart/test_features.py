@@ -48,6 +48,20 @@ def test_keda_scales_workers_by_the_groups_lag(everything: Manifests, monkeypatc
     )
 
 
+def test_keda_is_skipped_where_the_cluster_does_not_serve_it(helm: Helm, notes_chart: Path):
+    values = with_kafka({"worker": {"keda": {"enabled": True}}})
+    manifests = helm.render(values)
+    assert not manifests.all("ScaledObject")
+    assert not manifests.all("TriggerAuthentication")
+    # Nothing scales the workers then, so they keep their fixed replica count.
+    assert manifests.deployment("worker")["spec"]["replicas"] == 2
+    notes = render_notes(helm, notes_chart, values)
+    assert "WARNING: worker.keda.enabled is set but the cluster does not serve keda.sh/v1alpha1" in notes
+    served = helm.render(values, api_versions=["keda.sh/v1alpha1"])
+    assert served.one("ScaledObject")
+    assert "replicas" not in served.deployment("worker")["spec"]
+
+
 def test_hpa_and_keda_on_the_same_workload_fail(helm: Helm):
     error = helm.render_error(
         with_kafka({"worker": {"autoscaling": {"enabled": True}, "keda": {"enabled": True}}})

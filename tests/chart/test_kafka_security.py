@@ -78,7 +78,7 @@ def test_sasl_needs_a_secret_for_each_component(helm: Helm):
 
 def test_keda_reads_the_lag_as_the_workers_user(helm: Helm):
     values = with_kafka({**SECURED, "worker": {"keda": {"enabled": True}}})
-    authentication = helm.render(values).one("TriggerAuthentication")
+    authentication = helm.render(values, api_versions=["keda.sh/v1alpha1"]).one("TriggerAuthentication")
     secrets = {ref["parameter"]: ref["name"] for ref in authentication["spec"]["secretTargetRef"]}
     assert secrets["username"] == secrets["password"] == SASL["workerSecret"]
 

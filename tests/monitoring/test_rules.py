@@ -295,6 +295,7 @@ def test_workers_scaled_to_zero_by_keda_are_down_only_when_requests_come(
 ) -> None:
     values = monitoring_values(SCRAPE_INTERVAL)
     values["worker"] = {"keda": {"enabled": True, "minReplicaCount": 0}}
+    values["apiVersions"] = [*values["apiVersions"], "keda.sh/v1alpha1"]
     manifests = helm.render(with_kafka(values))
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rule_file(manifests)))

@@ -71,6 +71,17 @@ true
 {{- end }}
 
 {{/*
+Whether KEDA scales the workers: worker.keda.enabled and the cluster serves keda.sh/v1alpha1.
+Without the API the ScaledObject is skipped (as the monitoring objects are) and the workers keep
+worker.replicaCount, rather than the install failing on an unknown kind; NOTES.txt says so.
+*/}}
+{{- define "kafka-rpc-gateway.kedaScales" -}}
+{{- if and .Values.worker.keda.enabled (include "kafka-rpc-gateway.hasAPI" (dict "ctx" . "api" "keda.sh/v1alpha1")) -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
 Settings map -> env: camelCase keys become <PREFIX>_SNAKE_CASE, lists and maps JSON, scalars strings.
 Call with (dict "prefix" "GATEWAY" "settings" .Values.gateway.settings); renders YAML map lines.
 */}}
