@@ -8,16 +8,16 @@ STAMP := $(VENV)/.installed
 # uv installs exactly the versions and hashes of uv.lock into .venv, and never downloads a Python.
 UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 
-.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm prometheus go-tools jaeger run-prometheus monitoring dashboard-picture chart-check lock clean
+.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm prometheus kubernetes-tools go-tools jaeger run-prometheus monitoring dashboard-picture chart-check install-check kubernetes lock clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
 
-test: lint kafka-libs go-tools  ## Lint, type-check and the full suite: unit, chart, monitoring, and real-Kafka integration tests.
+test: lint kafka-libs go-tools  ## Lint, type-check and the full suite: unit, chart, install on a real control plane, monitoring, and real-Kafka integration tests.
 	$(BIN)/pytest
 
 unit: $(STAMP)  ## Unit tests only (no broker, no chart, no Prometheus).
-	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/chaos --ignore=tests/monitoring -m 'not integration'
+	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/kubernetes --ignore=tests/chaos --ignore=tests/monitoring -m 'not integration'
 
 integration: $(STAMP) kafka-libs go-tools  ## Integration tests only (real broker, real Jaeger and Prometheus).
 	$(BIN)/pytest tests/integration
@@ -46,10 +46,11 @@ format: $(STAMP)
 helm:  ## Build (once) the real helm binary into ~/.cache/kafka-rpc-gateway; prints its path.
 	tools/helm.sh
 
-# Built before the suite, not inside a test's time limit: about 17 min cold on 2 cores (Prometheus 9,
-# Jaeger 6, helm 2), under a second after.
-go-tools:  ## Build (once) every Go program the tests run: helm, Prometheus and promtool, Jaeger.
+# Built before the suite, not inside a test's time limit: about 32 min cold on 2 cores (Kubernetes 15,
+# Prometheus 9, Jaeger 6, helm 2), under a second after.
+go-tools:  ## Build (once) every Go program the tests run: helm, Kubernetes and kwok, Prometheus and promtool, Jaeger.
 	tools/helm.sh >/dev/null
+	tools/kubernetes.sh >/dev/null
 	tools/prometheus.sh >/dev/null
 	tools/jaeger.sh >/dev/null
 
@@ -70,6 +71,15 @@ jaeger: $(STAMP)  ## A real Jaeger on loopback (OTLP :4318, query API :16686) fo
 
 chart-check: $(STAMP) helm  ## Helm chart: lint, render every ci/ values file, strict manifest validation, assertions.
 	$(BIN)/pytest tests/chart
+
+kubernetes-tools:  ## Build (once) etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok; prints their directory.
+	tools/kubernetes.sh
+
+install-check: $(STAMP) helm kubernetes-tools  ## helm install/upgrade/rollback/uninstall on a real control plane, restricted Pod Security (~1 min).
+	$(BIN)/pytest tests/kubernetes
+
+kubernetes: $(STAMP) helm kubernetes-tools  ## A real Kubernetes control plane with one simulated node on loopback, for helm by hand; Ctrl-C stops it.
+	$(BIN)/python -m devstack.controlplane
 
 kafka-libs: $(STAMP)  ## Resolve the Kafka broker jars with Maven into the cache (once).
 	$(BIN)/python -c "from devstack.jars import broker_classpath; broker_classpath()"

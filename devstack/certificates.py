@@ -1,8 +1,9 @@
-"""A throwaway certificate authority and the broker's certificate, made with ``openssl``.
+"""A throwaway certificate authority and the certificates it signs, made with ``openssl``.
 
 The broker reads PEM files directly (``ssl.keystore.type=PEM``), so no Java keystore is
 built; clients trust `Certificates.ca` (``ssl.ca.location``) and check the broker's name
-against its subject alternative names, as in production.
+against its subject alternative names, as in production. The local Kubernetes API server
+(`devstack.controlplane`) uses the same authority for its serving and client certificates.
 """
 
 from __future__ import annotations
@@ -27,44 +28,80 @@ class Certificates:
     ca: Path
     """The authority's certificate: the broker's truststore and the clients' ``ssl.ca.location``."""
     keystore: Path
-    """The broker's unencrypted PKCS#8 key followed by its certificate."""
+    """The server's unencrypted PKCS#8 key followed by its certificate."""
 
 
 def issue(
-    directory: Path, hosts: tuple[str, ...] = ("localhost",), ips: tuple[str, ...] = ("127.0.0.1",)
+    directory: Path,
+    hosts: tuple[str, ...] = ("localhost",),
+    ips: tuple[str, ...] = ("127.0.0.1",),
+    *,
+    subject: str = "/CN=kafka-broker",
 ) -> Certificates:
-    """Make a CA and a broker certificate for ``hosts`` and ``ips``, valid for server and client auth.
+    """Make a CA and a server certificate for ``hosts`` and ``ips``, valid for server and client auth.
 
     Raises:
         LocalKafkaError: ``openssl`` is missing or refused.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca = directory / "ca.key", directory / "ca.crt"
-    key, request, certificate = directory / "broker.key", directory / "broker.csr", directory / "broker.crt"
-    extensions = directory / "broker.ext"
-    names = [f"DNS:{host}" for host in hosts] + [f"IP:{ip}" for ip in ips]
-    extensions.write_text(
-        f"subjectAltName={','.join(names)}\n"
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\n"
-        # clientAuth too: the broker presents it to its own controller listener (mutual TLS).
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-    )
     _openssl(
-        "req", "-x509", *_KEY, "-keyout", ca_key, "-out", ca, "-days", _DAYS,
-        "-subj", "/CN=devstack-ca",
+        "req", "-x509", *_KEY, "-keyout", directory / "ca.key", "-out", directory / "ca.crt",
+        "-days", _DAYS, "-subj", "/CN=devstack-ca",
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
     )  # fmt: skip
-    _openssl("req", *_KEY, "-keyout", key, "-out", request, "-subj", "/CN=kafka-broker")
+    names = [f"DNS:{host}" for host in hosts] + [f"IP:{ip}" for ip in ips]
+    # clientAuth too: the broker presents it to its own controller listener (mutual TLS).
+    keystore = _sign(
+        directory,
+        "server",
+        subject,
+        f"subjectAltName={','.join(names)}\nextendedKeyUsage=serverAuth,clientAuth",
+    )
+    return Certificates(ca=directory / "ca.crt", keystore=keystore)
+
+
+def client(directory: Path, subject: str) -> Path:
+    """A client certificate for ``subject`` (e.g. ``/O=system:masters/CN=admin``) signed by the
+    authority that `issue` made in ``directory``; returns its key followed by its certificate.
+
+    Raises:
+        LocalKafkaError: ``openssl`` is missing or refused.
+    """
+    return _sign(directory, subject.rsplit("=", 1)[-1], subject, "extendedKeyUsage=clientAuth")
+
+
+def _sign(directory: Path, name: str, subject: str, extensions: str) -> Path:
+    """A new key and a certificate for it signed by ``directory``'s CA; returns ``<name>.pem``
+    holding both (the key first)."""
+    key, request, certificate = (directory / f"{name}.{suffix}" for suffix in ("key", "csr", "crt"))
+    extension_file = directory / f"{name}.ext"
+    extension_file.write_text(
+        f"{extensions}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+    )
+    _openssl("req", *_KEY, "-keyout", key, "-out", request, "-subj", subject)
     _openssl(
-        "x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-        "-days", _DAYS, "-extfile", extensions, "-out", certificate,
+        "x509", "-req", "-in", request, "-CA", directory / "ca.crt", "-CAkey", directory / "ca.key",
+        "-CAcreateserial", "-days", _DAYS, "-extfile", extension_file, "-out", certificate,
     )  # fmt: skip
-    keystore = directory / "broker.pem"
-    keystore.write_text(key.read_text() + certificate.read_text())
-    keystore.chmod(0o600)
-    return Certificates(ca=ca, keystore=keystore)
+    pem = directory / f"{name}.pem"
+    pem.write_text(key.read_text() + certificate.read_text())
+    pem.chmod(0o600)
+    return pem
+
+
+def key_pair(directory: Path, name: str) -> tuple[Path, Path]:
+    """A new EC P-256 key pair, e.g. to sign service-account tokens: ``<name>.key`` (PKCS#8)
+    and ``<name>.pub`` in ``directory``.
+
+    Raises:
+        LocalKafkaError: ``openssl`` is missing or refused.
+    """
+    private, public = directory / f"{name}.key", directory / f"{name}.pub"
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", private)
+    private.chmod(0o600)
+    _openssl("pkey", "-in", private, "-pubout", "-out", public)
+    return private, public
 
 
 def _openssl(*args: str | Path) -> None:
