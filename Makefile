@@ -8,16 +8,16 @@ STAMP := $(VENV)/.installed
 # uv installs exactly the versions and hashes of uv.lock into .venv, and never downloads a Python.
 UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 
-.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm prometheus kubernetes-tools go-tools jaeger run-prometheus monitoring dashboard-picture chart-check install-check kubernetes lock clean
+.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm prometheus kubernetes-tools go-tools jaeger run-prometheus monitoring dashboard-picture chart-check install-check kubernetes image image-check lock clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
 
-test: lint kafka-libs go-tools  ## Lint, type-check and the full suite: unit, chart, install on a real control plane, monitoring, and real-Kafka integration tests.
+test: lint kafka-libs go-tools image  ## Lint, type-check and the full suite: unit, image, chart, install on a real control plane, monitoring, and real-Kafka integration tests.
 	$(BIN)/pytest
 
 unit: $(STAMP)  ## Unit tests only (no broker, no chart, no Prometheus).
-	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/kubernetes --ignore=tests/chaos --ignore=tests/monitoring -m 'not integration'
+	$(BIN)/pytest --ignore=tests/integration --ignore=tests/chart --ignore=tests/kubernetes --ignore=tests/chaos --ignore=tests/monitoring --ignore=tests/image/test_image.py -m 'not integration'
 
 integration: $(STAMP) kafka-libs go-tools  ## Integration tests only (real broker, real Jaeger and Prometheus).
 	$(BIN)/pytest tests/integration
@@ -77,6 +77,12 @@ kubernetes-tools:  ## Build (once) etcd, kube-apiserver, kube-controller-manager
 
 install-check: $(STAMP) helm kubernetes-tools  ## helm install/upgrade/rollback/uninstall on a real control plane, restricted Pod Security (~1 min).
 	$(BIN)/pytest tests/kubernetes
+
+image:  ## Build the container image without Docker (buildah on a Debian base made here; root; ~2 min cold, seconds after); prints its reference.
+	tools/image.sh
+
+image-check: $(STAMP) image  ## The image built and run: uid 1001, exactly uv.lock's packages, no dev tooling, the gateway serving (~15 s).
+	$(BIN)/pytest tests/image
 
 kubernetes: $(STAMP) helm kubernetes-tools  ## A real Kubernetes control plane with one simulated node on loopback, for helm by hand; Ctrl-C stops it.
 	$(BIN)/python -m devstack.controlplane
