@@ -75,7 +75,7 @@ chart-check: $(STAMP) helm  ## Helm chart: lint, render every ci/ values file, s
 kubernetes-tools:  ## Build (once) etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok; prints their directory.
 	tools/kubernetes.sh
 
-install-check: $(STAMP) helm kubernetes-tools  ## helm install/upgrade/rollback/uninstall on a real control plane, restricted Pod Security (~1 min).
+install-check: $(STAMP) helm kubernetes-tools  ## helm install/upgrade/rollback/uninstall on a real control plane, restricted Pod Security (~40 s).
 	$(BIN)/pytest tests/kubernetes
 
 image:  ## Build the container image without Docker (buildah on a Debian base made here; root; ~2 min cold, seconds after); prints its reference.

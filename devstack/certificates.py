@@ -15,8 +15,9 @@ from pathlib import Path
 
 from devstack.errors import LocalKafkaError
 
-# A day is enough for a test run; the files are deleted with the cluster's directory.
-_DAYS = "1"
+# Longer than any local run (`make kubernetes` may stay up for days); the files are deleted with
+# their directory.
+_DAYS = "30"
 # EC P-256: key generation is instant, unlike RSA, and every TLS 1.2/1.3 stack supports it.
 _KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
 
@@ -108,7 +109,8 @@ def _openssl(*args: str | Path) -> None:
     binary = shutil.which("openssl")
     if binary is None:
         raise LocalKafkaError(
-            "openssl is not on PATH: the secured broker's certificates are made with it. "
+            "openssl is not on PATH: the local secured broker's and Kubernetes' certificates are made "
+            "with it. "
             "Install it (apt-get install openssl) and run again."
         )
     result = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, check=False)

@@ -7,13 +7,14 @@
 #   crds/: the prometheus-operator's and KEDA's CRDs               (their Go modules)
 #
 #   K8S="$(tools/kubernetes.sh)" && "$K8S/kube-apiserver" --version
+#   tools/kubernetes.sh --check     # the path if built, else exit 1 (no build: for tests)
 #
 # k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces its staging modules with local
 # paths), so tools/kubernetes/ is a wrapper module that replaces each with its published release
 # and names the programs as tools; its go.sum pins every dependency. etcd is the version that
 # Kubernetes release itself requires. kwok (a simulated node) installs with plain `go install`.
 #
-# Cold build on 2 cores: about 15 min (kube-apiserver 12) and several GB of Go build cache.
+# Cold build on 2 cores: about 15 min (kube-apiserver about 10) and several GB of Go build cache.
 # Overrides: KAFKA_RPC_GATEWAY_KUBERNETES_BIN (cache directory). Build output goes to stderr so
 # that stdout carries only the path. Needs Go >= 1.26.
 set -euo pipefail
@@ -26,16 +27,31 @@ KEDA_VERSION="v2.21.0"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/kafka-rpc-gateway"
 BIN_DIR="${KAFKA_RPC_GATEWAY_KUBERNETES_BIN:-$CACHE_ROOT/go-bin/kubernetes-$K8S_VERSION-kwok-$KWOK_VERSION-crds-$PROMETHEUS_OPERATOR_VERSION-$KEDA_VERSION}"
 STAMP="$BIN_DIR/.complete"
+if [[ -z "$K8S_VERSION" ]]; then
+    echo "tools/kubernetes.sh: no k8s.io/kubernetes version in $MODULE_DIR/go.mod" >&2
+    exit 1
+fi
+# What the build is of: a change to any version or pinned dependency rebuilds (go install then
+# relinks only what changed).
+KEY="$K8S_VERSION kwok $KWOK_VERSION crds $PROMETHEUS_OPERATOR_VERSION $KEDA_VERSION"
+KEY+=" $(cat "$MODULE_DIR/go.mod" "$MODULE_DIR/go.sum" | sha256sum | cut -c1-16)"
+
+if [[ "${1:-}" == "--check" && "$(cat "$STAMP" 2>/dev/null)" != "$KEY" ]]; then
+    echo "tools/kubernetes.sh: the control plane is not built yet; run \`make kubernetes-tools\`" \
+        "(about 15 min on 2 cores the first time)" >&2
+    exit 1
+fi
 
 GO="$(command -v go || echo /usr/local/go/bin/go)"
-if [[ ! -f "$STAMP" ]]; then
+if [[ "$(cat "$STAMP" 2>/dev/null)" != "$KEY" ]]; then
     if [[ ! -x "$GO" ]]; then
         echo "tools/kubernetes.sh: 'go' is not on PATH; install Go >= 1.26 (https://go.dev/dl/)" >&2
         exit 1
     fi
     echo "tools/kubernetes.sh: building Kubernetes $K8S_VERSION and kwok $KWOK_VERSION into $BIN_DIR" \
         "(first run: about 15 min on 2 cores)" >&2
-    mkdir -p "$BIN_DIR"
+    mkdir -p "$BIN_DIR" "$CACHE_ROOT"
+    rm -f "$STAMP"
     export GOWORK=off CGO_ENABLED=0
     # The version Kubernetes' own build stamps (hack/lib/version.sh): helm checks the chart's
     # kubeVersion against what the API server reports.
@@ -51,24 +67,38 @@ if [[ ! -f "$STAMP" ]]; then
     (cd "$CACHE_ROOT" && GOBIN="$BIN_DIR" GOFLAGS=-mod=mod "$GO" install -trimpath -ldflags "-w -s" \
         "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2)
     module_dir() {
-        (cd "$CACHE_ROOT" && GOFLAGS=-mod=mod "$GO" mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+        local dir
+        dir="$(cd "$CACHE_ROOT" && GOFLAGS=-mod=mod "$GO" mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+        if [[ ! -d "$dir" ]]; then
+            echo "tools/kubernetes.sh: could not download the Go module $1" >&2
+            exit 1
+        fi
+        echo "$dir"
     }
     # kwok's lifecycles (a Ready node that renews its lease, Running and Ready pods, deletion)
-    # ship as YAML in its module.
+    # ship as YAML in its module; so do the operators' CRDs.
     kwok="$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")/kustomize/stage"
+    operator="$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"
+    keda="$(module_dir "github.com/kedacore/keda/v2@$KEDA_VERSION")"
     rm -rf "$BIN_DIR/stages" "$BIN_DIR/crds" && mkdir -p "$BIN_DIR/stages" "$BIN_DIR/crds"
     cp "$kwok"/node/fast/node-*.yaml "$kwok"/node/heartbeat-with-lease/node-*.yaml "$kwok"/pod/fast/pod-*.yaml \
         "$BIN_DIR/stages/"
-    cp "$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"/example/prometheus-operator-crd/*.yaml \
-        "$(module_dir "github.com/kedacore/keda/v2@$KEDA_VERSION")"/config/crd/bases/keda.sh_*.yaml "$BIN_DIR/crds/"
+    cp "$operator"/example/prometheus-operator-crd/*.yaml "$keda"/config/crd/bases/keda.sh_*.yaml "$BIN_DIR/crds/"
     chmod -R u+w "$BIN_DIR/stages" "$BIN_DIR/crds"
-    touch "$STAMP"
+    echo "$KEY" >"$STAMP"
 fi
 
 # Fail here, not in a caller, if the cache is broken (e.g. a truncated build).
 for program in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
     if [[ ! -x "$BIN_DIR/$program" ]]; then
         echo "tools/kubernetes.sh: $BIN_DIR/$program is missing; delete $BIN_DIR to rebuild" >&2
+        exit 1
+    fi
+done
+for part in stages/node-initialize.yaml stages/pod-ready.yaml crds/keda.sh_scaledobjects.yaml \
+    crds/monitoring.coreos.com_servicemonitors.yaml; do
+    if [[ ! -s "$BIN_DIR/$part" ]]; then
+        echo "tools/kubernetes.sh: $BIN_DIR/$part is missing; delete $BIN_DIR to rebuild" >&2
         exit 1
     fi
 done

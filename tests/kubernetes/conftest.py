@@ -9,6 +9,7 @@ If the control plane cannot be built or started, every test here fails (never sk
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,12 +20,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from devstack.controlplane import ControlPlane
 from devstack.errors import LocalKafkaError
+from devstack.probes import NotReadyError, poll
 
-from ..chart.conftest import CHART, REPO, built_helm, with_kafka
+from ..chart.conftest import CHART, built_helm, with_kafka
 
 T = TypeVar("T")
 RELEASE = "rpc"
@@ -38,32 +40,13 @@ RESTRICTED = {
 """Namespace labels that make PodSecurity admission refuse Pods below the restricted standard."""
 
 
-class Pending(Exception):
-    """What `eventually` waits for does not hold yet."""
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    """Poll ``probe`` every 0.2 s until it returns something other than None (or False), and
-    return it; fail the test naming ``what`` after ``timeout`` seconds."""
-
-    def attempt() -> T:
-        found = probe()
-        if found is None or found is False:
-            raise Pending(what)
-        return found
-
+def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT, interval: float = 0.2) -> T:
+    """Poll ``probe`` every ``interval`` seconds until it returns something true, and return it;
+    fail the test naming ``what`` after ``timeout`` seconds."""
     try:
-        for retry in Retrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_fixed(0.2),
-            retry=retry_if_exception_type(Pending),
-            reraise=True,
-        ):
-            with retry:
-                return attempt()
-    except Pending:
-        pytest.fail(f"not within {timeout:.0f} s: {what}", pytrace=False)
-    raise AssertionError("unreachable")  # Retrying either returns or raises
+        return poll(what, probe, timeout, interval)
+    except NotReadyError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 class Kube:
@@ -72,18 +55,30 @@ class Kube:
     def __init__(self, api: httpx.Client) -> None:
         self.api = api
 
+    def read(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        """GET ``path``, again while the server answers 429: its flow control sheds the bursts of
+        lists a leftover check makes (each call lists every kind), and asks to retry later."""
+        retrying = Retrying(
+            stop=stop_after_delay(WAIT),
+            wait=wait_fixed(0.5),
+            retry=retry_if_result(_throttled),
+            retry_error_callback=_last_answer,  # still 429 at the end: the caller sees it
+        )
+        response: httpx.Response = retrying(self.api.get, path, params=params)
+        return response
+
     def resources(self) -> dict[tuple[str, str], tuple[str, bool]]:
         """(apiVersion, kind) -> (collection path without namespace, namespaced), for every
         listable resource the server serves now (custom resources included)."""
         found: dict[tuple[str, str], tuple[str, bool]] = {}
         versions = ["v1"] + [
             version["groupVersion"]
-            for group in self.api.get("/apis").raise_for_status().json()["groups"]
+            for group in self.read("/apis").raise_for_status().json()["groups"]
             for version in group["versions"]
         ]
         for version in versions:
             base = "/api/v1" if version == "v1" else f"/apis/{version}"
-            for resource in self.api.get(base).raise_for_status().json()["resources"]:
+            for resource in self.read(base).raise_for_status().json()["resources"]:
                 if "/" not in resource["name"] and "list" in resource["verbs"]:
                     found[(version, resource["kind"])] = (
                         f"{base}/{resource['name']}",
@@ -95,13 +90,12 @@ class Kube:
         """The URL path of one object."""
         collection, namespaced = self.resources()[(doc["apiVersion"], doc["kind"])]
         if namespaced:
-            group, _, plural = collection.rpartition("/")
-            collection = f"{group}/namespaces/{doc['metadata'].get('namespace', namespace)}/{plural}"
+            collection = within(collection, doc["metadata"].get("namespace", namespace))
         return f"{collection}/{doc['metadata']['name']}"
 
     def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None if there is none."""
-        response = self.api.get(path)
+        response = self.read(path)
         if response.status_code == 404:
             return None
         result: dict[str, Any] = response.raise_for_status().json()
@@ -110,21 +104,47 @@ class Kube:
     def items(self, path: str, selector: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """The objects of a collection, optionally those matching ``selector``'s labels."""
         params = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())} if selector else {}
-        items: list[dict[str, Any]] = self.api.get(path, params=params).raise_for_status().json()["items"]
+        items: list[dict[str, Any]] = self.read(path, params).raise_for_status().json()["items"]
         return items
 
     def served(self, group: str) -> bool:
         """Whether the server serves an API group (e.g. ``keda.sh``)."""
-        groups = self.api.get("/apis").raise_for_status().json()["groups"]
+        groups = self.read("/apis").raise_for_status().json()["groups"]
         return any(entry["name"] == group for entry in groups)
+
+
+def _throttled(response: httpx.Response) -> bool:
+    return response.status_code == 429
+
+
+def _last_answer(state: RetryCallState) -> httpx.Response:
+    assert state.outcome is not None
+    response: httpx.Response = state.outcome.result()
+    return response
+
+
+def within(collection: str, namespace: str) -> str:
+    """A namespaced collection's path in ``namespace``: /api/v1/pods -> /api/v1/namespaces/<ns>/pods."""
+    group, _, plural = collection.rpartition("/")
+    return f"{group}/namespaces/{namespace}/{plural}"
 
 
 class Helm:
     """The real helm (tools/helm.sh) pointed at the control plane."""
 
-    def __init__(self, binary: str, kubeconfig: Path) -> None:
+    def __init__(self, binary: str, plane: ControlPlane) -> None:
         self.binary = binary
-        self.kubeconfig = kubeconfig
+        self.kubeconfig = plane.kubeconfig
+        # helm's and client-go's caches and settings go with the control plane, not into ~/.kube
+        # and ~/.cache (each run's API server has a new port, hence new cache entries).
+        home = plane.directory / "helm"
+        self.env = {
+            **os.environ,
+            "KUBECACHEDIR": str(home / "kube-cache"),
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
 
     def run(self, *args: str, values: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
         """``helm <args>``; ``values`` go in as one more ``-f`` file (after any in ``args``)."""
@@ -138,6 +158,7 @@ class Helm:
             text=True,
             timeout=300,
             check=False,
+            env=self.env,
         )
 
     def ok(self, *args: str, values: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
@@ -199,31 +220,31 @@ def ready(pod: dict[str, Any]) -> bool:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """One real control plane for the run; building it is part of the test (never a skip)."""
-    plane = ControlPlane(tmp_path_factory.mktemp("kubernetes"))
+    """One real control plane for these tests (stopped before the rest of the suite runs); one
+    that cannot start fails them (never a skip)."""
+    failure = None
     try:
-        plane.start()
-    except (LocalKafkaError, subprocess.CalledProcessError) as error:
-        plane.stop()
-        pytest.fail(f"the Kubernetes control plane did not start: {error}", pytrace=False)
-    try:
-        yield plane
-    finally:
-        plane.stop()
+        # If start-up fails, the context stops whatever had started.
+        with ControlPlane(tmp_path_factory.mktemp("kubernetes")) as plane:
+            yield plane
+    except LocalKafkaError as error:
+        failure = str(error)
+    if failure is not None:  # failed outside the except block: no "during handling" chain
+        pytest.fail(f"the Kubernetes control plane did not start: {failure}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube(cluster: ControlPlane) -> Kube:
     """The API server as the administrator."""
     return Kube(cluster.api)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def helm(cluster: ControlPlane) -> Helm:
     """helm with the control plane's kubeconfig."""
-    return Helm(built_helm().binary, cluster.kubeconfig)
+    return Helm(built_helm().binary, cluster)
 
 
 @pytest.fixture
@@ -250,32 +271,33 @@ def release(helm: Helm, kube: Kube, namespace: str) -> Release:
 @pytest.fixture
 def crds(cluster: ControlPlane, kube: Kube) -> Iterator[list[str]]:
     """The prometheus-operator's and KEDA's CRDs (from their Go modules, via tools/kubernetes.sh),
-    created and Established for one test, then deleted until the API no longer serves them."""
-    directory = (
-        Path(
-            subprocess.run(
-                [str(REPO / "tools" / "kubernetes.sh")], check=True, stdout=subprocess.PIPE, text=True
-            ).stdout.strip()
-        )
-        / "crds"
-    )
+    created and served for one test, then deleted until the API no longer serves them."""
     path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    names = []
-    # Each file is one CRD. Sent as YAML, as the projects ship them: the API server parses it
-    # (PyYAML cannot: a YAML 1.1 value tag in the prometheus-operator's schemas trips it).
-    for file in sorted(directory.glob("*.yaml")):
-        response = kube.api.post(
-            path, content=file.read_bytes(), headers={"Content-Type": "application/yaml"}
-        )
-        assert response.status_code == 201, f"{file.name}: {response.text}"
-        names.append(response.json()["metadata"]["name"])
-    for name in names:
-        eventually(f"CRD {name} Established", partial(_established, kube, f"{path}/{name}"))
-    yield names
-    for name in names:
-        kube.api.delete(f"{path}/{name}")
-    for group in ("monitoring.coreos.com", "keda.sh"):
-        eventually(f"{group} no longer served", partial(_gone, kube, group))
+    names: list[str] = []
+    try:
+        # Each file is one CRD. Sent as YAML, as the projects ship them: the API server parses it
+        # (PyYAML cannot: a YAML 1.1 value tag in the prometheus-operator's schemas trips it).
+        for file in sorted((cluster.programs / "crds").glob("*.yaml")):
+            response = kube.api.post(
+                path, content=file.read_bytes(), headers={"Content-Type": "application/yaml"}
+            )
+            assert response.status_code == 201, f"{file.name}: {response.text}"
+            names.append(response.json()["metadata"]["name"])
+        # Established, then in discovery (which follows asynchronously): what helm reads.
+        for name in names:
+            eventually(f"CRD {name} Established", partial(_established, kube, f"{path}/{name}"))
+        for group in GROUPS:
+            eventually(f"{group} served", partial(kube.served, group))
+        yield names
+    finally:
+        for name in names:
+            kube.api.delete(f"{path}/{name}")
+        for group in GROUPS:
+            eventually(f"{group} no longer served", partial(_gone, kube, group))
+
+
+GROUPS = ("monitoring.coreos.com", "keda.sh")
+AS_YAML = {"Content-Type": "application/yaml"}
 
 
 def _gone(kube: Kube, group: str) -> bool:

@@ -1,7 +1,9 @@
 // A wrapper module that builds the real Kubernetes control plane from the Go module proxy.
 // k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces the staging modules with local
-// paths); here each staging module is replaced by its published release instead. Used by
-// tools/kubernetes.sh; go.sum pins every dependency.
+// paths); here each staging module is replaced by its published release instead, except the
+// three sample-* modules, which no program built here imports (so `go list -m all` cannot
+// resolve them; `go install tool` and `go mod tidy` can). Used by tools/kubernetes.sh; go.sum
+// pins every dependency, at the versions Kubernetes' own go.mod pins.
 module kafka-rpc-gateway/tools/kubernetes
 
 go 1.26.0
