@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from gateway import problems
 from gateway.app import GatewayAPI
@@ -89,22 +88,3 @@ def create_echo_app(settings: GatewaySettings | None = None) -> GatewayAPI:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     return app
-
-
-async def raw_echo_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """B1a: the same echo as a bare ASGI callable, the floor of uvicorn itself.
-
-    B1 minus B1a is what the gateway's HTTP-side checks cost per request.
-    """
-    if scope["type"] != "http":
-        return  # lifespan: nothing to start
-    chunks = []
-    more = True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

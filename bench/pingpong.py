@@ -44,7 +44,13 @@ DEADLINE_SECONDS = 10.0
 
 
 class PingPong:
-    """A request-reply client on one thread; see the module docstring."""
+    """A request-reply client on one thread; see the module docstring.
+
+    What is produced and how replies are read are the hooks `_configs`, `_headers` and
+    `_answer`: `bench.kafkafloor` runs the same loops with plain records.
+    """
+
+    target = "B2"
 
     def __init__(
         self, kafka: KafkaSettings, request_topic: str, reply_topic: str, body_bytes: int = 256
@@ -55,13 +61,17 @@ class PingPong:
         self._index = 0
         self.exchanges = 0
         """Requests sent so far, warm-up included (the denominator of CPU per request)."""
-        gateway = GatewaySettings(request_topic=request_topic, reply_topic=reply_topic)
-        self._producer = confluent_kafka.Producer(gateway.producer_config(kafka, "bench-pingpong"))
-        self._consumer = confluent_kafka.Consumer(
-            gateway.consumer_config(kafka, f"bench-pingpong-{uuid.uuid4().hex}")
-        )
+        producer_config, consumer_config = self._configs(kafka)
+        self._producer = confluent_kafka.Producer(producer_config)
+        self._consumer = confluent_kafka.Consumer(consumer_config)
         self._assign_at_end()
         self._in_flight: dict[str, tuple[float, bytes]] = {}
+
+    def _configs(self, kafka: KafkaSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(producer, consumer) configuration: the gateway's own, so B2 moves with the gateway's."""
+        gateway = GatewaySettings(request_topic=self._request_topic, reply_topic=self._reply_topic)
+        group = f"bench-pingpong-{uuid.uuid4().hex}"
+        return gateway.producer_config(kafka, "bench-pingpong"), gateway.consumer_config(kafka, group)
 
     def _assign_at_end(self) -> None:
         """Read the reply partition from its high watermark: no earlier replies."""
@@ -217,6 +227,13 @@ class PingPong:
         body, _ = self._template.build(self._index)
         self._index += 1
         self.exchanges += 1
+        headers = self._headers(correlation_id, body)
+        self._producer.produce(self._request_topic, body, correlation_id.encode(), headers=headers)
+        self._in_flight[correlation_id] = (sent_at, body)
+        return correlation_id
+
+    def _headers(self, correlation_id: str, body: bytes) -> Any:
+        """The request record's headers: the RPC protocol's, so the worker can answer it."""
         request = protocol.Request(
             correlation_id=correlation_id,
             reply_to=self._reply_topic,
@@ -226,10 +243,14 @@ class PingPong:
             body=body,
             content_type="application/json",
         )
-        headers: Any = request.headers()
-        self._producer.produce(self._request_topic, body, correlation_id.encode(), headers=headers)
-        self._in_flight[correlation_id] = (sent_at, body)
-        return correlation_id
+        return request.headers()
+
+    def _answer(self, message: confluent_kafka.Message) -> tuple[str, bool, bytes]:
+        """(correlation id, success?, body) of a reply record, as the worker encodes it."""
+        # Consumed records carry (str, bytes) header pairs; the stub's type is wider.
+        headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
+        reply = protocol.Reply.from_record(message.value(), headers)
+        return reply.correlation_id, reply.status == 200, reply.body
 
     def _await(self, correlation_id: str, deadline: float) -> bool | None:
         """Wait for one reply: True if correct, False if wrong, None on timeout."""
@@ -252,16 +273,14 @@ class PingPong:
         for message in [first, *self._consumer.consume(num_messages=500, timeout=0)]:
             if message.error() is not None:
                 continue
-            # Consumed records carry (str, bytes) header pairs; the stub's type is wider.
-            headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
-            reply = protocol.Reply.from_record(message.value(), headers)
-            sent = self._in_flight.pop(reply.correlation_id, None)
+            correlation_id, success, body = self._answer(message)
+            sent = self._in_flight.pop(correlation_id, None)
             if sent is not None:
-                results.append((sent[0], reply.status == 200 and reply.body == sent[1]))
+                results.append((sent[0], success and body == sent[1]))
         return results
 
-    @staticmethod
     def _step(
+        self,
         mode: str,
         *,
         rate: float | None,
@@ -272,7 +291,7 @@ class PingPong:
         span: float,
     ) -> Step:
         return Step(
-            target="B2",
+            target=self.target,
             mode=mode,
             offered_rate=rate,
             concurrency=window,

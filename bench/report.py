@@ -48,11 +48,14 @@ def markdown(document: dict[str, Any], image: str) -> str:
         met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
         columns = (row["target"], row["rule"], row["measured"], row["limit"], row["ratio"], met)
         lines.append("| " + " | ".join(str(column) for column in columns) + " |")
-    lines += ["", "## Baselines and system (medians over rounds)", ""]
+    lines += _floors_section(document)
+    lines += ["", "## Floors, baselines and system (medians over rounds)", ""]
     lines += ["| | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | max rate /s | CPU-µs/req (closed loop) |"]
     lines += ["|---|---|---|---|---|---|---|---|"]
     names = {
-        "B1": "B1 HTTP echo (FastAPI, no Kafka)",
+        "FH": "FH HTTP floor (raw ASGI echo, uvicorn + httptools + uvloop)",
+        "FK": "FK Kafka floor (two plain confluent-kafka processes), open loop",
+        "B1": "B1 HTTP echo (the gateway's endpoint, no Kafka)",
         "B2": "B2 Kafka ping-pong (no HTTP), open loop",
         "B2_one": "B2 one in flight (paced; not used in targets)",
         "S": "S full system",
@@ -70,7 +73,7 @@ def markdown(document: dict[str, Any], image: str) -> str:
         "",
         f"Low load: open loop at {document['profile']['low_rate']:g}/s, latency from the intended send time. "
         f"Max rate and CPU: closed loop ({document['profile']['closed_connections']} connections; "
-        f"B2 {document['profile']['pipeline_window']} in flight), latency there is not reported "
+        f"B2 and FK {document['profile']['pipeline_window']} in flight), latency there is not reported "
         f"(coordinated omission). CPU bound = {figures['cores']} cores / (B1 + B2 CPU per request) = "
         f"{figures['cpu_bound']}/s; sustained rate at p99 <= 25 ms: {figures['sustained_rate']}/s.",
         "",
@@ -80,25 +83,22 @@ def markdown(document: dict[str, Any], image: str) -> str:
         "",
         "## CPU-µs and context switches per request, by process (closed loop, medians)",
         "",
-        "| | client | echo | gateway | worker | broker | total | switches/request |",
-        "|---|---|---|---|---|---|---|---|",
-        *[_cpu_row(target, figures) for target in ("B1", "B2", "S")],
+        f"| | {' | '.join(CPU_COLUMNS)} | switches/request |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[_cpu_row(target, figures) for target in figures["cpu_us_per_request"]],
         "",
         "## S open-loop sweep",
         "",
-        "| offered /s | achieved /s | p50 | p90 | p99 | p99.9 | max | errors | timeouts "
-        "| CPU-µs/req | pending after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *_sweep_table(document["results"]["sweep"]),
+        "",
+        "## Kafka floor open-loop sweep",
+        "",
+        "Relative to its own closed-loop maximum, searched as S's sweep is; the client does not spin. "
+        f"Highest healthy rate: {figures.get('kafka_floor_sustained_rate')}/s; unhealthy rates below it: "
+        f"{document['results'].get('kafka_floor_unhealthy_below_sustained', [])}.",
+        "",
+        *_sweep_table(document["results"].get("kafka_floor_sweep", [])),
     ]
-    for step in document["results"]["sweep"]:
-        latency = step["latency_ms"]
-        cells = " | ".join(str(latency.get(p, "")) for p in (*PERCENTILES, "max"))
-        cpu = step["cpu_us_per_request"]
-        cpu_text = ", ".join(f"{k} {v:g}" for k, v in cpu.items())
-        lines.append(
-            f"| {step['offered_rate']:g} | {step['achieved_rate']:g} | {cells} | {step['errors']} | "
-            f"{step['timeouts']} | {cpu_text} | {step['pending_after']} |"
-        )
     equal = figures.get("equal_rate")
     if equal:
         servers = equal["servers"]
@@ -136,6 +136,60 @@ def markdown(document: dict[str, Any], image: str) -> str:
         )
     lines += ["", f"![latency percentiles vs offered rate]({image})", ""]
     return "\n".join(lines)
+
+
+def _sweep_table(steps: list[dict[str, Any]]) -> list[str]:
+    """One line per open-loop step, in run order."""
+    lines = [
+        "| offered /s | achieved /s | p50 | p90 | p99 | p99.9 | max | errors | timeouts "
+        "| CPU-µs/req | pending after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for step in steps:
+        latency = step["latency_ms"]
+        cells = " | ".join(str(latency.get(p, "")) for p in (*PERCENTILES, "max"))
+        pending = "" if step["pending_after"] is None else step["pending_after"]
+        lines.append(
+            f"| {step['offered_rate']:g} | {step['achieved_rate']:g} | {cells} | {step['errors']} | "
+            f"{step['timeouts']} | {_cells(step['cpu_us_per_request'])} | {pending} |"
+        )
+    return lines
+
+
+def _floors_section(document: dict[str, Any]) -> list[str]:
+    """The issue's three rows (HTTP floor, Kafka floor, S) at low load, and the targets' ratios."""
+    figures = document["figures"]
+    low = figures["low"]
+    if "FH" not in low or "FK" not in low:
+        return []
+    rows = {row["key"]: row for row in document["targets"] if "key" in row}
+
+    def verdict(row: dict[str, Any]) -> str:
+        met = {True: "met", False: "**not met**", None: "no verdict"}[row["met"]]
+        return f"{row['measured']} ({row['rule']}: {met})"
+
+    sustained = rows["floors_sustained"]
+    return [
+        "",
+        "## S against the floors (the same run, the same broker)",
+        "",
+        f"| open loop at {document['profile']['low_rate']:g}/s (medians over rounds) | p50 ms | p99 ms |",
+        "|---|---|---|",
+        *(
+            f"| {title} | {low[target].get('p50')} | {low[target].get('p99')} |"
+            for target, title in (
+                ("FH", "HTTP floor: raw ASGI echo on uvicorn + httptools + uvloop; no Kafka, no FastAPI"),
+                ("FK", "Kafka floor: request-reply between two plain confluent-kafka processes; no HTTP"),
+                ("S", "S: the full system"),
+            )
+        ),
+        f"| S / (HTTP floor + Kafka floor), median of the rounds' ratios "
+        f"| {verdict(rows['floors_p50'])} | {verdict(rows['floors_p99'])} |",
+        "",
+        f"Sustained (highest open-loop rate with p99 <= {document['profile']['slo_p99_ms']:g} ms, "
+        f"the rate achieved and no errors): Kafka floor {sustained['kafka_floor']}/s, S {sustained['S']}/s; "
+        f"S / Kafka floor = {verdict(sustained)}.",
+    ]
 
 
 def _side_by_side_section(document: dict[str, Any]) -> list[str]:
@@ -179,18 +233,21 @@ def _side_by_side_section(document: dict[str, Any]) -> list[str]:
     return lines
 
 
+CPU_COLUMNS = ("client", "httpfloor", "kafkafloor", "echo", "gateway", "worker", "broker", "total")
+
+
 def _cpu_row(target: str, figures: dict[str, Any]) -> str:
     cpu = figures["cpu_us_per_request"][target]
     switches = figures["switches_per_request"][target]
-    cells = [str(cpu.get(name, "")) for name in ("client", "echo", "gateway", "worker", "broker", "total")]
+    cells = [str(cpu.get(name, "")) for name in CPU_COLUMNS]
     switch_text = ", ".join(f"{k} {v:g}" for k, v in switches.items())
     return f"| {target} | {' | '.join(cells)} | {switch_text} |"
 
 
 def plot(document: dict[str, Any], path: Path) -> None:
-    """Latency percentiles of S against offered rate, with the baselines' sums and the SLO."""
+    """Latency percentiles of S against offered rate, with the floors' sums, the baselines' and the SLO."""
     sweep = sorted(document["results"]["sweep"], key=lambda s: s["offered_rate"])
-    figure, axes = plt.subplots(figsize=(8, 5))
+    figure, axes = plt.subplots(figsize=(11, 5))
     rates = [s["offered_rate"] for s in sweep]
     for name in PERCENTILES:
         values = [s["latency_ms"].get(name) for s in sweep]
@@ -207,8 +264,20 @@ def plot(document: dict[str, Any], path: Path) -> None:
             color="grey",
             label="B1 ∥ B2 p99 sum (baselines side by side)",
         )
+    floor = sorted(document["results"].get("kafka_floor_sweep", []), key=lambda s: s["offered_rate"])
+    if floor:
+        axes.plot(
+            [s["offered_rate"] for s in floor],
+            [s["latency_ms"].get("p99") for s in floor],
+            marker="^",
+            color="green",
+            label="Kafka floor p99",
+        )
     low = document["figures"]["low"]
     for name, style in (("p50", ":"), ("p99", "--")):
+        if "FH" in low and "FK" in low:
+            base = low["FH"].get(name, 0) + low["FK"].get(name, 0)
+            axes.axhline(base, linestyle=style, color="green", label=f"floors summed, {name} ({base:.2f} ms)")
         base = low["B1"].get(name, 0) + low["B2"].get(name, 0)
         axes.axhline(base, linestyle=style, color="grey", label=f"B1 + B2 {name} ({base:.2f} ms)")
     axes.axhline(document["profile"]["slo_p99_ms"], color="red", linewidth=0.8, label="SLO p99")
@@ -220,7 +289,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
     axes.set_ylabel("latency from intended send time (ms)")
     axes.set_title(f"Kafka RPC Gateway, {document['meta']['started']}")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

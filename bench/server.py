@@ -24,15 +24,16 @@ from gateway.settings import GatewaySettings
 from kafkarpc.connection import KafkaSettings
 from workers.__main__ import main as worker_main
 
-from .echo import create_echo_app, raw_echo_app
+from .echo import create_echo_app
+from .httpfloor import echo_app
 
 
 def build(kind: str) -> ASGIApp:
-    """The app to serve: ``echo`` (B1), ``raw`` (B1a) or ``gateway`` (the real one, settings from env)."""
+    """The app to serve: ``echo`` (B1), ``raw`` (`bench.httpfloor`) or ``gateway`` (settings from env)."""
     if kind == "echo":
         return create_echo_app()
     if kind == "raw":
-        return raw_echo_app
+        return echo_app
     return create_app(GatewaySettings(), KafkaSettings(), access=AccessSettings())
 
 

@@ -1,10 +1,12 @@
-"""`Stack`: the processes under test — broker, worker, gateway and the B1 echo server.
+"""`Stack`: the processes under test — broker, worker, gateway, the B1 echo server and the floors.
 
 Everything listens on 127.0.0.1. The broker comes from devstack (or the cluster that
 ``KAFKA_BOOTSTRAP_SERVERS`` names, whose CPU then cannot be measured). Topics carry a
 random suffix so runs never read each other's records. Children start in their own
 session with a parent-death signal, log to files under a temporary directory, and are
-stopped (SIGTERM, then SIGKILL) by `close` or when this process dies.
+stopped (SIGTERM, then SIGKILL) by `close` or when this process dies. The HTTP floor's
+server runs throughout; the Kafka floor's only inside `kafka_floor`, since its consumer
+(``fetch.wait.max.ms`` 5) would keep the broker busy during every other step.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from devstack import KafkaCluster, kafka_from_environment
 from devstack.ports import claim
-from devstack.probes import NotReadyError, wait_until_ready
+from devstack.probes import NotReadyError, poll, wait_until_ready
 from devstack.process import Child
 from devstack.topics import COMPACTED
 from kafkarpc.connection import KafkaSettings
@@ -33,6 +35,9 @@ READY_TIMEOUT = 90.0
 STOP_GRACE = 20.0
 PENDING_GAUGE = "rpcgw_pending_requests"
 TIMED_GATEWAY = "timed gateway"
+HTTP_FLOOR = "httpfloor"
+KAFKA_FLOOR = "kafkafloor"
+"""The floors' servers, by the role names their CPU is reported under."""
 
 
 class StackError(RuntimeError):
@@ -68,9 +73,11 @@ class Stack:
         self.reply_topic = f"bench-replies-{self.suffix}"
         self.pingpong_topic = f"bench-pingpong-{self.suffix}"
         self.catalog_topic = f"bench-catalog-{self.suffix}"
+        self.floor_request_topic = f"bench-floor-requests-{self.suffix}"
+        self.floor_reply_topic = f"bench-floor-replies-{self.suffix}"
         self.kafka = kafka_from_environment()
         self.children: dict[str, Child] = {}
-        self.gateway_port, self.echo_port, self.worker_port, self.timed_port = claim(4)
+        self.gateway_port, self.echo_port, self.worker_port, self.timed_port, self.floor_port = claim(5)
         self._logs = Path(tempfile.mkdtemp(prefix="rpcgw-bench-"))
 
     def __enter__(self) -> Stack:
@@ -100,7 +107,7 @@ class Stack:
         return pids
 
     def start(self) -> None:
-        """Broker, topics, worker, gateway and echo server, each ready before returning."""
+        """Broker, topics, worker, gateway, echo server and HTTP floor, each ready before returning."""
         self.kafka.start()
         self.kafka.create_topics(
             {
@@ -108,6 +115,8 @@ class Stack:
                 self.reply_topic: 1,
                 self.pingpong_topic: 1,
                 f"{self.request_topic}.dlt": 1,
+                self.floor_request_topic: 1,
+                self.floor_reply_topic: 1,
             }
         )
         self.kafka.create_topics({self.catalog_topic: 1}, COMPACTED)
@@ -117,9 +126,12 @@ class Stack:
         self._spawn("worker", worker, self._worker_env())
         self._spawn("gateway", self._gateway_command(self.gateway_port), self._gateway_env(self.gateway_port))
         self._spawn("echo", self._server("echo", self.echo_port), self._base_env())
+        http_floor = [sys.executable, "-m", "bench.httpfloor", "serve", "--port", str(self.floor_port)]
+        self._spawn(HTTP_FLOOR, http_floor, self._base_env())
         self._wait_ready("worker", f"http://127.0.0.1:{self.worker_port}/readyz")
         self._wait_ready("gateway", f"http://127.0.0.1:{self.gateway_port}/readyz")
         self._wait_ready("echo", f"http://127.0.0.1:{self.echo_port}/healthz")
+        self._wait_ready("HTTP floor", f"http://127.0.0.1:{self.floor_port}/healthz")
 
     @contextlib.contextmanager
     def timed_gateway(self) -> Iterator[tuple[int, int]]:
@@ -138,9 +150,37 @@ class Stack:
         finally:
             self.children.pop(TIMED_GATEWAY).stop(STOP_GRACE)
 
+    @contextlib.contextmanager
+    def kafka_floor(self) -> Iterator[int]:
+        """The Kafka floor's server (`bench.kafkafloor`) on the floor's topics: its pid.
+
+        Ready once it is positioned at the end of the request topic (it creates a file
+        then); stopped when the block ends.
+        """
+        ready = self._logs / f"{KAFKA_FLOOR}-ready-{uuid.uuid4().hex}"
+        command = [
+            *(sys.executable, "-m", "bench.kafkafloor", "serve"),
+            *("--requests", self.floor_request_topic, "--replies", self.floor_reply_topic),
+            *("--ready-file", str(ready)),
+        ]
+        self._spawn(KAFKA_FLOOR, command, self._base_env())
+
+        def positioned() -> bool:
+            self.check_alive()
+            return ready.exists()
+
+        try:
+            try:
+                poll("the Kafka floor's server positioned", positioned, READY_TIMEOUT)
+            except NotReadyError as error:
+                raise StackError(f"the Kafka floor's server is not ready: {error}") from error
+            yield self.children[KAFKA_FLOOR].pid
+        finally:
+            self.children.pop(KAFKA_FLOOR).stop(STOP_GRACE)
+
     def close(self) -> None:
         """Stop the gateway first (it drains while the worker still answers), then the rest."""
-        for name in (TIMED_GATEWAY, "gateway", "echo", "worker"):
+        for name in (TIMED_GATEWAY, "gateway", KAFKA_FLOOR, HTTP_FLOOR, "echo", "worker"):
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop(STOP_GRACE)

@@ -1,29 +1,31 @@
-"""`Suite`: the ordered steps of one benchmark run, baselines and system side by side.
+"""`Suite`: the ordered steps of one benchmark run, floors, baselines and system side by side.
 
-Order (PERFORMANCE.md 8): low-load rounds of B1, B2 and S interleaved; closed-loop
-rounds for maximum rate and CPU per request; an open-loop sweep of S relative to its
-closed-loop maximum, bisected at the SLO knee; the baselines at S's sustained rate; the
-same sweep of the baselines side by side (B1 ∥ B2) relative to the CPU bound; a stage
-breakdown; an optional soak. Each step records CPU per request of the processes on its
-path only.
+Order (PERFORMANCE.md "Run order"): low-load rounds of the floors (FH, FK), B1, B2 and S
+interleaved; closed-loop rounds for maximum rate and CPU per request; an open-loop sweep
+of S relative to its closed-loop maximum, bisected at the SLO knee, and the same sweep of
+the Kafka floor relative to its own; the baselines at S's sustained rate; the same sweep
+of the baselines side by side (B1 ∥ B2) relative to the CPU bound; a stage breakdown; an
+optional soak. Each step records CPU per request of the processes on its path only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import statistics
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 from .cpu import CpuMeter, rss_bytes
+from .kafkafloor import KafkaFloorClient
 from .loadgen import LoadGenerator, connections_for, new_loop
 from .pingpong import PingPong
 from .profile import Profile
 from .remote import RemotePingPong
-from .stack import Stack
+from .stack import HTTP_FLOOR, KAFKA_FLOOR, Stack
 from .stages import Trace, breakdown
 from .step import Step
 from .targets import cpu_bound
@@ -31,6 +33,8 @@ from .targets import cpu_bound
 # Processes on each target's path. "client" is the HTTP load generator or the Kafka client:
 # the bench process, except for B2 side by side with B1, where it is a child process.
 PATHS = {
+    "FH": ("client", HTTP_FLOOR),
+    "FK": ("client", KAFKA_FLOOR, "broker"),
     "B1": ("client", "echo"),
     "B2": ("client", "worker", "broker"),
     "S": ("client", "gateway", "worker", "broker"),
@@ -56,12 +60,14 @@ class Suite:
         self.meter = CpuMeter({**stack.pids, "client": os.getpid()})
         self.echo = LoadGenerator("127.0.0.1", stack.echo_port)
         self.gateway = LoadGenerator("127.0.0.1", stack.gateway_port, headers=stack.options.request_headers)
+        self.httpfloor = LoadGenerator("127.0.0.1", stack.floor_port)
         self.pingpong = PingPong(stack.kafka_settings, stack.request_topic, stack.pingpong_topic)
         self.runner = asyncio.Runner(loop_factory=new_loop)
         self.results: dict[str, Any] = {
             "low": [],
             "closed": [],
             "sweep": [],
+            "kafka_floor_sweep": [],
             "side_by_side_sweep": [],
             "pending_after": [],
         }
@@ -83,6 +89,7 @@ class Suite:
             self.results["closed"].append(self._closed_round())
         s_max = statistics.median(r["S"]["achieved_rate"] for r in self.results["closed"])
         self._sweep(s_max)
+        self._kafka_floor_sweep(statistics.median(r["FK"]["achieved_rate"] for r in self.results["closed"]))
         if self.results["sustained_rate"]:
             self.results["equal_rate"] = self._equal_rate(self.results["sustained_rate"])
         self._side_by_side_sweep()
@@ -95,10 +102,13 @@ class Suite:
         """Load every path once (JIT, connections, caches), then measure idle CPU per process.
 
         A broker that has just started compiles and compacts for a while; its idle CPU is
-        reported so a reader can tell background load from per-request cost.
+        reported so a reader can tell background load from per-request cost. The Kafka
+        floor is not warmed here: its server and client start afresh for each of its steps
+        (`_kafka_floor`), whose warm-up window covers that.
         """
         p = self.profile
         self.log("warm-up")
+        self.runner.run(self.httpfloor.closed_loop(p.closed_connections, p.closed_seconds, 0))
         self.runner.run(self.echo.closed_loop(p.closed_connections, p.closed_seconds, 0))
         self.pingpong.pipelined(p.pipeline_window, p.closed_seconds, 0)
         self.runner.run(self.gateway.closed_loop(p.closed_connections, p.closed_seconds, 0))
@@ -111,31 +121,89 @@ class Suite:
     def _low_round(self) -> dict[str, Any]:
         p = self.profile
         conns = connections_for(p.low_rate)
-        b1 = self._http("B1", self.echo, self.echo.open_loop(p.low_rate, p.low_seconds, p.warmup, conns))
+
+        def http(target: str, generator: LoadGenerator) -> Step:
+            run = generator.open_loop(p.low_rate, p.low_seconds, p.warmup, conns)
+            return self._http(target, generator, run)
+
+        fh = http("FH", self.httpfloor)
+        b1 = http("B1", self.echo)
+        fk = self._kafka_floor_once(lambda client: client.open_loop(p.low_rate, p.low_seconds, p.warmup))
         b2 = self._measure("B2", lambda: self.pingpong.open_loop(p.low_rate, p.low_seconds, p.warmup))
         b2_one = self._measure("B2", lambda: self.pingpong.paced(p.low_rate, p.low_seconds, p.warmup))
-        s = self._http("S", self.gateway, self.gateway.open_loop(p.low_rate, p.low_seconds, p.warmup, conns))
-        return {"B1": b1.to_json(), "B2": b2.to_json(), "B2_one": b2_one.to_json(), "S": s.to_json()}
+        s = http("S", self.gateway)
+        steps = {"FH": fh, "B1": b1, "FK": fk, "B2": b2, "B2_one": b2_one, "S": s}
+        return {name: step.to_json() for name, step in steps.items()}
 
     def _closed_round(self) -> dict[str, Any]:
         p = self.profile
         n = p.closed_connections
+        fh = self._http("FH", self.httpfloor, self.httpfloor.closed_loop(n, p.closed_seconds, p.warmup))
         b1 = self._http("B1", self.echo, self.echo.closed_loop(n, p.closed_seconds, p.warmup))
+        fk = self._kafka_floor_once(
+            lambda client: client.pipelined(p.pipeline_window, p.closed_seconds, p.warmup)
+        )
         b2 = self._measure(
             "B2", lambda: self.pingpong.pipelined(p.pipeline_window, p.closed_seconds, p.warmup)
         )
         s = self._http("S", self.gateway, self.gateway.closed_loop(n, p.closed_seconds, p.warmup))
-        return {"B1": b1.to_json(), "B2": b2.to_json(), "S": s.to_json()}
+        steps = {"FH": fh, "B1": b1, "FK": fk, "B2": b2, "S": s}
+        return {name: step.to_json() for name, step in steps.items()}
 
     def _sweep(self, s_max: float) -> None:
         """S open loop at fractions of its closed-loop maximum; see `sweep`."""
-        p = self.profile
-        rates = _rates(p.sweep_fractions, s_max)
-        sustained, unhealthy = sweep(
-            rates, lambda rate: [self._sweep_step(rate)], p.slo_p99_ms, p.bisect_steps, EXTRA_STEPS
-        )
+        sustained, unhealthy = self._search(s_max, self._sweep_step)
         self.results["sustained_rate"] = sustained
         self.results["unhealthy_below_sustained"] = unhealthy
+
+    def _kafka_floor_sweep(self, fk_max: float) -> None:
+        """The Kafka floor open loop at fractions of its closed-loop maximum, searched as S's is.
+
+        Its client does not spin (`PingPong.open_loop`): S's load generator sleeps between
+        sends too, and a spinning client would take a core from the floor's server and the
+        broker. One server and client serve the whole sweep.
+        """
+        p = self.profile
+        with self._kafka_floor() as (client, meter):
+
+            def step(rate: float) -> Step:
+                self.log(f"Kafka floor open loop at {rate:g}/s")
+                run = functools.partial(client.open_loop, rate, p.sweep_seconds, p.warmup, spin=False)
+                measured = self._measure("FK", run, lambda: client.exchanges, meter)
+                self.results["kafka_floor_sweep"].append(measured.to_json())
+                return measured
+
+            sustained, unhealthy = self._search(fk_max, step)
+        self.results["kafka_floor_sustained_rate"] = sustained
+        self.results["kafka_floor_unhealthy_below_sustained"] = unhealthy
+
+    def _search(self, reference: float, step: Callable[[float], Step]) -> tuple[float | None, list[float]]:
+        """`sweep` over the profile's fractions of ``reference``, one ``step`` per rate, climbing."""
+        p = self.profile
+        rates = _rates(p.sweep_fractions, reference)
+        return sweep(rates, lambda rate: [step(rate)], p.slo_p99_ms, p.bisect_steps, EXTRA_STEPS)
+
+    @contextlib.contextmanager
+    def _kafka_floor(self) -> Iterator[tuple[KafkaFloorClient, CpuMeter]]:
+        """The Kafka floor's server (`Stack.kafka_floor`) and a client of it, for the block.
+
+        Both exist only while the floor is measured: their consumers fetch every 5 ms when
+        idle, which would load the broker during every other step. The meter is the
+        suite's plus the server.
+        """
+        stack = self.stack
+        with stack.kafka_floor() as pid:
+            topics = stack.floor_request_topic, stack.floor_reply_topic
+            client = KafkaFloorClient(stack.kafka_settings, *topics)
+            try:
+                yield client, CpuMeter({**self.meter.pids, KAFKA_FLOOR: pid})
+            finally:
+                client.close()
+
+    def _kafka_floor_once(self, run: Callable[[KafkaFloorClient], Step]) -> Step:
+        """One step of the Kafka floor: ``run`` with a client of a server started for it."""
+        with self._kafka_floor() as (client, meter):
+            return self._measure("FK", lambda: run(client), lambda: client.exchanges, meter)
 
     def _side_by_side_sweep(self) -> None:
         """B1 and B2 together, open loop at the same rates: what the baselines sustain side by side.
@@ -277,10 +345,14 @@ class Suite:
         return step
 
     def _measure(
-        self, target: str, run: Callable[[], Step], exchanges: Callable[[], int] | None = None
+        self,
+        target: str,
+        run: Callable[[], Step],
+        exchanges: Callable[[], int] | None = None,
+        meter: CpuMeter | None = None,
     ) -> Step:
         self.stack.check_alive()
-        window = _Window(self.meter, exchanges or (lambda: self.pingpong.exchanges))
+        window = _Window(meter or self.meter, exchanges or (lambda: self.pingpong.exchanges))
         return self._charge(window, run(), target)
 
     def _charge(self, window: _Window, step: Step, target: str) -> Step:

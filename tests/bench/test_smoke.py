@@ -17,6 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PERCENTILES = ("p50", "p90", "p99", "p99_9", "max")
 PATHS = {
+    "FH": {"client", "httpfloor"},
+    "FK": {"client", "kafkafloor", "broker"},
     "B1": {"client", "echo"},
     "B2": {"client", "worker", "broker"},
     "S": {"client", "gateway", "worker", "broker"},
@@ -42,7 +44,7 @@ def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
     results = document["results"]
     rounds = results["low"] + results["closed"]
     steps: list[dict[str, Any]] = [step for round_ in rounds for step in round_.values()]
-    sweep: list[dict[str, Any]] = results["sweep"]
+    sweep: list[dict[str, Any]] = results["sweep"] + results["kafka_floor_sweep"]
     equal = results.get("equal_rate")
     pair = [step[target] for step in results["side_by_side_sweep"] for target in ("B1", "B2")]
     return steps + sweep + ([equal["B1"], equal["B2"]] if equal else []) + pair
@@ -51,7 +53,7 @@ def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.integration
 def test_every_step_served_and_checked_every_request(report: tuple[Path, dict[str, Any]]) -> None:
     steps = _steps(report[1])
-    assert {step["target"] for step in steps} == {"B1", "B2", "S"}
+    assert {step["target"] for step in steps} == {"FH", "FK", "B1", "B2", "S"}
     for step in steps:
         assert step["sent"] > 0, step
         assert step["ok"] == step["sent"], step  # a low rate on loopback: every reply correct
@@ -70,6 +72,7 @@ def test_latency_percentiles_are_ordered_and_plausible(report: tuple[Path, dict[
     low = document["figures"]["low"]
     # Two Kafka hops can never be cheaper than no Kafka at all.
     assert low["S"]["p50"] > low["B1"]["p50"]
+    assert low["S"]["p50"] > low["FH"]["p50"]
 
 
 @pytest.mark.integration
@@ -118,6 +121,40 @@ def test_the_baselines_run_side_by_side(report: tuple[Path, dict[str, Any]]) -> 
     names = [row["target"] for row in document["targets"]]
     assert any(name.startswith("baselines side by side") for name in names)
     assert "## The baselines side by side" in (out / "results.md").read_text()
+
+
+@pytest.mark.integration
+def test_the_floors_are_measured_and_s_is_judged_against_them(report: tuple[Path, dict[str, Any]]) -> None:
+    out, document = report
+    results, figures = document["results"], document["figures"]
+    for round_ in results["low"]:
+        assert (round_["FH"]["mode"], round_["FK"]["mode"]) == ("open", "open")
+        assert round_["FH"]["offered_rate"] == round_["FK"]["offered_rate"] == round_["S"]["offered_rate"]
+    for round_ in results["closed"]:
+        assert (round_["FH"]["mode"], round_["FK"]["mode"]) == ("closed", "pipelined")
+    # The floor's sweep starts at its one planned rate, that fraction of its own closed-loop maximum.
+    profile = document["profile"]
+    fk_max = figures["max_rate"]["FK"]
+    first = results["kafka_floor_sweep"][0]
+    assert first["offered_rate"] == round(max(10.0, profile["sweep_fractions"][0] * fk_max), -1)
+    assert all(step["mode"] == "open" for step in results["kafka_floor_sweep"])
+    assert figures["kafka_floor_sustained_rate"] == results["kafka_floor_sustained_rate"]
+    rows = {row["key"]: row for row in document["targets"] if "key" in row}
+    low = figures["low"]
+    for name in ("p50", "p99"):
+        row = rows[f"floors_{name}"]
+        assert row["measured"] == pytest.approx(
+            low["S"][name] / (low["FH"][name] + low["FK"][name]), rel=1e-3
+        )
+        assert row["met"] in (True, False)
+    sustained = rows["floors_sustained"]
+    assert (sustained["S"], sustained["kafka_floor"]) == (
+        results["sustained_rate"],
+        results["kafka_floor_sustained_rate"],
+    )
+    text = (out / "results.md").read_text()
+    assert "## S against the floors" in text
+    assert "## Kafka floor open-loop sweep" in text
 
 
 @pytest.mark.integration
