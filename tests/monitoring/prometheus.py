@@ -127,8 +127,9 @@ class Prometheus:
         try:
             wait_until_ready(f"{self.url}/-/ready", timeout, self._check_running)
         except Exception as error:
+            tail = self.log_tail()
             self.stop()
-            raise PrometheusError(f"prometheus did not start: {error}\n{self.log_tail()}") from error
+            raise PrometheusError(f"prometheus did not start: {error}\n{tail}") from error
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s."""
@@ -146,8 +147,7 @@ class Prometheus:
 
     def log_tail(self) -> str:
         """The end of the server's log, for failure messages."""
-        log = self._workdir / "prometheus.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else ""
+        return self._child.tail(30) if self._child is not None else ""
 
     def query(self, expr: str) -> list[Sample]:
         """``expr`` evaluated now; an instant vector (a scalar comes back as one unlabelled sample)."""

@@ -70,8 +70,9 @@ class LocalStack:
             for port in (self.worker_port, self.gateway_port):
                 wait_until_ready(f"http://127.0.0.1:{port}/readyz", READY_WITHIN, self._check_running)
         except Exception as error:
+            tail = self.log_tail()
             self.stop()
-            raise StackError(f"make run's stack did not start: {error}\n{self.log_tail()}") from error
+            raise StackError(f"make run's stack did not start: {error}\n{tail}") from error
 
     def stop(self) -> None:
         """SIGTERM, as Ctrl-C stops ``make run``: gateway, worker, then Kafka. Idempotent."""
@@ -88,8 +89,7 @@ class LocalStack:
 
     def log_tail(self) -> str:
         """The end of devstack's log (Kafka, worker and gateway lines)."""
-        log = self.workdir / "devstack.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log.exists() else ""
+        return self._child.tail(40) if self._child is not None else ""
 
     def _check_running(self) -> None:
         if self._child is not None and (code := self._child.process.poll()) is not None:
