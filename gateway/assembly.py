@@ -70,7 +70,9 @@ def assemble(
     pending: PendingReplies[protocol.Reply] = PendingReplies(settings.max_pending)
     health = KafkaHealth(settings.request_topic, settings.reply_topic, settings.startup_timeout)
     producer_config = settings.producer_config(kafka_settings, ids.tag)
-    producer = AsyncProducer(clients, {**producer_config, "error_cb": health.on_error})
+    producer = AsyncProducer(
+        clients, {**producer_config, "error_cb": health.on_error}, eager=kafka_settings.eager_send
+    )
     health.attach(producer.client)
     # A traced reply's arrival span starts when its batch was fetched: the router's stamps say when.
     stamped = settings.timing or tracer is not None

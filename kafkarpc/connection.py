@@ -43,6 +43,9 @@ class KafkaSettings(BaseSettings):
     """Extra librdkafka properties as a JSON object; wins over the file."""
     properties_file: Path | None = None
     """A Java-style properties file (``key=value`` lines, ``#`` comments)."""
+    eager_send: bool = True
+    """A record arriving at least ``linger.ms`` after the previous one leaves at once; only
+    records arriving faster share batches (`AsyncProducer`). False: ``linger.ms`` delays every record."""
 
     def client_config(self, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
         """The librdkafka configuration: ``defaults``, then the file, then ``properties``.

@@ -1,14 +1,26 @@
 """`AsyncProducer`: ``produce()`` on the event loop, delivery reports back to it in batches.
 
+Latency and batching (docs/PERFORMANCE.md, "Sending at once while records are sparse"):
+while records are sparse (fewer than `EAGER_LOAD` in the last `LOAD_WINDOW_LINGERS` x
+``linger.ms``), each leaves at once, because no other record would share its batch; when
+they crowd, they wait ``linger.ms`` and share batches, which is what keeps CPU per record low
+under load. The decision follows the arrival rate, not the gap to the previous record: under
+load records come in bursts (each hop's batches make the next hop's), and a gap rule would
+send every burst's first record alone. librdkafka cannot change ``linger.ms`` at run time, so
+there are two producers, two *lanes*: an eager one with ``linger.ms`` 0 and the configured
+one. Kafka keeps order per producer, so a record whose key has unacknowledged records on one
+lane takes that lane: records with the same key (a request and its cancel record, a stream's
+parts) never overtake each other.
+
 Threading contract:
 
 * `produce` and `send` are called on the loop thread. ``produce()`` only enqueues into
   librdkafka (microseconds), so it never blocks the loop.
-* One poll thread serves librdkafka's delivery callbacks. Whatever one ``poll()`` reported
-  reaches the loop with ONE ``call_soon_threadsafe``, where futures are settled and
-  failures handed to ``on_failed``.
-* `stop` first ends the poll thread, then flushes on a worker thread and hands over what
-  the flush reported: at no moment do two threads serve callbacks.
+* Each lane has one poll thread serving its delivery callbacks. Whatever one ``poll()``
+  reported reaches the loop with ONE ``call_soon_threadsafe``, where futures are settled
+  and failures handed to ``on_failed``.
+* `stop` first ends the poll threads, then flushes on a worker thread and hands over what
+  the flush reported: at no moment do two threads serve one lane's callbacks.
 
 Two ways to produce: `send` returns a future settled by the record's acknowledgement (the
 worker's replies, the gateway's publishes); `produce` costs nothing per record on success
@@ -19,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +53,13 @@ POLL_SECONDS = 0.1
 """Longest one ``poll()`` waits when idle (how soon `stop` is noticed); a report ends it at once."""
 ANY_PARTITION = -1
 """librdkafka's "let the partitioner choose"."""
+LINGER_DEFAULT_MS = 5.0
+"""librdkafka's default ``linger.ms``, for a config that does not set it."""
+LOAD_WINDOW_LINGERS = 10
+"""The arrival rate is averaged over this many ``linger.ms`` (exponential decay) ..."""
+EAGER_LOAD = 3.0
+"""... and records go to the eager lane while fewer than this arrived in that window: below
+0.3 records per ``linger.ms``, a batch would rarely get a second record."""
 
 FailureHandler = Callable[["Message", KafkaError], object]
 """``(message, error)`` for a failed `AsyncProducer.produce`; called on the event loop."""
@@ -55,43 +76,72 @@ class Delivery:
     offset: int
 
 
+def _refusal(topic: str, error: BufferError | KafkaException) -> DeliveryError:
+    """The `DeliveryError` for a record librdkafka refused at once (a full queue is ``_QUEUE_FULL``)."""
+    if isinstance(error, BufferError):
+        return DeliveryError(topic, KafkaError(KafkaError._QUEUE_FULL))
+    return DeliveryError(topic, error.args[0])
+
+
 def refused_by_acl(error: BaseException) -> bool:
     """Whether ``error`` is a `DeliveryError` for a write this principal's ACLs do not allow."""
     return isinstance(error, DeliveryError) and error.error.code() in ACL_REFUSALS
 
 
 class AsyncProducer:
-    """Owns one confluent producer and the thread serving its delivery reports.
+    """Sends each record on the lane that is fast for it and keeps its key's order.
 
     Args:
-        clients: Builds the producer.
-        config: Its librdkafka configuration.
+        clients: Builds the producers.
+        config: The librdkafka configuration; its ``linger.ms`` batches crowded records.
+        eager: Send records at once while they are sparse (a second producer, ``linger.ms``
+            0). Off, or with ``linger.ms`` 0, there is one producer.
+        clock: Seconds, monotonic: when records arrive.
     """
 
-    def __init__(self, clients: KafkaClients, config: dict[str, Any]) -> None:
-        self._on_failed: FailureHandler | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._reports: list[Report] = []  # only the thread serving callbacks touches it
-        # The config-level callback serves produce(): no per-record closure on that path.
-        self._client = clients.producer({**config, "on_delivery": self._reported})
+    def __init__(
+        self,
+        clients: KafkaClients,
+        config: dict[str, Any],
+        *,
+        eager: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        linger_ms = config.get("linger.ms", config.get("queue.buffering.max.ms", LINGER_DEFAULT_MS))
+        self._linger = float(linger_ms) / 1000
+        two = eager and self._linger > 0
+        self._keys = _KeyedLanes() if two else None
+        self._batching = _Lane(clients, config, "kafka-producer", self._keys)
+        self._eager = self._batching
+        if two:
+            # linger.ms's alias must not contradict it.
+            eager_config = {k: v for k, v in config.items() if k != "queue.buffering.max.ms"}
+            self._eager = _Lane(clients, {**eager_config, "linger.ms": 0}, "kafka-producer-eager", self._keys)
+        self._clock = clock
+        self._window = LOAD_WINDOW_LINGERS * self._linger
+        self._load = 0.0  # records arrived in the last window, decayed, as of _last_arrival
+        self._last_arrival = 0.0
+        self.eager_records = 0
+        """Records sent at once on the eager lane (the others joined batches)."""
 
     @property
     def client(self) -> ProducerClient:
-        """The underlying producer, for metadata calls (thread-safe in librdkafka)."""
-        return self._client
+        """A producer, for metadata calls (thread-safe in librdkafka)."""
+        return self._batching.client
+
+    @property
+    def keys_in_flight(self) -> int:
+        """Keys with records not yet acknowledged (tracked only with two lanes)."""
+        return 0 if self._keys is None else len(self._keys)
 
     def start(self, on_failed: FailureHandler | None = None) -> None:
-        """Start the poll thread; call on the event loop.
+        """Start the poll threads; call on the event loop.
 
         ``on_failed`` is called on the loop for each record given to `produce` that Kafka
         refused in its delivery report.
         """
-        self._on_failed = on_failed
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._poll_until_stopped, name="kafka-producer", daemon=True)
-        self._thread.start()
+        for lane in self._lanes():
+            lane.start(on_failed)
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         """Enqueue a record; only a failure is reported, to ``on_failed``.
@@ -99,12 +149,12 @@ class AsyncProducer:
         Raises:
             DeliveryError: librdkafka refused the record at once (a full queue is ``_QUEUE_FULL``).
         """
+        lane = self._lane(key)
         try:
-            self._client.produce(topic, value, key, headers=headers)
-        except BufferError:
-            raise DeliveryError(topic, KafkaError(KafkaError._QUEUE_FULL)) from None
-        except KafkaException as exc:
-            raise DeliveryError(topic, exc.args[0]) from None
+            lane.client.produce(topic, value, key, headers=headers)
+        except (BufferError, KafkaException) as exc:
+            self._refused(key)
+            raise _refusal(topic, exc) from None
 
     def send(
         self,
@@ -119,47 +169,146 @@ class AsyncProducer:
         Call on the loop thread. The future fails with `DeliveryError` when the record was
         refused, including at once (a full local queue counts as refused).
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Delivery] = loop.create_future()
+        future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+        lane = self._lane(key)
         try:
-            self._client.produce(
+            lane.client.produce(
                 topic,
                 value,
                 key,
                 ANY_PARTITION if partition is None else partition,
-                on_delivery=partial(self._acknowledged, future),
+                on_delivery=partial(lane.acknowledged, future),
                 headers=list(headers),
             )
-        except BufferError:
-            future.set_exception(DeliveryError(topic, KafkaError(KafkaError._QUEUE_FULL)))
-        except KafkaException as exc:
-            future.set_exception(DeliveryError(topic, exc.args[0]))
+        except (BufferError, KafkaException) as exc:
+            self._refused(key)
+            future.set_exception(_refusal(topic, exc))
         return future
 
     async def stop(self, flush_timeout: float) -> int:
-        """Stop the poll thread, flush what is queued (bounded); returns the records left unsent."""
-        self._loop = self._loop or asyncio.get_running_loop()
-        self._stopping.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        left = await asyncio.to_thread(self._client.flush, flush_timeout)
-        self._hand_over()
+        """Stop the poll threads, flush what is queued (bounded); returns the records left unsent."""
+        lanes = self._lanes()
+        for lane in lanes:
+            lane.stopping.set()  # both poll threads end together
+        left = sum([await lane.stop(flush_timeout) for lane in lanes])
         if left:
             log.error("records not delivered at shutdown", extra={"records": left})
+        return left
+
+    def _refused(self, key: bytes | None) -> None:
+        """A record was refused at once: no delivery report will settle its key."""
+        if self._keys is not None:
+            self._keys.settled(key)
+
+    def _lanes(self) -> tuple[_Lane, ...]:
+        return (self._batching,) if self._eager is self._batching else (self._eager, self._batching)
+
+    def _lane(self, key: bytes | None) -> _Lane:
+        """The lane for a record arriving now: its key's, else eager while records are sparse."""
+        eager, batching, keys = self._eager, self._batching, self._keys
+        if keys is None:
+            return batching
+        now = self._clock()
+        load = self._load * math.exp((self._last_arrival - now) / self._window)
+        lane = eager if load < EAGER_LOAD else batching
+        self._load, self._last_arrival = load + 1.0, now
+        if key is not None:
+            lane = keys.take(key, lane)
+        if lane is eager:
+            self.eager_records += 1
+        return lane
+
+
+class _KeyedLanes:
+    """Which lane each key's unacknowledged records are on (two lanes only).
+
+    Taken on the loop thread before a record is produced, settled by the poll thread that
+    serves its delivery report (or by the loop when it was refused at once).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lanes: dict[bytes, tuple[_Lane, int]] = {}
+
+    def __len__(self) -> int:
+        """Keys with unacknowledged records."""
+        return len(self._lanes)
+
+    def take(self, key: bytes, lane: _Lane) -> _Lane:
+        """The lane for one more record with ``key``: the one its earlier records are on, if any."""
+        with self._lock:
+            held = self._lanes.get(key)
+            if held is not None:
+                lane, count = held
+                self._lanes[key] = (lane, count + 1)
+            else:
+                self._lanes[key] = (lane, 1)
+        return lane
+
+    def settled(self, key: bytes | None) -> None:
+        """A record with ``key`` was acknowledged or refused."""
+        if key is None:
+            return
+        with self._lock:
+            held = self._lanes.get(key)
+            if held is None:  # a bug, but raising here would end the poll thread
+                return
+            lane, count = held
+            if count == 1:
+                del self._lanes[key]
+            else:
+                self._lanes[key] = (lane, count - 1)
+
+
+class _Lane:
+    """One confluent producer and the thread serving its delivery reports."""
+
+    def __init__(
+        self, clients: KafkaClients, config: dict[str, Any], name: str, keys: _KeyedLanes | None
+    ) -> None:
+        self._name = name
+        self._keys = keys
+        self._on_failed: FailureHandler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reports: list[Report] = []  # only the thread serving callbacks touches it
+        # The config-level callback serves produce(): no per-record closure on that path.
+        self.client = clients.producer({**config, "on_delivery": self._reported})
+
+    def start(self, on_failed: FailureHandler | None) -> None:
+        self._on_failed = on_failed
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._poll_until_stopped, name=self._name, daemon=True)
+        self._thread.start()
+
+    async def stop(self, flush_timeout: float) -> int:
+        """End the poll thread, then flush (bounded) and hand over; returns the records left."""
+        self._loop = self._loop or asyncio.get_running_loop()
+        self.stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        left = await asyncio.to_thread(self.client.flush, flush_timeout)
+        self._hand_over()
         return int(left)
 
     def _reported(self, error: KafkaError | None, message: Message) -> None:
+        if self._keys is not None:
+            self._keys.settled(message.key())
         if error is not None and self._on_failed is not None:
             self._reports.append((None, error, message))
 
-    def _acknowledged(
+    def acknowledged(
         self, future: asyncio.Future[Delivery], error: KafkaError | None, message: Message
     ) -> None:
+        """`AsyncProducer.send`'s delivery callback (on this lane's poll thread)."""
+        if self._keys is not None:
+            self._keys.settled(message.key())
         self._reports.append((future, error, message))
 
     def _poll_until_stopped(self) -> None:
-        while not self._stopping.is_set():
-            self._client.poll(POLL_SECONDS)
+        while not self.stopping.is_set():
+            self.client.poll(POLL_SECONDS)
             self._hand_over()
 
     def _hand_over(self) -> None:

@@ -160,7 +160,7 @@ class Worker:
         methods = sorted(registration.method for registration in self.registry)
         loggable = {key: value for key, value in redacted(consumer_config).items() if not callable(value)}
         log.info("starting worker", extra={"methods": methods, "consumer": loggable})
-        self._producer = AsyncProducer(self._clients, producer_config)
+        self._producer = AsyncProducer(self._clients, producer_config, eager=self.kafka_settings.eager_send)
         self._dispatcher = Dispatcher(
             self.registry,
             self.settings,

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from kafkarpc.connection import KafkaSettings
+
 from .conftest import NAMESPACE, RELEASE, Helm, Manifests, with_kafka
 
 MONITORING = "monitoring.coreos.com/v1"
@@ -125,6 +127,16 @@ def test_extra_properties_reach_kafka_properties_and_win(helm: Helm):
 def test_plaintext_by_default(default: Manifests):
     assert "KAFKA_PROPERTIES" not in default.config()
     assert "initContainers" not in default.deployment("gateway")["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("eager", [True, False])
+def test_eager_send_reaches_both_components_settings(
+    helm: Helm, eager: bool, monkeypatch: pytest.MonkeyPatch
+):
+    manifests = helm.render(with_kafka({"kafka": {"eagerSend": eager}}))
+    for key, value in manifests.config().items():
+        monkeypatch.setenv(key, value)  # the ConfigMap is both containers' environment
+    assert KafkaSettings().eager_send is eager
 
 
 def test_secret_in_extra_properties_fails(helm: Helm):

@@ -1,0 +1,168 @@
+"""`AsyncProducer`'s two lanes: at once when records are sparse, batched when they crowd, and
+a key's records in order."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from kafkarpc.errors import DeliveryError
+from kafkarpc.producer import AsyncProducer
+from tests.fakekafka import FakeKafka, FakeProducer
+
+LINGER_MS = 5
+LINGER = LINGER_MS / 1000
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lanes(kafka: FakeKafka) -> tuple[FakeProducer, FakeProducer]:
+    """(eager, batching), told apart by their linger."""
+    (eager,) = [p for p in kafka.producers if p.config["linger.ms"] == 0]
+    (batching,) = [p for p in kafka.producers if p.config["linger.ms"] != 0]
+    return eager, batching
+
+
+def producer(config: dict[str, Any] | None = None, **options: Any) -> tuple[AsyncProducer, FakeKafka]:
+    kafka = FakeKafka({"t": 1})
+    return AsyncProducer(kafka, {"linger.ms": LINGER_MS, **(config or {})}, **options), kafka
+
+
+def test_sparse_records_leave_at_once_and_crowded_ones_join_a_batch() -> None:
+    clock = Clock()
+    async_producer, kafka = producer(clock=clock)
+    eager, batching = lanes(kafka)
+    taken: list[str] = []
+
+    def produce(gap: float) -> None:
+        clock.now += gap
+        before = eager.produced
+        async_producer.produce("t", b"x", None, [])
+        taken.append("eager" if eager.produced > before else "batching")
+
+    for _ in range(5):
+        produce(20 * LINGER)  # sparse
+    for _ in range(10):
+        produce(LINGER / 10)  # crowded: once about EAGER_LOAD arrived within the window, batched
+    produce(1.0)  # a pause: sparse again
+
+    assert taken == ["eager"] * 7 + ["batching"] * 8 + ["eager"]
+    assert async_producer.eager_records == 8
+
+
+def test_a_key_keeps_the_lane_of_its_unacknowledged_records() -> None:
+    clock = Clock()
+    async_producer, kafka = producer(clock=clock)
+    eager, batching = lanes(kafka)
+
+    async_producer.produce("t", b"request", b"id-1", [])  # sparse: eager
+    async_producer.produce("t", b"request", b"id-2", [])
+    async_producer.produce("t", b"request", b"id-3", [])
+    async_producer.produce("t", b"cancel", b"id-1", [])  # crowded now, but id-1 is in flight on eager
+    async_producer.produce("t", b"request", b"id-4", [])  # crowded, and free: batched
+    assert (eager.produced, batching.produced) == (4, 1)
+    assert async_producer.keys_in_flight == 4
+
+    eager.poll(0)  # id-1's records are acknowledged: the key is free again
+    assert async_producer.keys_in_flight == 1
+    async_producer.produce("t", b"again", b"id-1", [])
+    assert (eager.produced, batching.produced) == (4, 2)
+
+
+def test_no_key_ever_has_unacknowledged_records_on_both_lanes() -> None:
+    clock = Clock()
+    async_producer, kafka = producer(clock=clock)
+    eager, batching = lanes(kafka)
+    in_flight = {id(eager): Counter[bytes](), id(batching): Counter[bytes]()}
+    chance = random.Random(17)
+    for value in range(5_000):
+        action = chance.random()
+        if action < 0.15:
+            eager.poll(0)
+            in_flight[id(eager)].clear()
+        elif action < 0.3:
+            batching.poll(0)
+            in_flight[id(batching)].clear()
+        else:
+            clock.now += chance.expovariate(1 / (3 * LINGER))  # about EAGER_LOAD per window
+            key = b"k%d" % chance.randrange(8)
+            before = eager.produced
+            async_producer.produce("t", str(value).encode(), key, [])
+            in_flight[id(eager) if eager.produced > before else id(batching)][key] += 1
+            both = set(in_flight[id(eager)]) & set(in_flight[id(batching)])
+            assert not both, f"keys {both} on both lanes after record {value}"
+        keys = set(in_flight[id(eager)]) | set(in_flight[id(batching)])
+        assert async_producer.keys_in_flight == len(keys)
+
+    # Both lanes were used many times each, so the check above was exercised.
+    assert min(eager.produced, batching.produced) > 1_000
+    eager.poll(0)
+    batching.poll(0)
+    assert async_producer.keys_in_flight == 0
+
+
+async def test_a_record_refused_at_once_frees_its_key() -> None:
+    async_producer, kafka = producer()
+    kafka.queue_full = True
+
+    with pytest.raises(DeliveryError):
+        async_producer.produce("t", b"1", b"id-1", [])
+    refused = async_producer.send("t", b"2", b"id-2", [])
+
+    assert isinstance(refused.exception(), DeliveryError)
+    assert async_producer.keys_in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "options"),
+    [({}, {"eager": False}), ({"linger.ms": 0}, {})],
+    ids=["eager-off", "linger-zero"],
+)
+def test_one_producer_when_there_is_nothing_to_batch_or_eager_is_off(
+    config: dict[str, Any], options: dict[str, Any]
+) -> None:
+    async_producer, kafka = producer(config, **options)
+
+    async_producer.produce("t", b"1", b"id-1", [])
+    async_producer.produce("t", b"2", b"id-2", [])
+
+    assert len(kafka.producers) == 1
+    assert kafka.producers[0].produced == 2
+    assert async_producer.keys_in_flight == 0
+
+
+def test_the_eager_lane_copies_the_config_but_its_linger() -> None:
+    kafka = FakeKafka({"t": 1})
+    AsyncProducer(kafka, {"queue.buffering.max.ms": 7, "acks": "all"})  # linger.ms by its alias
+    batching, eager = kafka.producers
+
+    assert (batching.config["queue.buffering.max.ms"], "linger.ms" in batching.config) == (7, False)
+    assert (eager.config["linger.ms"], "queue.buffering.max.ms" in eager.config) == (0, False)
+    assert eager.config["acks"] == batching.config["acks"] == "all"
+
+
+async def test_sends_on_both_lanes_are_acknowledged_and_stop_flushes_both() -> None:
+    async_producer, kafka = producer(clock=Clock())
+    async_producer.start()
+    sends = [async_producer.send("t", b"%d" % n, b"k%d" % n, []) for n in range(5)]  # 3 eager, 2 batched
+
+    deliveries = await asyncio.gather(*sends)
+    left = await async_producer.stop(1.0)
+
+    assert [d.offset for d in deliveries] == [0, 1, 2, 3, 4]
+    assert left == 0
+    assert async_producer.keys_in_flight == 0
+    eager, batching = lanes(kafka)
+    assert (eager.produced, batching.produced) == (3, 2)
