@@ -59,7 +59,7 @@ def test_sparse_records_leave_at_once_and_crowded_ones_join_a_batch() -> None:
     produce(1.0)  # a pause: sparse again
 
     assert taken == ["eager"] * 7 + ["batching"] * 8 + ["eager"]
-    assert async_producer.eager_records == 8
+    assert (async_producer.eager_records, batching.produced) == (8, 8)
 
 
 def test_a_key_keeps_the_lane_of_its_unacknowledged_records() -> None:
