@@ -44,8 +44,8 @@ class KafkaSettings(BaseSettings):
     properties_file: Path | None = None
     """A Java-style properties file (``key=value`` lines, ``#`` comments)."""
     eager_send: bool = True
-    """A record arriving at least ``linger.ms`` after the previous one leaves at once; only
-    records arriving faster share batches (`AsyncProducer`). False: ``linger.ms`` delays every record."""
+    """While records are sparse (under about 0.3 per ``linger.ms``) each leaves at once; when
+    they crowd they share batches (`AsyncProducer`). False: ``linger.ms`` delays every record."""
 
     def client_config(self, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
         """The librdkafka configuration: ``defaults``, then the file, then ``properties``.
