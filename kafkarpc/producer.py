@@ -10,7 +10,9 @@ send every burst's first record alone. librdkafka cannot change ``linger.ms`` at
 there are two producers, two *lanes*: an eager one with ``linger.ms`` 0 and the configured
 one. Kafka keeps order per producer, so a record whose key has unacknowledged records on one
 lane takes that lane: records with the same key (a request and its cancel record, a stream's
-parts) never overtake each other.
+parts) never overtake each other. Records without a key get no order across lanes (none of the
+project's need one), and neither does a record sent after an earlier one of its key failed (a
+timed-out record may still be written after it).
 
 Threading contract:
 
@@ -95,7 +97,8 @@ class AsyncProducer:
         clients: Builds the producers.
         config: The librdkafka configuration; its ``linger.ms`` batches crowded records.
         eager: Send records at once while they are sparse (a second producer, ``linger.ms``
-            0). Off, or with ``linger.ms`` 0, there is one producer.
+            0). Off, with ``linger.ms`` 0 or with ``delivery.report.only.error``, there is
+            one producer. Each producer has its own ``queue.buffering.max.*`` bounds.
         clock: Seconds, monotonic: when records arrive.
     """
 
@@ -109,7 +112,9 @@ class AsyncProducer:
     ) -> None:
         linger_ms = config.get("linger.ms", config.get("queue.buffering.max.ms", LINGER_DEFAULT_MS))
         self._linger = float(linger_ms) / 1000
-        two = eager and self._linger > 0
+        # Without a report for every record the key map could not be settled.
+        reports = str(config.get("delivery.report.only.error", False)).lower() not in ("true", "1")
+        two = eager and self._linger > 0 and reports
         self._keys = _KeyedLanes() if two else None
         self._batching = _Lane(clients, config, "kafka-producer", self._keys)
         self._eager = self._batching
@@ -155,6 +160,9 @@ class AsyncProducer:
         except (BufferError, KafkaException) as exc:
             self._refused(key)
             raise _refusal(topic, exc) from None
+        except BaseException:  # a bad argument (TypeError): not produced either
+            self._refused(key)
+            raise
 
     def send(
         self,
@@ -183,14 +191,15 @@ class AsyncProducer:
         except (BufferError, KafkaException) as exc:
             self._refused(key)
             future.set_exception(_refusal(topic, exc))
+        except BaseException:  # a bad argument (TypeError): not produced either
+            self._refused(key)
+            raise
         return future
 
     async def stop(self, flush_timeout: float) -> int:
         """Stop the poll threads, flush what is queued (bounded); returns the records left unsent."""
-        lanes = self._lanes()
-        for lane in lanes:
-            lane.stopping.set()  # both poll threads end together
-        left = sum([await lane.stop(flush_timeout) for lane in lanes])
+        # Both lanes at once: the bound is flush_timeout, not twice that.
+        left = sum(await asyncio.gather(*(lane.stop(flush_timeout) for lane in self._lanes())))
         if left:
             log.error("records not delivered at shutdown", extra={"records": left})
         return left
@@ -270,7 +279,7 @@ class _Lane:
         self._keys = keys
         self._on_failed: FailureHandler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.stopping = threading.Event()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._reports: list[Report] = []  # only the thread serving callbacks touches it
         # The config-level callback serves produce(): no per-record closure on that path.
@@ -285,7 +294,7 @@ class _Lane:
     async def stop(self, flush_timeout: float) -> int:
         """End the poll thread, then flush (bounded) and hand over; returns the records left."""
         self._loop = self._loop or asyncio.get_running_loop()
-        self.stopping.set()
+        self._stopping.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         left = await asyncio.to_thread(self.client.flush, flush_timeout)
@@ -307,7 +316,7 @@ class _Lane:
         self._reports.append((future, error, message))
 
     def _poll_until_stopped(self) -> None:
-        while not self.stopping.is_set():
+        while not self._stopping.is_set():
             self.client.poll(POLL_SECONDS)
             self._hand_over()
 

@@ -197,6 +197,8 @@ class FakeProducer:
         headers: Headers | None = None,
     ) -> None:
         kafka = self.kafka
+        if any(not isinstance(v, bytes | str | None) for _, v in headers or ()):
+            raise TypeError("Expected bytes, str or None as header value")  # as confluent-kafka does
         if kafka.queue_full:
             raise BufferError("Local: Queue full")
         error = kafka.delivery_error

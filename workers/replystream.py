@@ -2,8 +2,9 @@
 
 Parts are numbered 0, 1, 2, ... as they are sent and the end record takes the next number
 (docs/PROTOCOL.md). Each record is produced without waiting for the previous one's
-acknowledgement, since that would cost a broker round trip per part: the idempotent producer
-keeps the order of records produced one after another to one partition. At most `WINDOW`
+acknowledgement, since that would cost a broker round trip per part: every part has the
+request's correlation id as its key, and `AsyncProducer` keeps the order of a key's records
+(one idempotent producer per key while any are unacknowledged). At most `WINDOW`
 records are unacknowledged; `close` waits for the rest.
 """
 

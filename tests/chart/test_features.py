@@ -129,13 +129,14 @@ def test_plaintext_by_default(default: Manifests):
     assert "initContainers" not in default.deployment("gateway")["spec"]["template"]["spec"]
 
 
-@pytest.mark.parametrize("eager", [True, False])
+@pytest.mark.parametrize(("value", "eager"), [(True, True), (False, False), (None, True)])
 def test_eager_send_reaches_both_components_settings(
-    helm: Helm, eager: bool, monkeypatch: pytest.MonkeyPatch
+    helm: Helm, value: bool | None, eager: bool, monkeypatch: pytest.MonkeyPatch
 ):
-    manifests = helm.render(with_kafka({"kafka": {"eagerSend": eager}}))
-    for key, value in manifests.config().items():
-        monkeypatch.setenv(key, value)  # the ConfigMap is both containers' environment
+    """None: the value is missing, as after `helm upgrade --reuse-values` from a chart without it."""
+    manifests = helm.render(with_kafka({"kafka": {"eagerSend": value}}))
+    for key, setting in manifests.config().items():
+        monkeypatch.setenv(key, setting)  # the ConfigMap is both containers' environment
     assert KafkaSettings().eager_send is eager
 
 

@@ -153,16 +153,37 @@ def test_the_eager_lane_copies_the_config_but_its_linger() -> None:
     assert eager.config["acks"] == batching.config["acks"] == "all"
 
 
-async def test_sends_on_both_lanes_are_acknowledged_and_stop_flushes_both() -> None:
-    async_producer, kafka = producer(clock=Clock())
-    async_producer.start()
+async def test_stop_flushes_both_lanes_and_hands_over_their_reports() -> None:
+    async_producer, kafka = producer(clock=Clock())  # not started: only stop's flush serves reports
     sends = [async_producer.send("t", b"%d" % n, b"k%d" % n, []) for n in range(5)]  # 3 eager, 2 batched
-
-    deliveries = await asyncio.gather(*sends)
-    left = await async_producer.stop(1.0)
-
-    assert [d.offset for d in deliveries] == [0, 1, 2, 3, 4]
-    assert left == 0
-    assert async_producer.keys_in_flight == 0
     eager, batching = lanes(kafka)
     assert (eager.produced, batching.produced) == (3, 2)
+    assert not any(send.done() for send in sends)
+
+    left = await async_producer.stop(1.0)
+    deliveries = await asyncio.wait_for(asyncio.gather(*sends), 5)
+
+    assert left == 0
+    assert [d.offset for d in deliveries] == [0, 1, 2, 3, 4]
+    assert async_producer.keys_in_flight == 0
+
+
+async def test_a_record_that_cannot_be_produced_frees_its_key() -> None:
+    async_producer, _ = producer()
+
+    with pytest.raises(TypeError):
+        async_producer.produce("t", b"1", b"id-1", [("h", 1)])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        async_producer.send("t", b"2", b"id-2", [("h", 2)])  # type: ignore[list-item]
+
+    assert async_producer.keys_in_flight == 0
+
+
+def test_one_producer_when_only_errors_are_reported() -> None:
+    """Without a report for every record, keys could never be settled: no second lane."""
+    async_producer, kafka = producer({"delivery.report.only.error": "true"})
+
+    async_producer.produce("t", b"1", b"id-1", [])
+
+    assert len(kafka.producers) == 1
+    assert async_producer.keys_in_flight == 0
