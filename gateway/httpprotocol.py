@@ -10,7 +10,9 @@
   waiting in ``receive()``.
 * Deadlines and a cap (`gateway.connections`): a head timeout, a body timeout and an idle
   keep-alive timeout, all checked by one sweep per server instead of uvicorn's timer per
-  response, and, past the connection cap, probes only.
+  response, and, past the connection cap, probes only. A caller cut with an answer (408,
+  431) gets it before the end of stream: the gateway half-closes, drops what still arrives
+  and closes at the next sweep, where closing at once could reset the answer away.
 
 It subclasses a class of uvicorn's that is not public API and overrides the hooks in
 `OVERRIDDEN`. That seam is pinned: uvicorn's version is bounded in pyproject.toml and locked
@@ -44,6 +46,7 @@ VERIFIED_UVICORN = "0.54."
 OVERRIDDEN: dict[str, tuple[str, ...]] = {
     "connection_made": ("self", "transport"),
     "connection_lost": ("self", "exc"),
+    "data_received": ("self", "data"),
     "eof_received": ("self",),
     "handle_websocket_upgrade": ("self",),
     "on_message_begin": ("self",),
@@ -78,6 +81,7 @@ _FRESH = 0  # open, and nothing of a request received yet
 _HEAD = 1  # a request head has begun
 _REQUEST = 2  # the head is complete: the request is the app's (its body may still be arriving)
 _IDLE = 3  # a response went out; nothing of the next request yet
+_LINGERING = 4  # answered and half-closed by the gateway: input is read and dropped until it closes
 
 
 def problem_response(status: int, title: str, detail: str, headers: bytes = b"") -> bytes:
@@ -157,6 +161,11 @@ def gateway_http_protocol(
             if not self._closed.done():
                 self._closed.set_result(None)
 
+        def data_received(self, data: bytes) -> None:
+            if self._phase == _LINGERING:
+                return  # the answer is out: what still arrives is read, so the close is no reset
+            super().data_received(data)
+
         def eof_received(self) -> None:
             # uvloop closes the socket on EOF itself, past the wrapper: send what is queued first
             # (a caller that half-closes after its request still gets the answer).
@@ -217,6 +226,10 @@ def gateway_http_protocol(
         def expire_if_overdue(self, now: float) -> str | None:
             """Close the connection if its current wait is over (`Expiring`); the reason, or None."""
             transport = self.transport
+            if self._phase == _LINGERING:
+                if now - self._since >= tracker.period:
+                    transport.close()  # counted when it was answered
+                return None
             if transport.is_closing() or not transport.is_reading():
                 # Not reading: uvicorn holds back a pipelined request or an unread body, so the
                 # wait is the app's, which has deadlines of its own.
@@ -255,8 +268,16 @@ def gateway_http_protocol(
             return "head_timeout"
 
         def _close_with(self, response: bytes) -> None:
+            # A caller still sending when the socket closes would get a reset, which can
+            # discard the answer unread: half-close after it, drop what arrives, and close at
+            # the next sweep (a lingering close, as nginx and Apache do).
             self.transport.write(response)
-            self.transport.close()
+            if not self.transport.can_write_eof():
+                self.transport.close()
+                return
+            self.transport.write_eof()
+            self._phase = _LINGERING
+            self._since = tracker.now
 
         def send_400_response(self, msg: str) -> None:
             # uvicorn answers every parse error with 400; ours gets its own status.

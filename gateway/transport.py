@@ -68,6 +68,14 @@ class CoalescingTransport(asyncio.Transport):
         self.flush()
         self.raw.close()
 
+    def write_eof(self) -> None:
+        """Flush, then half-close: the caller reads everything written, then end of stream."""
+        self.flush()
+        self.raw.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self.raw.can_write_eof()
+
     def abort(self) -> None:
         self._pending.clear()
         self._pending_bytes = 0

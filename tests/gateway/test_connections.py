@@ -139,6 +139,26 @@ async def test_a_head_sent_a_byte_at_a_time_is_cut_with_408_although_bytes_keep_
         assert counts.closed("head_timeout") == 1
 
 
+async def test_a_cut_caller_gets_the_408_and_end_of_stream_while_the_gateway_still_reads() -> None:
+    """Closing with a caller's bytes unread resets the connection, and a reset can overtake the
+    answer (a caller still sending, as in tests/integration/test_slow_clients.py). So the gateway
+    half-closes after the 408 and keeps reading (and dropping) until its next sweep: when the
+    caller sees end of stream, the connection is still open on the gateway's side."""
+    async with guarded(SHORT) as (address, counts):
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\nx-pad: ")
+
+        response, elapsed = await until_closed(reader)  # the 408, then end of stream
+        lingering = counts.open
+        writer.write(b"more of the head")  # read and dropped, not answered with a reset
+        await writer.drain()
+        writer.close()
+        assert response.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert SHORT.head_timeout <= elapsed < GENEROUS
+        assert lingering == 1
+        assert counts.closed("head_timeout") == 1
+
+
 async def test_a_body_short_of_its_content_length_gets_408_and_the_app_a_disconnect() -> None:
     app = App()
     async with guarded(SHORT, app) as (address, counts):

@@ -33,6 +33,8 @@ PINNED: dict[str, tuple[Callable[..., Any], str]] = {
     "HttpToolsProtocol.connection_made": (HttpToolsProtocol.connection_made, "6efb565ff3d36b91"),
     "HttpToolsProtocol.connection_lost": (HttpToolsProtocol.connection_lost, "c91a4c9bf2e29c55"),
     "HttpToolsProtocol.eof_received": (HttpToolsProtocol.eof_received, "5652627579a02369"),
+    # Parses what arrives; skipped once the gateway has answered and half-closed (lingering).
+    "HttpToolsProtocol.data_received": (HttpToolsProtocol.data_received, "010a7ae59a5d3b1a"),
     "HttpToolsProtocol.handle_websocket_upgrade": (
         HttpToolsProtocol.handle_websocket_upgrade,
         "179c4f769386ab89",
