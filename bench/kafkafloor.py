@@ -30,13 +30,12 @@ import confluent_kafka
 
 from kafkarpc.connection import KafkaSettings
 
-from .pingpong import PingPong
+from .pingpong import METADATA_TIMEOUT, PingPong, assign_at_end
 
 PRODUCER: dict[str, Any] = {"linger.ms": 0, "socket.nagle.disable": True, "acks": "all"}
 CONSUMER: dict[str, Any] = {"fetch.wait.max.ms": 5, "fetch.min.bytes": 1, "enable.auto.commit": False}
 POLL_SECONDS = 0.1
 """The server's longest wait in ``poll()``: how soon it notices SIGTERM."""
-METADATA_TIMEOUT = 10.0
 
 
 def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -47,13 +46,6 @@ def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
 def consumer_config(kafka: KafkaSettings, role: str) -> dict[str, Any]:
     """The floor's consumer: the connection from ``KAFKA_*``, then `CONSUMER`; a group of its own."""
     return {**kafka.client_config(), **CONSUMER, "group.id": f"bench-kafkafloor-{role}-{uuid.uuid4().hex}"}
-
-
-def assign_at_end(consumer: confluent_kafka.Consumer, topic: str) -> None:
-    """Read partition 0 of ``topic`` from its high watermark: nothing produced before now."""
-    partition = confluent_kafka.TopicPartition(topic, 0)
-    _, high = consumer.get_watermark_offsets(partition, timeout=METADATA_TIMEOUT)
-    consumer.assign([confluent_kafka.TopicPartition(topic, 0, high)])
 
 
 class KafkaFloorClient(PingPong):

@@ -41,6 +41,15 @@ SPIN_SECONDS = 0.0015
 MIN_WAIT_SECONDS = 0.001
 """The shortest wait ``poll()`` can do: librdkafka counts whole milliseconds."""
 DEADLINE_SECONDS = 10.0
+METADATA_TIMEOUT = 10.0
+"""Longest wait for watermarks or topic metadata."""
+
+
+def assign_at_end(consumer: confluent_kafka.Consumer, topic: str) -> None:
+    """Read partition 0 of ``topic`` from its high watermark: nothing produced before now."""
+    partition = confluent_kafka.TopicPartition(topic, 0)
+    _, high = consumer.get_watermark_offsets(partition, timeout=METADATA_TIMEOUT)
+    consumer.assign([confluent_kafka.TopicPartition(topic, 0, high)])
 
 
 class PingPong:
@@ -64,7 +73,7 @@ class PingPong:
         producer_config, consumer_config = self._configs(kafka)
         self._producer = confluent_kafka.Producer(producer_config)
         self._consumer = confluent_kafka.Consumer(consumer_config)
-        self._assign_at_end()
+        assign_at_end(self._consumer, self._reply_topic)  # no earlier replies
         self._in_flight: dict[str, tuple[float, bytes]] = {}
 
     def _configs(self, kafka: KafkaSettings) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,12 +81,6 @@ class PingPong:
         gateway = GatewaySettings(request_topic=self._request_topic, reply_topic=self._reply_topic)
         group = f"bench-pingpong-{uuid.uuid4().hex}"
         return gateway.producer_config(kafka, "bench-pingpong"), gateway.consumer_config(kafka, group)
-
-    def _assign_at_end(self) -> None:
-        """Read the reply partition from its high watermark: no earlier replies."""
-        partition = confluent_kafka.TopicPartition(self._reply_topic, 0)
-        watermarks = self._consumer.get_watermark_offsets(partition, timeout=10)
-        self._consumer.assign([confluent_kafka.TopicPartition(self._reply_topic, 0, watermarks[1])])
 
     @contextlib.contextmanager
     def set_aside(self) -> Iterator[None]:
@@ -91,7 +94,7 @@ class PingPong:
         try:
             yield
         finally:
-            self._assign_at_end()
+            assign_at_end(self._consumer, self._reply_topic)
 
     def close(self) -> None:
         """Flush and close both clients."""

@@ -122,6 +122,7 @@ class AsyncProducer:
             # linger.ms's alias must not contradict it.
             eager_config = {k: v for k, v in config.items() if k != "queue.buffering.max.ms"}
             self._eager = _Lane(clients, {**eager_config, "linger.ms": 0}, "kafka-producer-eager", self._keys)
+        self._lanes = (self._eager, self._batching) if two else (self._batching,)
         self._clock = clock
         self._window = LOAD_WINDOW_LINGERS * self._linger
         self._load = 0.0  # records arrived in the last window, decayed, as of _last_arrival
@@ -145,7 +146,7 @@ class AsyncProducer:
         ``on_failed`` is called on the loop for each record given to `produce` that Kafka
         refused in its delivery report.
         """
-        for lane in self._lanes():
+        for lane in self._lanes:
             lane.start(on_failed)
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
@@ -157,11 +158,10 @@ class AsyncProducer:
         lane = self._lane(key)
         try:
             lane.client.produce(topic, value, key, headers=headers)
-        except (BufferError, KafkaException) as exc:
+        except BaseException as exc:  # a refusal, or a bad argument (TypeError)
             self._refused(key)
-            raise _refusal(topic, exc) from None
-        except BaseException:  # a bad argument (TypeError): not produced either
-            self._refused(key)
+            if isinstance(exc, BufferError | KafkaException):
+                raise _refusal(topic, exc) from None
             raise
 
     def send(
@@ -188,29 +188,25 @@ class AsyncProducer:
                 on_delivery=partial(lane.acknowledged, future),
                 headers=list(headers),
             )
-        except (BufferError, KafkaException) as exc:
+        except BaseException as exc:  # a refusal, or a bad argument (TypeError)
             self._refused(key)
+            if not isinstance(exc, BufferError | KafkaException):
+                raise
             future.set_exception(_refusal(topic, exc))
-        except BaseException:  # a bad argument (TypeError): not produced either
-            self._refused(key)
-            raise
         return future
 
     async def stop(self, flush_timeout: float) -> int:
         """Stop the poll threads, flush what is queued (bounded); returns the records left unsent."""
         # Both lanes at once: the bound is flush_timeout, not twice that.
-        left = sum(await asyncio.gather(*(lane.stop(flush_timeout) for lane in self._lanes())))
+        left = sum(await asyncio.gather(*(lane.stop(flush_timeout) for lane in self._lanes)))
         if left:
             log.error("records not delivered at shutdown", extra={"records": left})
         return left
 
     def _refused(self, key: bytes | None) -> None:
-        """A record was refused at once: no delivery report will settle its key."""
+        """A record was not produced: no delivery report will settle its key."""
         if self._keys is not None:
             self._keys.settled(key)
-
-    def _lanes(self) -> tuple[_Lane, ...]:
-        return (self._batching,) if self._eager is self._batching else (self._eager, self._batching)
 
     def _lane(self, key: bytes | None) -> _Lane:
         """The lane for a record arriving now: its key's, else eager while records are sparse."""
