@@ -32,7 +32,7 @@ def _arguments() -> argparse.Namespace:
 
 
 def _selected(arguments: argparse.Namespace) -> list[Scenario]:
-    chosen = [s for s in SCENARIOS if (s.quick or not arguments.quick)]
+    chosen = [s for s in SCENARIOS if not s.long and (s.quick or not arguments.quick)]
     if arguments.only:
         unknown = set(arguments.only) - {s.name for s in SCENARIOS}
         if unknown:

@@ -65,8 +65,13 @@ class Load:
         method: str = "chaos.echo",
         delay: float = 0.0,
         path: str | None = None,
+        late_every: int = 0,
     ) -> None:
-        """``path`` defaults to ``/rpc/<method>``; a ``/publish/<topic>`` path sends records instead."""
+        """``path`` defaults to ``/rpc/<method>``; a ``/publish/<topic>`` path sends records instead.
+
+        With ``late_every`` N, every Nth call asks the handler to take ``wait`` + 1 s: its reply
+        comes after the caller's 504 (a late reply).
+        """
         self._targets = targets
         self.total = total
         self._rate = rate
@@ -74,6 +79,8 @@ class Load:
         self._wait = wait
         self._path = path or f"/rpc/{method}"
         self._delay = delay
+        self._late_every = late_every
+        self._finished = False
         self.outcomes: list[Outcome] = []
         self.loop_lag = 0.0
         """Worst event-loop lag of this harness during the run: its own share of response times."""
@@ -87,6 +94,10 @@ class Load:
             return
         await self._marks.setdefault(count, asyncio.Event()).wait()
 
+    def finish(self) -> None:
+        """Send no further calls (those already sent are still answered): ends a load early."""
+        self._finished = True
+
     async def run(self) -> list[Outcome]:
         """Send everything; returns when every call is answered."""
         slots: asyncio.Queue[int | None] = asyncio.Queue()
@@ -98,6 +109,8 @@ class Load:
                 started = time.monotonic()
                 for index in range(self.total):
                     await asyncio.sleep(max(0.0, started + index / self._rate - time.monotonic()))
+                    if self._finished:
+                        break
                     slots.put_nowait(index)
                 for _ in range(self._concurrency):
                     slots.put_nowait(None)
@@ -123,8 +136,8 @@ class Load:
     async def _user(self, connection: Connection, slots: asyncio.Queue[int | None]) -> None:
         """One virtual user: takes paced slots and calls on its own keep-alive connection."""
         try:
-            while await slots.get() is not None:
-                await self._one(connection)
+            while (index := await slots.get()) is not None:
+                await self._one(connection, index)
         finally:
             connection.close()
 
@@ -139,9 +152,10 @@ class Load:
             if lag > 0.005:
                 self._stalls.append((now - lag, now))
 
-    async def _one(self, connection: Connection) -> None:
+    async def _one(self, connection: Connection, index: int) -> None:
         nonce = uuid.uuid4().hex
-        body = orjson.dumps({"nonce": nonce, "delay": self._delay})
+        late = self._late_every > 0 and index % self._late_every == self._late_every - 1
+        body = orjson.dumps({"nonce": nonce, "delay": self._wait + 1.0 if late else self._delay})
         headers = {
             "prefer": f"wait={self._wait}",
             "idempotency-key": nonce,

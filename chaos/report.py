@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import statistics
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -45,11 +46,20 @@ class Figures:
     """Error answers by "status: detail", to tell e.g. a fast 503 (unreachable) from a failed produce."""
     notes: dict[str, object] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    windows: list[tuple[str, float, float]] = field(default_factory=list)
+    """Fault windows ``(label, start, end)`` in `time.perf_counter` time, shaded on the timeline plot."""
+    timeline: list[tuple[float, float, int]] = field(default_factory=list, repr=False)
+    """``(sent_at, elapsed, status)`` of every call, for the timeline plot (not written to JSON)."""
+
+    def mark(self, label: str, start: float) -> None:
+        """Record a fault window from ``start`` (`time.perf_counter`) until now."""
+        self.windows.append((label, start, time.perf_counter()))
 
     def add_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Fold the caller-side view of a load into the figures."""
         outcomes = list(outcomes)
         self.sent += len(outcomes)
+        self.timeline.extend((o.sent_at, o.elapsed, o.status) for o in outcomes)
         for status, count in collections.Counter(o.status for o in outcomes).items():
             self.statuses[status] = self.statuses.get(status, 0) + count
         self.cross_delivered += sum(1 for o in outcomes if o.own_reply is False)

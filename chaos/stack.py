@@ -43,7 +43,11 @@ class Stack:
         request_partitions: int = 6,
         reply_partitions: int = 4,
         gateway_bootstrap: str | None = None,
+        worker_bootstrap: str | None = None,
+        request_config: dict[str, str] | None = None,
     ) -> None:
+        """``*_bootstrap`` reach the brokers another way (a proxy); ``request_config`` is the
+        requests topic's config (e.g. ``message.timestamp.type=LogAppendTime``)."""
         unique = f"{name}-{uuid.uuid4().hex[:8]}"
         self.kafka = kafka
         self.requests = f"requests-{unique}"
@@ -55,11 +59,11 @@ class Stack:
         self.gateways: list[Service] = []
         self.workers: list[Service] = []
         self._gateway_bootstrap = gateway_bootstrap or kafka.bootstrap_servers
+        self._worker_bootstrap = worker_bootstrap or kafka.bootstrap_servers
         self._reply_partitions = reply_partitions
         self._watch: RunQueueWatch | None = None
-        kafka.create_topics(
-            {self.requests: request_partitions, self.replies: reply_partitions, self.dead_letters: 1}
-        )
+        kafka.create_topics({self.requests: request_partitions}, request_config)
+        kafka.create_topics({self.replies: reply_partitions, self.dead_letters: 1})
         kafka.create_topics({self.catalog: 1}, COMPACTED)
 
     def add_gateway(self, **env: str) -> Service:
@@ -88,9 +92,7 @@ class Stack:
             "CHAOS_LEDGER": str(self.ledger.path),
             **env,
         }
-        started = service.worker(
-            f"worker{len(self.workers) + 1}", self.kafka.bootstrap_servers, settings, kafka
-        )
+        started = service.worker(f"worker{len(self.workers) + 1}", self._worker_bootstrap, settings, kafka)
         self.workers.append(started)
         return started
 

@@ -32,6 +32,8 @@ class Scenario:
     injected: str
     """The fault, in one line, for the report."""
     run: Callable[[Kafka, Figures], Coroutine[None, None, None]]
+    long: bool = False
+    """Too long for the default run: only ``--only NAME`` runs it (its own make target)."""
 
 
 async def under_fault(load: Runs[T_co], fault: Awaitable[None], stack: Stack) -> Sequence[T_co]:
