@@ -68,12 +68,14 @@ def assemble(
     ids = CorrelationIds()
     metrics = GatewayMetrics(settings.max_timeout, settings.metric_methods_limit)
     pending: PendingReplies[protocol.Reply] = PendingReplies(settings.max_pending)
-    health = KafkaHealth(settings.request_topic, settings.reply_topic, settings.startup_timeout)
+    health = KafkaHealth(
+        settings.request_topic, settings.reply_topic, settings.startup_timeout, settings.broker_silence
+    )
     producer_config = settings.producer_config(kafka_settings, ids.tag)
     producer = AsyncProducer(
         clients, {**producer_config, "error_cb": health.on_error}, eager=kafka_settings.eager_send
     )
-    health.attach(producer.client)
+    health.attach(producer)
     # A traced reply's arrival span starts when its batch was fetched: the router's stamps say when.
     stamped = settings.timing or tracer is not None
     router = ReplyRouter(pending, ids, metrics, timing=stamped, part_buffer=settings.reply_stream_buffer)

@@ -115,6 +115,7 @@ class RequestReplyClient:
                 f"{self._health.reply_partitions}"
             )
         await self._listener.start(self._settings.reply_topic, partition)
+        self._health.watch()
         if self.state is State.STARTING:
             self.state = State.RUNNING
             self.started.set()

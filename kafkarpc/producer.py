@@ -136,6 +136,19 @@ class AsyncProducer:
         return self._batching.client
 
     @property
+    def acknowledged_at(self) -> float:
+        """`time.monotonic` when a poll thread last served an acknowledgement (0 before any)."""
+        return max(lane.acknowledged_at for lane in self._lanes)
+
+    def purge_queued(self) -> None:
+        """Drop the records still queued in librdkafka (never sent), each reported as failed
+        with ``_PURGE_QUEUE``; records already on the wire stay. For brokers that stopped
+        answering: a queued record would otherwise leave when they come back, after its deadline.
+        """
+        for lane in self._lanes:
+            lane.client.purge(in_queue=True, in_flight=False, blocking=False)
+
+    @property
     def keys_in_flight(self) -> int:
         """Keys with records not yet acknowledged (tracked only with two lanes)."""
         return 0 if self._keys is None else len(self._keys)
@@ -278,6 +291,9 @@ class _Lane:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._reports: list[Report] = []  # only the thread serving callbacks touches it
+        self._acked = False  # an acknowledgement served since the last stamp (same thread)
+        self.acknowledged_at = 0.0
+        """`time.monotonic` of the poll that last served an acknowledgement."""
         # The config-level callback serves produce(): no per-record closure on that path.
         self.client = clients.producer({**config, "on_delivery": self._reported})
 
@@ -300,7 +316,9 @@ class _Lane:
     def _reported(self, error: KafkaError | None, message: Message) -> None:
         if self._keys is not None:
             self._keys.settled(message.key())
-        if error is not None and self._on_failed is not None:
+        if error is None:
+            self._acked = True
+        elif self._on_failed is not None:
             self._reports.append((None, error, message))
 
     def acknowledged(
@@ -309,11 +327,15 @@ class _Lane:
         """`AsyncProducer.send`'s delivery callback (on this lane's poll thread)."""
         if self._keys is not None:
             self._keys.settled(message.key())
+        self._acked = self._acked or error is None
         self._reports.append((future, error, message))
 
     def _poll_until_stopped(self) -> None:
         while not self._stopping.is_set():
             self.client.poll(POLL_SECONDS)
+            if self._acked:  # one clock read per poll, not per record
+                self._acked = False
+                self.acknowledged_at = time.monotonic()
             self._hand_over()
 
     def _hand_over(self) -> None:

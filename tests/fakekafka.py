@@ -53,6 +53,9 @@ class FakeKafka:
         """Notified on every change; waits in tests and fakes use it."""
         self.down = False
         """Metadata and watermark requests fail as if no broker answered."""
+        self.hung = False
+        """The brokers answer nothing (a stopped process): metadata requests time out and produced
+        records stay queued in their producer until it is polled after the hang, or purged."""
         self.watermarks_time_out = False
         self.forbidden: set[str] = set()
         """Topics whose metadata the ACLs refuse (TOPIC_AUTHORIZATION_FAILED), as a secured broker does."""
@@ -132,10 +135,12 @@ class FakeKafka:
 
     def metadata(self, topic: str | None) -> SimpleNamespace:
         """``list_topics()``'s answer, as of the call (`hold` delays it); raises when the cluster is down."""
-        down = self.down
+        down, hung = self.down, self.hung
         self.served(f"metadata {topic}")
         if down:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+        if hung:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
         topics = {}
         for name in [topic] if topic is not None else list(self.counts):
             if name in self.forbidden:
@@ -181,6 +186,12 @@ class FakeProducer:
         self.kafka = kafka
         self.config = config
         self.produced = 0
+        self.queued: list[
+            tuple[Callable[..., None] | None, str, bytes | None, bytes | None, int, Headers | None]
+        ] = []
+        """Records produced while the cluster hung, not yet sent."""
+        self.purges: list[tuple[bool, bool]] = []
+        """``(in_queue, in_flight)`` of every purge() call."""
         self._reports: queue.SimpleQueue[tuple[Callable[..., None], KafkaError | None, Message]] = (
             queue.SimpleQueue()
         )
@@ -201,6 +212,9 @@ class FakeProducer:
             raise TypeError("Expected bytes, str or None as header value")  # as confluent-kafka does
         if kafka.queue_full:
             raise BufferError("Local: Queue full")
+        if kafka.hung:
+            self.queued.append((on_delivery, topic, value, key, partition, headers))
+            return
         error = kafka.delivery_error
         if error is None and (topic not in kafka.counts or topic in kafka.refused):
             error = KafkaError(KafkaError._UNKNOWN_TOPIC)
@@ -216,6 +230,10 @@ class FakeProducer:
             self._reports.put((report, error, message))
 
     def poll(self, timeout: float = -1) -> int:
+        if self.queued and not self.kafka.hung:
+            queued, self.queued = self.queued, []
+            for on_delivery, topic, value, key, partition, headers in queued:
+                self.produce(topic, value, key, partition, on_delivery=on_delivery, headers=headers)
         try:
             served = [self._reports.get(timeout=max(timeout, 0))]
         except queue.Empty:
@@ -236,6 +254,16 @@ class FakeProducer:
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
         return self.kafka.metadata(topic)
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
+        self.purges.append((in_queue, in_flight))
+        if in_queue:
+            queued, self.queued = self.queued, []
+            for on_delivery, topic, value, key, partition, _ in queued:
+                report = on_delivery or self.config.get("on_delivery")
+                if report is not None:
+                    purged = KafkaError(KafkaError._PURGE_QUEUE)
+                    self._reports.put((report, purged, record(topic, partition, value=value, key=key)))
 
 
 class FakeConsumer:

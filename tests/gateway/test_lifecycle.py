@@ -20,6 +20,7 @@ from gateway.httpprotocol import CONNECTION_CLOSED
 from gateway.settings import GatewaySettings
 from kafkarpc import protocol
 from kafkarpc.connection import KafkaSettings
+from kafkarpc.producer import AsyncProducer
 from tests.fakekafka import FakeKafka
 
 from .conftest import Harness, gateway_settings, running
@@ -91,6 +92,61 @@ async def test_all_brokers_down_fails_fast_then_recovers(harness: Harness) -> No
     harness.cluster.down = False
     await asyncio.wait_for(recovery, 10)
     assert (await harness.http.get("/readyz")).status_code == 200
+
+
+async def test_hung_brokers_turn_the_gateway_unready_and_drop_queued_records(cluster: FakeKafka) -> None:
+    """A hung broker keeps its connections: no "all brokers down", only silence.
+
+    The request queued during the hang is answered 503 once the silence is noticed, and it is
+    never written, not even when the brokers come back.
+    """
+    settings = gateway_settings(broker_silence=0.2, default_timeout=10.0, max_timeout=10.0)
+    async with running(settings, cluster) as harness:
+        with FakeWorker(cluster, {"echo": echo}):
+            cluster.hung = True
+            started = asyncio.get_running_loop().time()
+            stuck = await harness.http.post("/rpc/echo", content=b"queued in the hang")
+            waited = asyncio.get_running_loop().time() - started
+            assert stuck.status_code == 503
+            assert stuck.headers["retry-after"] == "1"
+            assert (
+                orjson.loads(stuck.content)["detail"] == "Kafka stopped answering; the request was not sent"
+            )
+            assert waited < 5.0, "answered long before the 10 s deadline"
+            assert (await harness.http.get("/readyz")).status_code == 503
+            assert (await harness.http.post("/rpc/echo", content=b"x")).status_code == 503
+            assert [purges for p in cluster.producers if (purges := p.purges)] != []
+            cluster.hung = False
+            recovery = harness.gateway.health.recovery
+            assert recovery is not None
+            await asyncio.wait_for(recovery, 10)
+            assert (await harness.http.get("/readyz")).status_code == 200
+            after = await harness.http.post("/rpc/echo", content=b"after the hang")
+            assert after.status_code == 200
+    assert [m.value() for m in cluster.records("requests")] == [b"after the hang"]
+
+
+async def test_acknowledgements_count_as_answers_while_probes_fail(cluster: FakeKafka) -> None:
+    """Busy brokers that are slow to answer a probe still acknowledge records: they are not hung."""
+    silence = 0.2
+    settings = gateway_settings(broker_silence=silence)
+    async with running(settings, cluster) as harness:
+        health = harness.gateway.health
+        loop = asyncio.get_running_loop()
+        with FakeWorker(cluster, {"echo": echo}):
+            cluster.down = True  # every probe fails from now on; records are still acknowledged
+            started = loop.time()
+            calls = 0
+            while loop.time() - started < 4 * silence:
+                assert (await harness.http.post("/rpc/echo", content=b"busy")).status_code == 200
+                calls += 1
+                assert health.reachable
+            assert calls > 0
+            while health.reachable:  # without records only the failing probes speak: unreachable
+                await asyncio.sleep(silence / 4)
+                assert loop.time() - started < 4 * silence + 10 * silence
+        assert (await harness.http.get("/readyz")).status_code == 503
+        cluster.down = False
 
 
 async def test_fatal_client_error_fails_liveness(harness: Harness) -> None:
@@ -324,12 +380,12 @@ async def test_shutdown_during_start_up_closes_the_reply_consumer_after_its_last
 
 
 async def test_a_topic_the_acls_refuse_is_reported_as_refused_not_as_missing(cluster: FakeKafka) -> None:
-    health = KafkaHealth("requests", "replies", probe_timeout=1.0)
-    health.attach(cluster.producer({}))
+    health = KafkaHealth("requests", "replies", probe_timeout=1.0, silence=2.0)
+    health.attach(AsyncProducer(cluster, {}))
     cluster.forbidden.add("replies")
     with pytest.raises(TopicMissingError, match=r"ACLs refuse .* 'replies' .*TOPIC_AUTHORIZATION_FAILED"):
         health.probe()
-    absent = KafkaHealth("requests", "absent", probe_timeout=1.0)
-    absent.attach(cluster.producer({}))
+    absent = KafkaHealth("requests", "absent", probe_timeout=1.0, silence=2.0)
+    absent.attach(AsyncProducer(cluster, {}))
     with pytest.raises(TopicMissingError, match="'absent' does not exist"):
         absent.probe()

@@ -187,3 +187,44 @@ def test_one_producer_when_only_errors_are_reported() -> None:
 
     assert len(kafka.producers) == 1
     assert async_producer.keys_in_flight == 0
+
+
+async def test_purging_fails_the_queued_records_of_both_lanes_and_frees_their_keys() -> None:
+    """What the brokers never got is reported as not sent: a caller is answered at once."""
+    async_producer, kafka = producer(clock=Clock())
+    failed: list[tuple[bytes | None, str]] = []
+    async_producer.start(lambda message, error: failed.append((message.key(), error.name())))
+    try:
+        kafka.hung = True
+        sends = [async_producer.send("t", b"%d" % n, b"s%d" % n, []) for n in range(5)]  # 3 eager, 2 batched
+        async_producer.produce("t", b"p", b"p", [])
+        eager, batching = lanes(kafka)
+        assert len(eager.queued) + len(batching.queued) == 6
+
+        async_producer.purge_queued()
+        outcomes = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 5)
+        kafka.hung = False
+    finally:
+        await async_producer.stop(1.0)
+
+    assert [p.purges for p in (eager, batching)] == [[(True, False)], [(True, False)]]
+    assert all(isinstance(o, DeliveryError) and o.error.name() == "_PURGE_QUEUE" for o in outcomes)
+    assert failed == [(b"p", "_PURGE_QUEUE")]
+    assert kafka.records("t") == []
+    assert async_producer.keys_in_flight == 0
+
+
+async def test_acknowledged_at_moves_with_acknowledgements_only() -> None:
+    async_producer, kafka = producer()
+    async_producer.start()
+    try:
+        assert async_producer.acknowledged_at == 0.0
+        await async_producer.send("t", b"ok", b"k", [])
+        acknowledged = async_producer.acknowledged_at
+        assert acknowledged > 0.0
+        kafka.refused.add("t")
+        with pytest.raises(DeliveryError):
+            await async_producer.send("t", b"refused", b"k", [])
+        assert async_producer.acknowledged_at == acknowledged
+    finally:
+        await async_producer.stop(1.0)
