@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_LOG_APPEND_TIME, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kafkarpc import protocol
@@ -102,6 +102,42 @@ def nonces_in(bootstrap: str, topic: str, partitions: int) -> set[str]:
             seen += len(batch)
             found.update(str(orjson.loads(m.value() or b"{}")["nonce"]) for m in batch)
         return found
+    finally:
+        consumer.close()
+
+
+def appended_past_deadline(
+    bootstrap: str, topic: str, partitions: int
+) -> tuple[int, list[tuple[float, float, int]]]:
+    """Requests in ``topic`` (a ``LogAppendTime`` topic): how many, and for each one the broker
+    appended after its ``rpc-deadline``, ``(appended, deadline)`` in epoch seconds."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"chaos-{uuid.uuid4().hex}"})
+    try:
+        ends = [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)
+        ]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        requests, seen = 0, 0
+        late: list[tuple[float, float, int]] = []
+        while seen < sum(ends):
+            batch = [m for m in consumer.consume(500, timeout=5) if m.error() is None]
+            if not batch:
+                break
+            seen += len(batch)
+            for message in batch:
+                headers = dict(message.headers() or [])
+                deadline = headers.get(protocol.DEADLINE)
+                if not isinstance(deadline, bytes):
+                    continue  # a cancel record
+                requests += 1
+                kind, appended = message.timestamp()
+                if kind != TIMESTAMP_LOG_APPEND_TIME:
+                    raise ValueError(f"{topic} does not use LogAppendTime")
+                if appended > int(deadline):
+                    late.append(
+                        (appended / 1000, int(deadline) / 1000, int(headers[protocol.REPLY_PARTITION] or -1))
+                    )
+        return requests, late
     finally:
         consumer.close()
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import shutil
 import signal
 import time
 import uuid
 from typing import Protocol
 
-from chaos import service
+from chaos import records, service
 from chaos.handlers import registry
 from chaos.ledger import Ledger
 from chaos.load import Load, Outcome
@@ -151,6 +152,23 @@ class Stack:
         figures.refused_but_executed += sum(
             1 for o in outcomes if o.status in (429, 503) and executions[o.nonce] > 0
         )
+
+    def account_publishes(self, figures: Figures, load: Load, topic: str, partitions: int) -> None:
+        """Fold a ``/publish`` load into ``figures``: every 202 (acks=all) must be in ``topic``."""
+        figures.harness_loop_lag = max(figures.harness_loop_lag, load.loop_lag)
+        figures.add_outcomes(load.outcomes)
+        self.explain_late(figures, load.outcomes)
+        acked = {o.nonce for o in load.outcomes if o.status == 202}
+        stored = records.nonces_in(self.kafka.bootstrap_servers, topic, partitions)
+        lost = acked - stored
+        indeterminate = {o.nonce for o in load.outcomes if o.status == 504}
+        figures.lost_acknowledged += len(lost)
+        figures.notes["publishes acknowledged / found in the topic"] = f"{len(acked)} / {len(acked & stored)}"
+        figures.notes["publishes answered 504 (indeterminate) / found written anyway"] = (
+            f"{len(indeterminate)} / {len(indeterminate & stored)}"
+        )
+        figures.notes["publish statuses"] = dict(collections.Counter(o.status for o in load.outcomes))
+        figures.require(not lost, f"{len(lost)} acknowledged publishes lost")
 
     def explain_late(self, figures: Figures, outcomes: list[Outcome]) -> None:
         """For calls late by more than the slack (net of harness stalls): was the gateway starved?

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from chaos.scenarios import (
     badinput,
+    bounces,
     brokers,
     cancels,
     gateways,
+    hangs,
     network,
     overload,
     slowclients,
@@ -24,6 +26,8 @@ SCENARIOS: list[Scenario] = [
     *badinput.SCENARIOS,
     *slowclients.SCENARIOS,
     *brokers.SCENARIOS,
+    *hangs.SCENARIOS,
+    *bounces.SCENARIOS,
     *network.SCENARIOS,
 ]
 

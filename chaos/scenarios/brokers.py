@@ -9,7 +9,6 @@ import uuid
 
 from confluent_kafka.admin import AdminClient
 
-from chaos import records
 from chaos.load import Load, Outcome
 from chaos.report import Figures
 from chaos.scenarios.catalogue import Scenario, closing, under_fault
@@ -34,6 +33,7 @@ async def broker_restart(kafka: Kafka, figures: Figures) -> None:
 
         async def fault() -> None:
             await load.reached(600)
+            killed = time.perf_counter()
             await asyncio.to_thread(node.kill)
             marks["readyz false after"] = await asyncio.to_thread(gateway.wait_readiness, False, 30)
             await asyncio.sleep(OUTAGE_SECONDS)  # the outage's length, not synchronisation
@@ -43,6 +43,7 @@ async def broker_restart(kafka: Kafka, figures: Figures) -> None:
                 asyncio.to_thread(_answers_after, kafka.bootstrap_servers, stack.replies, 60),
                 asyncio.to_thread(gateway.wait_readiness, True, 60),
             )
+            figures.mark("broker SIGKILLed until the gateway is ready again", killed)
             marks["broker answers metadata after (s from start)"] = broker
             marks["readyz true again after (s from broker start)"] = ready
             marks["outcomes at recovery"] = len(load.outcomes)
@@ -88,28 +89,17 @@ async def leader_kill(kafka: Kafka, figures: Figures) -> None:
 
         async def fault() -> None:
             await rpc.reached(450)
+            killed = time.perf_counter()
             await asyncio.to_thread(victim.kill)
             await rpc.reached(900)
             await asyncio.to_thread(victim.start)
+            figures.mark("leader SIGKILLed until restarted", killed)
 
         await asyncio.gather(under_fault(rpc, fault(), stack), publish.run())
         stack.account(figures, rpc)
-        figures.add_outcomes(publish.outcomes)
-        stack.explain_late(figures, publish.outcomes)
-        figures.harness_loop_lag = max(figures.harness_loop_lag, publish.loop_lag)
-        acked = {o.nonce for o in publish.outcomes if o.status == 202}
-        stored = await asyncio.to_thread(records.nonces_in, kafka.bootstrap_servers, events, 3)
-        lost = acked - stored
-        indeterminate = {o.nonce for o in publish.outcomes if o.status == 504}
-        figures.notes["publishes answered 504 (indeterminate) / found written anyway"] = (
-            f"{len(indeterminate)} / {len(indeterminate & stored)}"
-        )
-        figures.lost_acknowledged += len(lost)
+        await asyncio.to_thread(stack.account_publishes, figures, publish, events, 3)
         figures.notes["killed broker"] = f"node {leader} (leader of most request partitions)"
-        figures.notes["publishes acknowledged / found in the topic"] = f"{len(acked)} / {len(acked & stored)}"
         figures.notes["RPC statuses"] = dict(collections.Counter(o.status for o in rpc.outcomes))
-        figures.notes["publish statuses"] = dict(collections.Counter(o.status for o in publish.outcomes))
-        figures.require(not lost, f"{len(lost)} acknowledged publishes lost")
         figures.require(
             figures.lost_acknowledged == 0, f"{figures.lost_acknowledged} acknowledged requests lost"
         )

@@ -27,8 +27,9 @@ class Scenario:
 
     name: str
     cluster: ClusterKind
+    """The cluster of a full run: the production topology (3 brokers) unless the fault needs fewer."""
     quick: bool
-    """Part of the CI subset (`python -m chaos --quick`)."""
+    """Part of the CI subset (`python -m chaos --quick`), which runs on one broker."""
     injected: str
     """The fault, in one line, for the report."""
     run: Callable[[Kafka, Figures], Coroutine[None, None, None]]

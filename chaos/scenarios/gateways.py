@@ -34,6 +34,7 @@ async def replica_kill(kafka: Kafka, figures: Figures) -> None:
             before_kill.append(await asyncio.to_thread(sharer.metric, UNMATCHED))
             await asyncio.to_thread(victim.kill)
             killed_at.append(time.perf_counter())
+            figures.mark("gateway replica SIGKILLed", killed_at[0])
 
         outcomes = await under_fault(load, fault(), stack)
         on_victim = [o for o in outcomes if o.target == victim.url]
@@ -65,7 +66,7 @@ async def replica_kill(kafka: Kafka, figures: Figures) -> None:
 SCENARIOS = [
     Scenario(
         "gateway-replica-kill",
-        "single",
+        "triple",
         True,
         "SIGKILL 1 of 3 gateway replicas (200 ms handlers, 64 in flight) at 40 % of the load",
         replica_kill,

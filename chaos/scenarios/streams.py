@@ -144,7 +144,7 @@ def _check_parts(figures: Figures, outcomes: Sequence[StreamOutcome]) -> None:
 SCENARIOS = [
     Scenario(
         "kill-mid-stream",
-        "single",
+        "triple",
         False,
         f"24 callers reading {PARTS}-part SSE streams ({INTERVAL:g} s apart) via 2 gateways "
         f"(idle {SHORT_IDLE:g} s / {LONG_IDLE:g} s); SIGKILL 1 of 2 workers mid-stream",

@@ -1,0 +1,141 @@
+"""Hung brokers: every broker SIGSTOPped for 10 s under load, then SIGCONT.
+
+A stopped broker keeps its TCP connections open and answers nothing, so librdkafka reports no
+"all brokers down" (that waits for ``socket.timeout.ms``, 60 s): the gateway has to notice the
+silence itself (`gateway.health`). The requests topic uses ``LogAppendTime``, so the broker's
+own clock tells when each request was written, to compare with its ``rpc-deadline``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+import time
+
+from chaos import records
+from chaos.load import Load
+from chaos.report import Figures
+from chaos.scenarios.catalogue import Scenario, closing, under_fault
+from chaos.stack import Kafka, Stack
+from devstack import KafkaCluster
+
+HANG_SECONDS = 10.0
+WAIT = 2
+"""``Prefer: wait`` of the load: shorter than the hang, so calls in flight meet their deadline."""
+PARTITIONS = 6
+
+
+async def brokers_hang(kafka: Kafka, figures: Figures) -> None:
+    """SIGSTOP every broker at 25 % of the load for 10 s; two gateways, two workers."""
+    assert isinstance(kafka, KafkaCluster)
+    stack = Stack(
+        kafka,
+        "brokers-hang",
+        request_partitions=PARTITIONS,
+        request_config={"message.timestamp.type": "LogAppendTime"},
+    )
+    async with closing(stack, figures):
+        stack.add_worker()
+        stack.add_worker()
+        gateways = [stack.add_gateway(), stack.add_gateway()]
+        await asyncio.to_thread(stack.wait_ready)
+        load = Load(stack.urls, total=1600, rate=50, concurrency=64, wait=WAIT)
+        stopped_at = 0.0  # epoch s
+        unready: list[float | None] = []  # per gateway, s after the stop
+        ready: list[float | None] = []  # per gateway, s after the SIGCONT
+        recovered_from = 0  # outcomes at recovery
+
+        async def fault() -> None:
+            nonlocal stopped_at, unready, ready, recovered_from
+            await load.reached(400)
+            started, stopped_at = time.perf_counter(), time.time()
+            for node in kafka.nodes:
+                node.send(signal.SIGSTOP)
+            unready = await asyncio.gather(
+                *(asyncio.to_thread(g.wait_readiness, False, HANG_SECONDS) for g in gateways)
+            )
+            await asyncio.sleep(max(0.0, HANG_SECONDS - (time.perf_counter() - started)))  # the hang itself
+            for node in kafka.nodes:
+                node.send(signal.SIGCONT)
+            figures.mark(f"{len(kafka.nodes)} broker(s) SIGSTOPped", started)
+            ready = await asyncio.gather(*(asyncio.to_thread(g.wait_readiness, True, 60) for g in gateways))
+            recovered_from = len(load.outcomes)
+
+        await under_fault(load, fault(), stack)
+        stack.account(figures, load)
+        figures.notes["readyz false after SIGSTOP (s, per gateway)"] = [_rounded(u) for u in unready]
+        figures.notes["readyz true again after SIGCONT (s, per gateway)"] = [_rounded(r) for r in ready]
+        figures.require(
+            all(r is not None for r in [*unready, *ready]) and len(unready) == len(ready) == len(gateways),
+            "readiness did not turn false during the hang and true after it",
+        )
+        recovered = load.outcomes[recovered_from + 100 :]
+        figures.notes["statuses after recovery (+100 calls)"] = dict(
+            collections.Counter(o.status for o in recovered)
+        )
+        figures.require(
+            bool(recovered) and all(o.status == 200 for o in recovered),
+            "calls after recovery were not all 200",
+        )
+        figures.require(set(figures.statuses) <= {200, 503, 504}, f"statuses {sorted(figures.statuses)}")
+        figures.require(
+            figures.lost_acknowledged == 0, f"{figures.lost_acknowledged} acknowledged requests lost"
+        )
+        figures.require(figures.duplicate_effects == 0, f"{figures.duplicate_effects} duplicate side effects")
+        noticed = {i: stopped_at + (u or HANG_SECONDS) for i, u in enumerate(unready)}
+        await asyncio.to_thread(_written_after_deadline, kafka, stack, figures, stopped_at, noticed)
+        figures.notes["requests the workers skipped as expired"] = sum(
+            w.metric("rpcworker_expired_total") for w in stack.workers
+        )
+        figures.notes["requests dropped from the queue (503, not sent)"] = sum(
+            sum(
+                v for k, v in g.by_label("rpcgw_produce_errors_total", "error").items() if k == "_PURGE_QUEUE"
+            )
+            for g in gateways
+        )
+
+
+def _written_after_deadline(
+    kafka: KafkaCluster, stack: Stack, figures: Figures, stopped_at: float, noticed: dict[int, float]
+) -> None:
+    """A request the broker appended after its deadline must have left its gateway before that
+    gateway noticed the hang: then it was on the wire (librdkafka keeps up to 5 requests in
+    flight per connection, and no client can take those back). Anything still queued when the
+    hang was noticed must be dropped, not written when the brokers return.
+
+    ``noticed`` maps a gateway's reply partition to when its ``/readyz`` turned false (epoch s).
+    """
+    total, late = records.appended_past_deadline(kafka.bootstrap_servers, stack.requests, PARTITIONS)
+    produced = [(deadline - WAIT, partition) for _, deadline, partition in late]  # WAIT s before it
+    after = sum(1 for at, partition in produced if at > noticed[partition])
+    figures.notes["requests in the topic / appended past their deadline"] = f"{total} / {len(late)}"
+    figures.notes["those produced at (s after the SIGSTOP)"] = sorted(
+        round(at - stopped_at, 2) for at, _ in produced
+    )
+    figures.require(
+        after == 0,
+        f"{after} requests produced after their gateway noticed the hang were written past their deadline",
+    )
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 2)
+
+
+SCENARIOS = [
+    Scenario(
+        "broker-hang",
+        "single",
+        True,
+        "SIGSTOP the single broker for 10 s at 25 % (deadline 2 s), then SIGCONT",
+        brokers_hang,
+    ),
+    Scenario(
+        "brokers-hang-all",
+        "triple",
+        False,
+        "3 nodes: SIGSTOP all three brokers for 10 s at 25 % (deadline 2 s), then SIGCONT",
+        brokers_hang,
+    ),
+]
