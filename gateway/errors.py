@@ -159,6 +159,8 @@ def delivery_error(error: KafkaError) -> GatewayError:
         return ReplyTimeout(f"the request may or may not have been written: {error.str()}")
     if code in TOO_LARGE:
         return PayloadTooLargeError(f"the broker refused the record: {error.str()}")
-    if code == KafkaError._PURGE_QUEUE:  # KafkaHealth dropped the queue: the brokers stopped answering
-        return KafkaUnavailableError("Kafka stopped answering; the request was not sent", retry_after=1)
+    if code == KafkaError._PURGE_QUEUE:
+        # KafkaHealth dropped the queue. It also holds records librdkafka took back from a dropped
+        # connection to retry, which the broker may have written: so not "definitely not sent".
+        return ReplyTimeout("Kafka stopped answering; the request may or may not have been written")
     return KafkaUnavailableError(f"produce failed: {error.str()}", retry_after=1)

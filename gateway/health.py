@@ -6,7 +6,7 @@ black-holed network) keep their connections open, and librdkafka says nothing un
 ``socket.timeout.ms`` (60 s): so `watch` also probes while all is well, and brokers that
 answered nothing, neither a probe nor an acknowledgement, for ``silence`` seconds count as
 unreachable too. Either way the records still queued are dropped (their callers answered
-503 at once, instead of being written after their deadline when the brokers return), and
+504 at once, instead of being written after their deadline when the brokers return), and
 a probe task (metadata requests only, retried with backoff) flips the state back once the
 brokers answer again. A probe only counts if no "all brokers down" arrived while it ran:
 an answer from before the outage says nothing about now. Readiness and the fail-fast 503

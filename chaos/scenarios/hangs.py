@@ -88,7 +88,7 @@ async def brokers_hang(kafka: Kafka, figures: Figures) -> None:
         figures.notes["requests the workers skipped as expired"] = sum(
             w.metric("rpcworker_expired_total") for w in stack.workers
         )
-        figures.notes["requests dropped from the queue (503, not sent)"] = sum(
+        figures.notes["records dropped from the producers' queues (requests and cancel records)"] = sum(
             sum(
                 v for k, v in g.by_label("rpcgw_produce_errors_total", "error").items() if k == "_PURGE_QUEUE"
             )

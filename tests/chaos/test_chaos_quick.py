@@ -2,7 +2,7 @@
 
 Runs the quick subset in a subprocess (it starts its own broker, gateways and workers, and stops
 them) and asserts the invariants on the JSON figures it writes, so a failure names the scenario
-and the broken invariant. Budget: under three minutes on two cores.
+and the broken invariant. Budget: under four minutes on two cores (about 2.5 measured).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=175,
+        timeout=240,
         check=False,
     )
     assert report.exists(), (
@@ -39,7 +39,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(270)
 @pytest.mark.parametrize("name", sorted(QUICK))
 def test_quick_scenario_keeps_the_invariants(figures: dict[str, dict[str, Any]], name: str) -> None:
     result = figures[name]
