@@ -1,15 +1,18 @@
-"""toxiproxy (built by tools/toxiproxy.sh) and a one-node cluster whose gateway listener goes through it.
+"""toxiproxy (built by tools/toxiproxy.sh) and a cluster whose nodes can each be reached through it.
 
-devstack advertises one PLAINTEXT listener. To put a proxy between the gateway and the broker
-without slowing the workers, `ProxiedKafkaCluster` adds a second listener, ``PROXIED``, whose
-advertised port is the proxy's: clients bootstrapping at `proxied_bootstrap` get metadata that
-sends them through toxiproxy again for every connection, while workers keep the direct one.
+devstack advertises one PLAINTEXT listener per node. To put a proxy between some clients and the
+brokers while the others (and the brokers among themselves) connect directly,
+`ProxiedKafkaCluster` gives every node a second listener, ``PROXIED``, whose advertised port is
+that node's proxy: clients bootstrapping at `ProxiedKafkaCluster.proxied_bootstrap` get metadata
+that sends them through toxiproxy again for every broker connection; clients bootstrapping at
+``bootstrap_servers`` (and replication, on PLAINTEXT) bypass it.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,6 +24,8 @@ from devstack.node import NodeSpec
 from devstack.ports import claim
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
+BOTH_STREAMS = ("downstream", "upstream")
+"""toxiproxy's names for broker -> client and client -> broker."""
 
 
 class Toxiproxy:
@@ -61,16 +66,22 @@ class Toxiproxy:
         except httpx.HTTPError:
             return False
 
-    def proxy(self, name: str, listen: int, upstream: int) -> None:
-        """Create (or replace) proxy ``name``: 127.0.0.1:listen -> 127.0.0.1:upstream."""
+    def proxy(self, name: str, upstream: int, listen: int = 0) -> int:
+        """Create (or replace) proxy ``name``: 127.0.0.1:listen -> 127.0.0.1:upstream; the listen port.
+
+        With ``listen`` 0 toxiproxy binds a free port itself, so no other process can take it
+        between choosing and binding.
+        """
         self._api.delete(f"/proxies/{name}")
         spec = {"name": name, "listen": f"127.0.0.1:{listen}", "upstream": f"127.0.0.1:{upstream}"}
-        self._api.post("/proxies", json=spec).raise_for_status()
+        response = self._api.post("/proxies", json=spec)
+        response.raise_for_status()
+        return int(str(response.json()["listen"]).rsplit(":", 1)[1])
 
     def add_toxic(
         self, proxy: str, name: str, kind: str, stream: str = "downstream", **attributes: Any
     ) -> None:
-        """Add a toxic (``latency``, ``timeout``, ``reset_peer``, ...) to every connection of ``proxy``."""
+        """Add a toxic (``latency``, ``bandwidth``, ``timeout``, ...) to every connection of ``proxy``."""
         toxic = {"name": name, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attributes}
         self._api.post(f"/proxies/{proxy}/toxics", json=toxic).raise_for_status()
 
@@ -78,25 +89,52 @@ class Toxiproxy:
         """Remove a toxic; connections carry on unharmed."""
         self._api.delete(f"/proxies/{proxy}/toxics/{name}").raise_for_status()
 
-
-PROXY = "kafka"
+    def reset(self) -> None:
+        """Remove every toxic of every proxy (and re-enable them all)."""
+        self._api.post("/reset").raise_for_status()
 
 
 class ProxiedKafkaCluster(KafkaCluster):
-    """One node with a second listener advertised at a toxiproxy port (see the module docstring)."""
+    """``nodes`` nodes (default 3), each with a ``PROXIED`` listener behind proxy ``kafka-<node id>``."""
 
-    def __init__(self, toxiproxy: Toxiproxy) -> None:
-        super().__init__(nodes=1)
+    def __init__(self, toxiproxy: Toxiproxy, nodes: int = 3) -> None:
+        super().__init__(nodes=nodes)
         self.toxiproxy = toxiproxy
-        self.proxied_bootstrap = ""
-        """``host:port`` of the proxy; gateways bootstrap here."""
+        self.proxies: dict[str, int] = {}
+        """Proxy name -> its listen port, one per node."""
+        self._internal: list[int] = []
+
+    @property
+    def proxied_bootstrap(self) -> str:
+        """``host:port`` of every node's proxy, comma-separated: proxied clients bootstrap here."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.proxies.values())
+
+    def prepare(self, directory: Path) -> None:
+        super().prepare(directory)
+        # Claimed together so that they are distinct: no node binds its own before all are chosen.
+        self._internal = claim(self.size)
+        self.proxies = {}
 
     def node_properties(self, spec: NodeSpec, voters: str) -> dict[str, str]:
         properties = super().node_properties(spec, voters)
-        internal, listen = claim(2)
-        self.toxiproxy.proxy(PROXY, listen, internal)
-        self.proxied_bootstrap = f"127.0.0.1:{listen}"
+        internal = self._internal[spec.node_id - 1]
+        listen = self.toxiproxy.proxy(f"kafka-{spec.node_id}", internal)
+        self.proxies[f"kafka-{spec.node_id}"] = listen
         properties["listeners"] += f",PROXIED://127.0.0.1:{internal}"
         properties["advertised.listeners"] += f",PROXIED://127.0.0.1:{listen}"
         properties["listener.security.protocol.map"] += ",PROXIED:PLAINTEXT"
         return properties
+
+    def add_toxic(
+        self, name: str, kind: str, attributes: Mapping[str, Any], streams: Sequence[str] = BOTH_STREAMS
+    ) -> None:
+        """Add toxic ``<name>-<stream>`` to each of ``streams`` of every node's proxy."""
+        for proxy in self.proxies:
+            for stream in streams:
+                self.toxiproxy.add_toxic(proxy, f"{name}-{stream}", kind, stream, **attributes)
+
+    def remove_toxic(self, name: str, streams: Sequence[str] = BOTH_STREAMS) -> None:
+        """Remove what `add_toxic` added under ``name``."""
+        for proxy in self.proxies:
+            for stream in streams:
+                self.toxiproxy.remove_toxic(proxy, f"{name}-{stream}")
