@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # uv installs exactly the versions and hashes of uv.lock into .venv, and never downloads a Python.
 UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 
-.PHONY: run test lint format unit integration chaos bench bench-streams bench-cancel kafka-libs helm prometheus kubernetes-tools go-tools jaeger run-prometheus monitoring dashboard-picture chart-check install-check kubernetes image image-check lock clean
+.PHONY: run test lint format unit integration chaos chaos-soak bench bench-streams bench-cancel kafka-libs helm prometheus kubernetes-tools go-tools jaeger run-prometheus monitoring dashboard-picture chart-check install-check kubernetes image image-check lock clean
 
 run: $(STAMP) kafka-libs  ## The whole system locally: Kafka, one worker, one gateway. Ctrl-C stops all.
 	$(BIN)/python -m devstack
@@ -22,8 +22,13 @@ unit: $(STAMP)  ## Unit tests only (no broker, no chart, no Prometheus).
 integration: $(STAMP) kafka-libs go-tools  ## Integration tests only (real broker, real Jaeger and Prometheus).
 	$(BIN)/pytest tests/integration
 
-chaos: $(STAMP) kafka-libs  ## Fault-injection and bad-input suite on real Kafka (about 8 min, loopback only).
-	$(BIN)/python -m chaos
+chaos: $(STAMP) kafka-libs  ## Fault-injection and bad-input suite on real Kafka (about 25 min, loopback only): docs/reliability/.
+	mkdir -p docs/reliability
+	$(BIN)/python -m chaos --json docs/reliability/figures.json --plots docs/reliability
+
+chaos-soak: $(STAMP) kafka-libs  ## Soak with faults: 30 min at 70 % of the benchmarked sustained rate, a worker SIGKILLed every 2 min (~35 min): docs/reliability/.
+	mkdir -p docs/reliability
+	$(BIN)/python -m chaos --only soak-faults --json docs/reliability/soak-faults.json --plots docs/reliability
 
 bench: $(STAMP) kafka-libs  ## Benchmark vs this machine's limits (~10 min; BENCH_ARGS=--quick ~3 min): docs/benchmarks/.
 	$(BIN)/python -m bench $(BENCH_ARGS)

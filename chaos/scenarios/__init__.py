@@ -12,6 +12,7 @@ from chaos.scenarios import (
     network,
     overload,
     slowclients,
+    soak,
     streams,
     workers,
 )
@@ -29,6 +30,7 @@ SCENARIOS: list[Scenario] = [
     *hangs.SCENARIOS,
     *bounces.SCENARIOS,
     *network.SCENARIOS,
+    *soak.SCENARIOS,
 ]
 
 __all__ = ["SCENARIOS", "Scenario"]
