@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
@@ -53,8 +54,17 @@ class Child:
 
         The child gets a session of its own, so a Ctrl-C reaches only the parent, which
         stops children in order; and it dies with the parent (`die_with_parent`).
-        Call from the main thread: the parent-death signal follows the spawning thread.
+        Call from the main thread: the parent-death signal follows the spawning *thread*, so a
+        child forked from a pool thread is killed when that thread ends (a restarted broker
+        died with `asyncio.run`'s executor, and the next scenario met a dead node).
+
+        Raises:
+            RuntimeError: called from another thread.
         """
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                f"spawn {name!r} from the main thread: its parent-death signal follows the thread"
+            )
         if log is None:
             return cls(name, _popen(command, env, cwd, None), None)
         with log.open("ab" if append else "wb") as sink:

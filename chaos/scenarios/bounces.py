@@ -59,7 +59,7 @@ async def rolling_bounce(kafka: Kafka, figures: Figures) -> None:
                 for node in kafka.nodes:
                     started = time.perf_counter()
                     await asyncio.to_thread(node.stop)
-                    await asyncio.to_thread(node.start)
+                    node.start()  # on the main thread: see devstack.process.Child.spawn
                     caught_up = await asyncio.to_thread(
                         _fully_replicated, kafka.bootstrap_servers, topics, CAUGHT_UP_TIMEOUT
                     )

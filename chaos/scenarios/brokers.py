@@ -37,7 +37,7 @@ async def broker_restart(kafka: Kafka, figures: Figures) -> None:
             await asyncio.to_thread(node.kill)
             marks["readyz false after"] = await asyncio.to_thread(gateway.wait_readiness, False, 30)
             await asyncio.sleep(OUTAGE_SECONDS)  # the outage's length, not synchronisation
-            await asyncio.to_thread(node.start)
+            node.start()  # on the main thread: see devstack.process.Child.spawn
             marks["outcomes before the restart"] = len(load.outcomes)
             broker, ready = await asyncio.gather(
                 asyncio.to_thread(_answers_after, kafka.bootstrap_servers, stack.replies, 60),
@@ -92,7 +92,7 @@ async def leader_kill(kafka: Kafka, figures: Figures) -> None:
             killed = time.perf_counter()
             await asyncio.to_thread(victim.kill)
             await rpc.reached(900)
-            await asyncio.to_thread(victim.start)
+            victim.start()  # on the main thread: see devstack.process.Child.spawn
             figures.mark("leader SIGKILLed until restarted", killed)
 
         await asyncio.gather(under_fault(rpc, fault(), stack), publish.run())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -10,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from devstack import ExistingKafka, KafkaCluster, LocalKafkaError
 from devstack.ports import claim
+from devstack.process import Child
 
 
 def test_broker_is_kafka_4_and_round_trips_a_record(kafka: KafkaCluster | ExistingKafka, unique: str) -> None:
@@ -53,3 +56,14 @@ def test_a_taken_port_is_a_clear_error() -> None:
         holder.listen()
         with pytest.raises(LocalKafkaError, match=f"port {taken} on 127.0.0.1 is in use"):
             KafkaCluster(port=taken).start()
+
+
+def test_a_child_is_spawned_only_from_the_main_thread(tmp_path: Path) -> None:
+    """The parent-death signal follows the forking thread: a child forked from a pool thread
+    would be killed when that thread ends (a restarted broker died so between chaos scenarios)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        spawned = pool.submit(Child.spawn, "true", ["true"], None, tmp_path / "log")
+        with pytest.raises(RuntimeError, match="from the main thread"):
+            spawned.result(10)
+    child = Child.spawn("true", ["true"], None, tmp_path / "log")
+    assert child.process.wait(10) == 0
