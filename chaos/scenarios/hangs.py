@@ -24,6 +24,9 @@ HANG_SECONDS = 10.0
 WAIT = 2
 """``Prefer: wait`` of the load: shorter than the hang, so calls in flight meet their deadline."""
 PARTITIONS = 6
+CALLERS_RECOVER = 15.0
+"""Seconds after the SIGCONT from which every call must be 200: the workers' session timeout
+(6 s), their group's rebalance, and the 2 s deadline of calls that waited for it."""
 
 
 async def brokers_hang(kafka: Kafka, figures: Figures) -> None:
@@ -44,10 +47,10 @@ async def brokers_hang(kafka: Kafka, figures: Figures) -> None:
         stopped_at = 0.0  # epoch s
         unready: list[float | None] = []  # per gateway, s after the stop
         ready: list[float | None] = []  # per gateway, s after the SIGCONT
-        recovered_from = 0  # outcomes at recovery
+        resumed = 0.0  # time.perf_counter at the SIGCONT
 
         async def fault() -> None:
-            nonlocal stopped_at, unready, ready, recovered_from
+            nonlocal stopped_at, unready, ready, resumed
             await load.reached(400)
             started, stopped_at = time.perf_counter(), time.time()
             for node in kafka.nodes:
@@ -58,9 +61,9 @@ async def brokers_hang(kafka: Kafka, figures: Figures) -> None:
             await asyncio.sleep(max(0.0, HANG_SECONDS - (time.perf_counter() - started)))  # the hang itself
             for node in kafka.nodes:
                 node.send(signal.SIGCONT)
+            resumed = time.perf_counter()
             figures.mark(f"{len(kafka.nodes)} broker(s) SIGSTOPped", started)
             ready = await asyncio.gather(*(asyncio.to_thread(g.wait_readiness, True, 60) for g in gateways))
-            recovered_from = len(load.outcomes)
 
         await under_fault(load, fault(), stack)
         stack.account(figures, load)
@@ -70,13 +73,17 @@ async def brokers_hang(kafka: Kafka, figures: Figures) -> None:
             all(r is not None for r in [*unready, *ready]) and len(unready) == len(ready) == len(gateways),
             "readiness did not turn false during the hang and true after it",
         )
-        recovered = load.outcomes[recovered_from + 100 :]
-        figures.notes["statuses after recovery (+100 calls)"] = dict(
-            collections.Counter(o.status for o in recovered)
+        # The workers' sessions expire during a hang longer than their timeout (6 s): when the
+        # coordinator resumes it rebalances the group, and calls wait for that, not the gateway.
+        after = [o for o in load.outcomes if o.sent_at >= resumed]
+        failing = [o.sent_at - resumed for o in after if o.status != 200]
+        settled = max(failing, default=0.0)
+        figures.notes["calls sent after the SIGCONT: statuses; all 200 from (s after it)"] = (
+            f"{dict(collections.Counter(o.status for o in after))}; {settled:.1f}"
         )
         figures.require(
-            bool(recovered) and all(o.status == 200 for o in recovered),
-            "calls after recovery were not all 200",
+            bool(after) and settled <= CALLERS_RECOVER,
+            f"calls sent {settled:.1f} s after the SIGCONT still failed (limit {CALLERS_RECOVER:g} s)",
         )
         figures.require(set(figures.statuses) <= {200, 503, 504}, f"statuses {sorted(figures.statuses)}")
         figures.require(
