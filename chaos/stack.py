@@ -97,6 +97,13 @@ class Stack:
         self.workers.append(started)
         return started
 
+    def add_production(self, **env: str) -> list[Service]:
+        """The production topology of the fault scenarios: two workers and two gateways (with
+        ``env``), not yet awaited ready; returns the gateways."""
+        self.add_worker()
+        self.add_worker()
+        return [self.add_gateway(**env), self.add_gateway(**env)]
+
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Every process answers ``/readyz`` 200."""
         for child in [*self.workers, *self.gateways]:

@@ -35,10 +35,7 @@ async def rolling_bounce(kafka: Kafka, figures: Figures) -> None:
     events = f"events-{uuid.uuid4().hex[:8]}"
     kafka.create_topics({events: 3})
     async with closing(stack, figures):
-        stack.add_worker()
-        stack.add_worker()
-        stack.add_gateway(GATEWAY_PUBLISH_TOPICS=f'["{events}"]')
-        stack.add_gateway(GATEWAY_PUBLISH_TOPICS=f'["{events}"]')
+        stack.add_production(GATEWAY_PUBLISH_TOPICS=f'["{events}"]')
         await asyncio.to_thread(stack.wait_ready)
         # Sized well past the bounces; both end once the last broker is back and a tail ran.
         rpc = Load(stack.urls, total=RPC_RATE * 900, rate=RPC_RATE, concurrency=32, wait=5)

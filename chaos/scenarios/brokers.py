@@ -78,9 +78,7 @@ async def leader_kill(kafka: Kafka, figures: Figures) -> None:
     events = f"events-{uuid.uuid4().hex[:8]}"
     kafka.create_topics({events: 3})
     async with closing(stack, figures):
-        stack.add_worker()
-        stack.add_worker()
-        stack.add_gateway(GATEWAY_PUBLISH_TOPICS=f'["{events}"]')
+        stack.add_production(GATEWAY_PUBLISH_TOPICS=f'["{events}"]')
         await asyncio.to_thread(stack.wait_ready)
         leader = await asyncio.to_thread(_busiest_leader, kafka.bootstrap_servers, stack.requests)
         victim = kafka.nodes[leader - 1]

@@ -39,9 +39,7 @@ async def brokers_hang(kafka: Kafka, figures: Figures) -> None:
         request_config={"message.timestamp.type": "LogAppendTime"},
     )
     async with closing(stack, figures):
-        stack.add_worker()
-        stack.add_worker()
-        gateways = [stack.add_gateway(), stack.add_gateway()]
+        gateways = stack.add_production()
         await asyncio.to_thread(stack.wait_ready)
         load = Load(stack.urls, total=1600, rate=50, concurrency=64, wait=WAIT)
         stopped_at = 0.0  # epoch s

@@ -56,10 +56,7 @@ async def proxy_faults(kafka: Kafka, figures: Figures) -> None:
     assert isinstance(kafka, ProxiedKafkaCluster)
     stack = Stack(kafka, "network", gateway_bootstrap=kafka.proxied_bootstrap)
     async with closing(stack, figures), toxics_cleared(kafka):
-        stack.add_worker()
-        stack.add_worker()
-        stack.add_gateway()
-        stack.add_gateway()
+        stack.add_production()
         await asyncio.to_thread(stack.wait_ready)
         load = Load(stack.urls, total=2700, rate=60, concurrency=32, wait=3)
         windows: dict[str, tuple[int, int]] = {}
@@ -124,10 +121,7 @@ async def degraded(kafka: Kafka, figures: Figures, side: Literal["gateways", "wo
         worker_bootstrap=proxied if side == "workers" else None,
     )
     async with closing(stack, figures), toxics_cleared(kafka):
-        stack.add_worker()
-        stack.add_worker()
-        stack.add_gateway()
-        stack.add_gateway()
+        stack.add_production()
         await asyncio.to_thread(stack.wait_ready)
         # More calls than the run needs: `finish` ends the load after the recovery tail.
         load = Load(
