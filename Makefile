@@ -22,7 +22,7 @@ unit: $(STAMP)  ## Unit tests only (no broker, no chart, no Prometheus).
 integration: $(STAMP) kafka-libs go-tools  ## Integration tests only (real broker, real Jaeger and Prometheus).
 	$(BIN)/pytest tests/integration
 
-chaos: $(STAMP) kafka-libs  ## Fault-injection and bad-input suite on real Kafka (about 25 min, loopback only): docs/reliability/.
+chaos: $(STAMP) kafka-libs  ## Fault-injection and bad-input suite on real Kafka (about 15 min, loopback only): docs/reliability/.
 	mkdir -p docs/reliability
 	$(BIN)/python -m chaos --json docs/reliability/figures.json --plots docs/reliability
 

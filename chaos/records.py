@@ -108,7 +108,7 @@ def nonces_in(bootstrap: str, topic: str, partitions: int) -> set[str]:
 
 def appended_past_deadline(
     bootstrap: str, topic: str, partitions: int
-) -> tuple[int, list[tuple[float, float, int]]]:
+) -> tuple[int, list[tuple[float, float]]]:
     """Requests in ``topic`` (a ``LogAppendTime`` topic): how many, and for each one the broker
     appended after its ``rpc-deadline``, ``(appended, deadline)`` in epoch seconds."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"chaos-{uuid.uuid4().hex}"})
@@ -118,15 +118,14 @@ def appended_past_deadline(
         ]
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         requests, seen = 0, 0
-        late: list[tuple[float, float, int]] = []
+        late: list[tuple[float, float]] = []
         while seen < sum(ends):
             batch = [m for m in consumer.consume(500, timeout=5) if m.error() is None]
             if not batch:
-                break
+                raise TimeoutError(f"read {seen} of the {sum(ends)} records of {topic}")
             seen += len(batch)
             for message in batch:
-                headers = dict(message.headers() or [])
-                deadline = headers.get(protocol.DEADLINE)
+                deadline = dict(message.headers() or []).get(protocol.DEADLINE)
                 if not isinstance(deadline, bytes):
                     continue  # a cancel record
                 requests += 1
@@ -134,9 +133,7 @@ def appended_past_deadline(
                 if kind != TIMESTAMP_LOG_APPEND_TIME:
                     raise ValueError(f"{topic} does not use LogAppendTime")
                 if appended > int(deadline):
-                    late.append(
-                        (appended / 1000, int(deadline) / 1000, int(headers[protocol.REPLY_PARTITION] or -1))
-                    )
+                    late.append((appended / 1000, int(deadline) / 1000))
         return requests, late
     finally:
         consumer.close()

@@ -58,15 +58,22 @@ class Service:
         response = self.get("/readyz")
         return response is not None and response.status_code == 200
 
+    def _readiness(self) -> bool | None:
+        response = self.get("/readyz")
+        if response is None or response.status_code not in (200, 503):
+            return None
+        return response.status_code == 200
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Poll ``/readyz`` until 200; raises after ``timeout``."""
         if self.wait_readiness(True, timeout) is None:
             raise TimeoutError(f"{self.name} not ready after {timeout} s:\n{self.output()}")
 
     def wait_readiness(self, ready: bool, timeout: float) -> float | None:
-        """Poll ``/readyz`` (another process's state) until it says ``ready``; seconds taken, or None."""
+        """Poll ``/readyz`` (another process's state) until it answers 200 (``ready``) or 503;
+        seconds taken, or None. A probe that gets no answer says neither."""
         started = time.monotonic()
-        while self.ready() is not ready:
+        while self._readiness() is not ready:
             self.check_alive()
             if time.monotonic() - started > timeout:
                 return None

@@ -45,12 +45,15 @@ class KafkaHealth:
         self._silence = silence
         self._producer: AsyncProducer | None = None
         self._outages = 0  # "all brokers down" events so far
-        self._answered = 0.0  # time.monotonic() of the last answered watch probe
+        self._losses = 0  # times reachability was lost: a watch probe that spans one says nothing
+        self._answered = 0.0  # time.monotonic() the brokers last answered a probe (or recovery ended)
         self._watching: asyncio.Task[None] | None = None
+        self._stopped = False
         self.recovery: asyncio.Task[None] | None = None
-        """The probe task running after "all brokers down", if any."""
+        """The probe task running since reachability was lost, if any."""
         self.reachable = False
-        """The last probe succeeded and no "all brokers down" came during or after it."""
+        """The last probe succeeded, and since then neither "all brokers down" came nor did the
+        brokers fall silent."""
         self.fatal: str | None = None
         """A fatal librdkafka error; the process must be restarted (liveness fails)."""
         self.reply_partitions = 0
@@ -77,12 +80,18 @@ class KafkaHealth:
             log.info("Kafka client error", extra={"error": error.str()})
 
     def _lost(self, cause: str) -> None:
-        """Unreachable from now: drop what is still queued, probe until the brokers answer."""
+        """Unreachable from now: probe until the brokers answer, drop what is still queued."""
+        if self._stopped:
+            return
         self.reachable = False
+        self._losses += 1
         log.warning("Kafka is unreachable", extra={"error": cause})
-        if self._producer is not None:
-            self._producer.purge_queued()
         self.recovery = asyncio.create_task(self.wait_reachable())
+        if self._producer is not None:
+            try:
+                self._producer.purge_queued()
+            except Exception:  # the queue then drains at its message.timeout.ms instead
+                log.exception("purging the producer queue failed")
 
     def watch(self) -> None:
         """From now until `stop`, watch for brokers that stopped answering (`_watch`)."""
@@ -94,7 +103,9 @@ class KafkaHealth:
         unreachable after ``silence`` seconds in which nothing answered.
 
         An acknowledgement counts as an answer, so a busy cluster is not judged by one probe;
-        a probe is a metadata request for the request topic, which any live broker answers.
+        a probe is a metadata request for the request topic, which any live broker answers. A
+        probe times out after ``silence``, so a hang is noticed 1 to 1.5 x ``silence`` after it
+        begins.
         """
         assert self._producer is not None, "attach() a producer first"
         producer, topic = self._producer, self._topics[0]
@@ -102,13 +113,17 @@ class KafkaHealth:
         while True:  # cancelled by stop()
             await asyncio.sleep(self._silence / 2)  # the probe cadence
             if not self.reachable:
-                self._answered = time.monotonic()  # the recovery probe is in charge meanwhile
-                continue
+                continue  # the recovery probe is in charge meanwhile
+            losses = self._losses
             try:
                 await asyncio.to_thread(producer.client.list_topics, topic, timeout=self._silence)
                 self._answered = time.monotonic()
             except confluent_kafka.KafkaException:
-                pass
+                pass  # no answer in time
+            except Exception:  # a bug must not end the watch unnoticed
+                log.exception("Kafka watch probe failed")
+            if losses != self._losses:
+                continue  # reachability was lost and perhaps regained meanwhile: no verdict on it
             silent = time.monotonic() - max(self._answered, producer.acknowledged_at)
             if self.reachable and silent > self._silence:
                 self._lost(f"no answer from the brokers for {silent:.1f} s")
@@ -122,6 +137,7 @@ class KafkaHealth:
                 break
             log.info("Kafka reported all brokers down during the probe; probing again")
         self.reply_partitions = partitions
+        self._answered = time.monotonic()
         self.reachable = True
 
     def probe(self) -> int:
@@ -144,7 +160,8 @@ class KafkaHealth:
         return len(metadata.partitions)
 
     async def stop(self) -> None:
-        """Cancel a running recovery probe and the watch."""
+        """Cancel a running recovery probe and the watch; later error events change nothing."""
+        self._stopped = True
         tasks = [t for t in (self.recovery, self._watching) if t is not None]
         for task in tasks:
             task.cancel()

@@ -99,7 +99,8 @@ class GatewaySettings(BaseSettings):
     broker_silence: float = Field(default=2.0, gt=0)
     """Seconds in which the brokers answered nothing (a metadata probe every half of it, or an
     acknowledgement) after which Kafka counts as unreachable: /readyz fails, new requests get 503,
-    and records still queued are dropped and answered 504 (a hung broker keeps its connections)."""
+    and records still queued are dropped and answered 504 (a hung broker keeps its connections).
+    A hang is noticed 1 to 1.5 times this after it begins."""
     flush_timeout: float = Field(default=5.0, ge=0)
     """Seconds the producer may spend flushing at shutdown."""
     shutdown_grace: float | None = Field(default=None, gt=0)

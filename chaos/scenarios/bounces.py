@@ -29,7 +29,7 @@ CAUGHT_UP_TIMEOUT = 120.0
 
 
 async def rolling_bounce(kafka: Kafka, figures: Figures) -> None:
-    """Half RPCs, half publishes on two gateways and two workers while the brokers roll."""
+    """RPCs (40/s) and publishes (20/s) on two gateways and two workers while the brokers roll."""
     assert isinstance(kafka, KafkaCluster)
     stack = Stack(kafka, "rolling-bounce")
     events = f"events-{uuid.uuid4().hex[:8]}"
@@ -92,7 +92,9 @@ async def rolling_bounce(kafka: Kafka, figures: Figures) -> None:
             figures.lost_acknowledged == 0, f"{figures.lost_acknowledged} acknowledged requests lost"
         )
         figures.require(figures.duplicate_effects == 0, f"{figures.duplicate_effects} duplicate side effects")
-        figures.require(set(figures.statuses) <= {200, 202, 503, 504}, f"statuses {sorted(figures.statuses)}")
+        # A controlled shutdown moves leadership first: at most a timeout while it moves, never
+        # a refusal (503) or a lost connection.
+        figures.require(set(figures.statuses) <= {200, 202, 504}, f"statuses {sorted(figures.statuses)}")
 
 
 def _per_bounce(figures: Figures, outcomes: list[Outcome], bounces: list[tuple[int, float, float]]) -> None:

@@ -34,9 +34,9 @@ async def replica_kill(kafka: Kafka, figures: Figures) -> None:
             before_kill.append(await asyncio.to_thread(sharer.metric, UNMATCHED))
             await asyncio.to_thread(victim.kill)
             killed_at.append(time.perf_counter())
-            figures.mark("gateway replica SIGKILLed", killed_at[0])
 
         outcomes = await under_fault(load, fault(), stack)
+        figures.mark("a gateway replica SIGKILLed (down to the end)", killed_at[0])
         on_victim = [o for o in outcomes if o.target == victim.url]
         on_others = [o for o in outcomes if o.target != victim.url]
         stack.account(figures, load)

@@ -87,6 +87,7 @@ async def test_all_brokers_down_fails_fast_then_recovers(harness: Harness) -> No
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert harness.cluster.records("requests") == []
+    assert [p.purges for p in harness.cluster.producers if p.purges] == [[(True, False)]] * 2
     recovery = harness.gateway.health.recovery
     assert recovery is not None
     harness.cluster.down = False
@@ -114,7 +115,7 @@ async def test_hung_brokers_turn_the_gateway_unready_and_drop_queued_records(clu
             assert waited < 5.0, "answered long before the 10 s deadline"
             assert (await harness.http.get("/readyz")).status_code == 503
             assert (await harness.http.post("/rpc/echo", content=b"x")).status_code == 503
-            assert [purges for p in cluster.producers if (purges := p.purges)] != []
+            assert [p.purges for p in cluster.producers if p.purges] == [[(True, False)]] * 2  # both lanes
             cluster.hung = False
             recovery = harness.gateway.health.recovery
             assert recovery is not None
@@ -127,7 +128,7 @@ async def test_hung_brokers_turn_the_gateway_unready_and_drop_queued_records(clu
 
 async def test_acknowledgements_count_as_answers_while_probes_fail(cluster: FakeKafka) -> None:
     """Busy brokers that are slow to answer a probe still acknowledge records: they are not hung."""
-    silence = 0.2
+    silence = 0.5  # a CI machine's stall shorter than this must not read as a hang
     settings = gateway_settings(broker_silence=silence)
     async with running(settings, cluster) as harness:
         health = harness.gateway.health
