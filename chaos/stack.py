@@ -19,6 +19,7 @@ from chaos.service import Service
 from devstack.topics import COMPACTED
 
 PENDING = "rpcgw_pending_requests"
+EVENT_PARTITIONS = 3
 CATALOG_METHODS = "rpcgw_catalog_methods"
 # uvicorn (>= 0.29) re-raises the signal it handled once it has shut down, so a gateway that
 # drained cleanly on SIGTERM reports -15; workers exit 0.
@@ -50,6 +51,8 @@ class Stack:
         """``*_bootstrap`` reach the brokers another way (a proxy); ``request_config`` is the
         requests topic's config (e.g. ``message.timestamp.type=LogAppendTime``)."""
         unique = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.events = f"events-{unique}"
+        """The topic `add_events` creates for ``/publish`` loads."""
         self.kafka = kafka
         self.requests = f"requests-{unique}"
         self.replies = f"replies-{unique}"
@@ -96,6 +99,11 @@ class Stack:
         started = service.worker(f"worker{len(self.workers) + 1}", self._worker_bootstrap, settings, kafka)
         self.workers.append(started)
         return started
+
+    def add_events(self, partitions: int = EVENT_PARTITIONS) -> str:
+        """Create `events` (for ``/publish`` loads; allow it with ``GATEWAY_PUBLISH_TOPICS``)."""
+        self.kafka.create_topics({self.events: partitions})
+        return self.events
 
     def add_production(self, **env: str) -> list[Service]:
         """The production topology of the fault scenarios: two workers and two gateways (with
@@ -160,8 +168,9 @@ class Stack:
             1 for o in outcomes if o.status in (429, 503) and executions[o.nonce] > 0
         )
 
-    def account_publishes(self, figures: Figures, load: Load, topic: str, partitions: int) -> None:
-        """Fold a ``/publish`` load into ``figures``: every 202 (acks=all) must be in ``topic``."""
+    def account_publishes(self, figures: Figures, load: Load, partitions: int = EVENT_PARTITIONS) -> None:
+        """Fold a ``/publish`` load into ``figures``: every 202 (acks=all) must be in `events`."""
+        topic = self.events
         figures.harness_loop_lag = max(figures.harness_loop_lag, load.loop_lag)
         figures.add_outcomes(load.outcomes)
         self.explain_late(figures, load.outcomes)

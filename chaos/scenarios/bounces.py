@@ -12,7 +12,6 @@ import asyncio
 import collections
 import statistics
 import time
-import uuid
 
 from confluent_kafka.admin import AdminClient
 
@@ -32,8 +31,7 @@ async def rolling_bounce(kafka: Kafka, figures: Figures) -> None:
     """RPCs (40/s) and publishes (20/s) on two gateways and two workers while the brokers roll."""
     assert isinstance(kafka, KafkaCluster)
     stack = Stack(kafka, "rolling-bounce")
-    events = f"events-{uuid.uuid4().hex[:8]}"
-    kafka.create_topics({events: 3})
+    events = stack.add_events()
     async with closing(stack, figures):
         stack.add_production(GATEWAY_PUBLISH_TOPICS=f'["{events}"]')
         await asyncio.to_thread(stack.wait_ready)
@@ -83,7 +81,7 @@ async def rolling_bounce(kafka: Kafka, figures: Figures) -> None:
         finally:
             sampler.cancel()
         stack.account(figures, rpc)
-        await asyncio.to_thread(stack.account_publishes, figures, publish, events, 3)
+        await asyncio.to_thread(stack.account_publishes, figures, publish)
         figures.notes["bounces"] = len(bounces)
         figures.notes["RPC statuses"] = dict(collections.Counter(o.status for o in rpc.outcomes))
         _per_bounce(figures, [*rpc.outcomes, *publish.outcomes], bounces)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-import uuid
 
 from confluent_kafka.admin import AdminClient
 
@@ -75,8 +74,7 @@ async def leader_kill(kafka: Kafka, figures: Figures) -> None:
     """
     assert isinstance(kafka, KafkaCluster)
     stack = Stack(kafka, "leader-kill")
-    events = f"events-{uuid.uuid4().hex[:8]}"
-    kafka.create_topics({events: 3})
+    events = stack.add_events()
     async with closing(stack, figures):
         stack.add_production(GATEWAY_PUBLISH_TOPICS=f'["{events}"]')
         await asyncio.to_thread(stack.wait_ready)
@@ -95,7 +93,7 @@ async def leader_kill(kafka: Kafka, figures: Figures) -> None:
 
         await asyncio.gather(under_fault(rpc, fault(), stack), publish.run())
         stack.account(figures, rpc)
-        await asyncio.to_thread(stack.account_publishes, figures, publish, events, 3)
+        await asyncio.to_thread(stack.account_publishes, figures, publish)
         figures.notes["killed broker"] = f"node {leader} (leader of most request partitions)"
         figures.notes["RPC statuses"] = dict(collections.Counter(o.status for o in rpc.outcomes))
         figures.require(
