@@ -53,6 +53,11 @@ class Connection:
             self.close()
         return status, head, body
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (the next exchange reuses it)."""
+        return self._writer is not None
+
     def close(self) -> None:
         """Drop the connection; the next exchange opens a new one."""
         if self._writer is not None:

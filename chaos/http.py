@@ -7,6 +7,7 @@ event loop lagged by 600 ms). One `Connection` per virtual user, one request at 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -23,6 +24,10 @@ class HttpResponse:
     body: bytes
 
 
+class NoAnswer(OSError):
+    """No HTTP answer came; the message says how, and whether the connection was new or kept alive."""
+
+
 class Connection:
     """One keep-alive connection to ``base_url`` (`bench.connection.Connection` underneath)."""
 
@@ -35,7 +40,7 @@ class Connection:
         self._connection = BenchConnection(host, port)
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> HttpResponse:
-        """Send one POST; raises OSError or `asyncio.IncompleteReadError` when the connection fails."""
+        """Send one POST; raises `NoAnswer` (an OSError) when no answer came."""
         return await self.raw(path, body, list(headers.items()))
 
     async def raw(self, path: str, body: bytes, headers: list[tuple[str, str]]) -> HttpResponse:
@@ -43,11 +48,17 @@ class Connection:
         lines = [f"POST {path} HTTP/1.1", f"host: {self.address}", f"content-length: {len(body)}"]
         lines.extend(f"{name}: {value}" for name, value in headers)
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        kept_alive = self._connection.connected
         try:
             status, head, content = await self._connection.exchange(request)
         except ReplyError as error:
             self.close()
             raise OSError(str(error)) from error
+        except (OSError, asyncio.IncompleteReadError) as error:
+            self.close()
+            # Kept alive or new tells a stale keep-alive connection from a server that is gone.
+            connection = "kept-alive" if kept_alive else "new"
+            raise NoAnswer(f"{type(error).__name__} on a {connection} connection") from error
         except BaseException:
             self.close()
             raise

@@ -36,7 +36,8 @@ class Outcome:
     sent_at: float
     """`time.perf_counter` when the request was written."""
     detail: str = ""
-    """For error answers: the problem's ``detail`` (digits removed, so equal causes group)."""
+    """For error answers: the problem's ``detail`` (digits removed, so equal causes group); for
+    `CONNECTION_ERROR`, how the connection failed."""
     harness_lag: float = 0.0
     """Worst stall of the harness's own event loop while this call was open (see `Load.attribute`)."""
 
@@ -162,13 +163,14 @@ class Load:
             "content-type": "application/json",
         }
         sent = time.perf_counter()
+        failure = ""
         try:
             response = await connection.post(self._path, body, headers)
             status, content, retry_after = response.status, response.body, "retry-after" in response.headers
-        except (OSError, asyncio.IncompleteReadError):
-            status, content, retry_after = CONNECTION_ERROR, b"", False
+        except OSError as error:
+            status, content, retry_after, failure = CONNECTION_ERROR, b"", False, str(error)
         elapsed = time.perf_counter() - sent
-        detail = _problem_detail(content) if status >= 400 else ""
+        detail = _problem_detail(content) if status >= 400 else failure
         own = _own_reply(content, nonce) if 200 <= status < 300 and self._path.startswith("/rpc/") else None
         target = f"http://{connection.address}"
         self.outcomes.append(

@@ -64,7 +64,7 @@ class Figures:
             self.statuses[status] = self.statuses.get(status, 0) + count
         self.cross_delivered += sum(1 for o in outcomes if o.own_reply is False)
         for outcome in outcomes:
-            if outcome.status >= 400:
+            if outcome.status >= 400 or outcome.detail:
                 cause = f"{outcome.status}: {outcome.detail}"
                 self.causes[cause] = self.causes.get(cause, 0) + 1
         self.refusals_without_retry_after += sum(

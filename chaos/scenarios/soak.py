@@ -234,6 +234,11 @@ class Soak:
         figures.notes["worker incarnations ready after SIGKILL (s)"] = [
             "never" if ready is None else round(ready, 1) for _, ready in self._kills
         ]
+        closed: collections.Counter[str] = collections.Counter()
+        for gateway in stack.gateways:
+            closed.update(gateway.by_label("rpcgw_connections_closed_total", "reason"))
+        # Beside the callers' connection errors: an idle close racing a call shows up here as "idle".
+        figures.notes["connections the gateways closed, by reason"] = {r: n for r, n in closed.items() if n}
         figures.notes["late replies (rpcgw_late_replies_total)"] = sum(
             g.metric("rpcgw_late_replies_total") for g in stack.gateways
         )
