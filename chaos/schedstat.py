@@ -39,14 +39,15 @@ class RunQueueWatch:
             self._waits.append([run_queue_wait(pid) for pid in self._pids])
             await asyncio.sleep(SAMPLE_SECONDS)  # the sampling interval, not synchronisation
 
-    def waited(self, start: float, end: float) -> float:
-        """Most any watched process waited for a CPU between ``start`` and ``end`` (perf_counter)."""
+    def waited(self, start: float, end: float, pid: int | None = None) -> float:
+        """How long ``pid`` (by default: most any watched process) waited for a CPU between
+        ``start`` and ``end`` (perf_counter), at the sampling's resolution."""
         first = max(bisect.bisect_right(self._times, start) - 1, 0)
         last = min(bisect.bisect_left(self._times, end), len(self._times) - 1)
         if last <= first:
             return 0.0
         worst = 0.0
-        for index in range(len(self._pids)):
+        for index in range(len(self._pids)) if pid is None else [self._pids.index(pid)]:
             before, after = self._waits[first][index], self._waits[last][index]
             if before is not None and after is not None:
                 worst = max(worst, after - before)

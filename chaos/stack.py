@@ -66,6 +66,8 @@ class Stack:
         self._worker_bootstrap = worker_bootstrap or kafka.bootstrap_servers
         self._reply_partitions = reply_partitions
         self._watch: RunQueueWatch | None = None
+        self._watched: dict[str, int] = {}
+        """The watched gateways' process ids by URL."""
         kafka.create_topics({self.requests: request_partitions}, request_config)
         kafka.create_topics({self.replies: reply_partitions, self.dead_letters: 1})
         kafka.create_topics({self.catalog: 1}, COMPACTED)
@@ -145,7 +147,8 @@ class Stack:
 
     def watch_gateways(self) -> RunQueueWatch:
         """A run-queue sampler over the current gateway processes, kept for `account`."""
-        self._watch = RunQueueWatch([g.process.pid for g in self.gateways])
+        self._watched = {g.url: g.process.pid for g in self.gateways}
+        self._watch = RunQueueWatch(list(self._watched.values()))
         return self._watch
 
     def account(self, figures: Figures, *loads: Load) -> None:
@@ -189,21 +192,18 @@ class Stack:
     def explain_late(self, figures: Figures, outcomes: list[Outcome]) -> None:
         """For calls late by more than the slack (net of harness stalls): was the gateway starved?
 
-        For each, how long a gateway's event-loop thread sat runnable without a CPU between the
-        deadline and the answer; close to the overrun means the machine, not the gateway's logic.
+        For each, how long the event-loop thread of the gateway that answered it sat runnable
+        without a CPU between the deadline and the answer: that share of the overrun is the
+        machine's, not the gateway's logic (`Figures.worst_past_deadline_own`).
         """
         late = [o for o in outcomes if o.past_deadline_net > DEADLINE_SLACK]
         if not late or self._watch is None:
             return
-        watch = self._watch
-        starved = [watch.waited(o.sent_at + o.wait, o.sent_at + o.elapsed) for o in late]
-        worst = max(range(len(late)), key=lambda i: late[i].past_deadline_net)
-        figures.notes["late calls (net > 100 ms): count; worst overrun / gateway CPU wait in it"] = (
-            f"{len(late)}; {late[worst].past_deadline_net * 1000:.0f} ms / {starved[worst] * 1000:.0f} ms"
-        )
-        figures.notes["late calls whose overrun is at least half gateway CPU wait"] = sum(
-            1 for o, s in zip(late, starved, strict=True) if s >= 0.5 * o.past_deadline_net
-        )
+        waits = [
+            self._watch.waited(o.sent_at + o.wait, o.sent_at + o.elapsed, self._watched.get(o.target))
+            for o in late
+        ]
+        figures.add_cpu_waits(late, waits)
 
     def close(self, figures: Figures, settle_timeout: float = 15.0) -> None:
         """Read the pending gauges, record crashes, stop everything (even after a failure)."""

@@ -1,0 +1,37 @@
+"""The deadline invariant: what a late call counts against the gateway."""
+
+from __future__ import annotations
+
+from chaos.load import Outcome
+from chaos.report import Figures
+
+
+def _late(past_deadline: float) -> Outcome:
+    return Outcome("n", "http://gw", 504, 2.0 + past_deadline, 2.0, None, False, 0.0, "no reply")
+
+
+def _deadline_violations(figures: Figures) -> list[str]:
+    figures.check_invariants()
+    return [v for v in figures.violations if "past a deadline" in v]
+
+
+def test_a_late_answer_breaks_the_invariant_unless_the_gateway_waited_for_a_cpu() -> None:
+    unexplained = Figures("late", "a late answer")
+    unexplained.add_outcomes([_late(0.3)])
+    assert _deadline_violations(unexplained) == [
+        "answered 300 ms past a deadline net of harness stalls and gateway CPU waits "
+        "(300 ms net of harness stalls, 300 ms raw; limit 100 ms)"
+    ]
+
+    starved = Figures("late", "a late answer while the gateway waited 250 ms for a CPU")
+    late = [_late(0.3), _late(0.15)]  # the second answered by a gateway that never waited
+    starved.add_outcomes(late)
+    starved.add_cpu_waits(late, [0.25, 0.0])
+    assert _deadline_violations(starved) == [
+        "answered 150 ms past a deadline net of harness stalls and gateway CPU waits "
+        "(300 ms net of harness stalls, 300 ms raw; limit 100 ms)"
+    ]
+    starved.violations.clear()
+    starved.add_cpu_waits([_late(0.4)], [0.35])  # a later load of the same scenario keeps the worst
+    assert starved.worst_past_deadline_own is not None
+    assert round(starved.worst_past_deadline_own, 3) == 0.15
