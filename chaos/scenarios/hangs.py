@@ -67,6 +67,12 @@ async def brokers_hang(kafka: Kafka, figures: Figures) -> None:
             resumed = time.perf_counter()
             figures.mark(f"{len(kafka.nodes)} broker(s) SIGSTOPped", started)
             ready = await asyncio.gather(*(asyncio.to_thread(g.wait_readiness, True, 60) for g in gateways))
+            # Which side holds calls up if they still fail then: workers without partitions (the
+            # group did not rebalance), or gateways whose replies do not arrive.
+            await asyncio.sleep(max(0.0, resumed + CALLERS_RECOVER - time.perf_counter()))  # the schedule
+            figures.notes[f"{CALLERS_RECOVER:g} s after the SIGCONT: partitions per worker"] = [
+                await asyncio.to_thread(w.metric, "rpcworker_assigned_partitions") for w in stack.workers
+            ]
 
         await under_fault(load, fault(), stack)
         stack.account(figures, load)
