@@ -41,9 +41,10 @@ class RunQueueWatch:
 
     def waited(self, start: float, end: float, pid: int | None = None) -> float:
         """How long ``pid`` (by default: most any watched process) waited for a CPU between
-        ``start`` and ``end`` (perf_counter), at the sampling's resolution."""
-        first = max(bisect.bisect_right(self._times, start) - 1, 0)
-        last = min(bisect.bisect_left(self._times, end), len(self._times) - 1)
+        ``start`` and ``end`` (perf_counter): between the first and the last sample inside that
+        span, so never more than it waited within it (up to two sampling periods less)."""
+        first = bisect.bisect_left(self._times, start)
+        last = bisect.bisect_right(self._times, end) - 1
         if last <= first:
             return 0.0
         worst = 0.0
