@@ -38,6 +38,8 @@ class Connection:
         self.address = f"{host}:{port}"
         """``host:port`` of the server."""
         self._connection = BenchConnection(host, port)
+        self.resent = 0
+        """Requests sent again on a new connection because a kept-alive one was closed under them."""
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> HttpResponse:
         """Send one POST; raises `NoAnswer` (an OSError) when no answer came."""
@@ -50,7 +52,18 @@ class Connection:
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         kept_alive = self._connection.connected
         try:
-            status, head, content = await self._connection.exchange(request)
+            try:
+                status, head, content = await self._connection.exchange(request)
+            except asyncio.IncompleteReadError as error:
+                if not kept_alive or error.partial:
+                    raise
+                # The server closed the idle connection as the request went out (the keep-alive
+                # race: the gateway closes connections idle for 5 s): it read none of it, so the
+                # request is sent again on a new connection, as HTTP clients do (RFC 9112 9.3.1).
+                self.close()
+                self.resent += 1
+                kept_alive = False
+                status, head, content = await self._connection.exchange(request)
         except ReplyError as error:
             self.close()
             raise OSError(str(error)) from error

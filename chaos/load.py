@@ -88,6 +88,8 @@ class Load:
         self._stalls: list[tuple[float, float]] = []
         """(start, end) of every loop stall over 5 ms, in `time.perf_counter` time."""
         self._marks: dict[int, asyncio.Event] = {}
+        self.resent = 0
+        """Calls sent again after a kept-alive connection was closed under them (`Connection.resent`)."""
 
     async def reached(self, count: int) -> None:
         """Return once ``count`` calls have been answered (the fault schedule waits on this)."""
@@ -141,6 +143,7 @@ class Load:
                 await self._one(connection, index)
         finally:
             connection.close()
+            self.resent += connection.resent
 
     async def _watch_loop(self) -> None:
         """Measure how late a 10 ms timer fires: time this process's loop was too busy to read sockets."""

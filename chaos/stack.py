@@ -154,6 +154,10 @@ class Stack:
     def account(self, figures: Figures, *loads: Load) -> None:
         """Fold the loads' outcomes and the ledger into ``figures``."""
         figures.harness_loop_lag = max(figures.harness_loop_lag, *(load.loop_lag for load in loads))
+        if resent := sum(load.resent for load in loads):
+            figures.notes[
+                "calls resent: the gateway closed their idle kept-alive connection as they went out"
+            ] = resent
         self.account_outcomes(figures, [o for load in loads for o in load.outcomes])
 
     def account_outcomes(self, figures: Figures, outcomes: list[Outcome]) -> None:

@@ -1,4 +1,4 @@
-"""The chaos load's record of calls that got no HTTP answer: how the connection failed."""
+"""The chaos load's handling of connections that end without an answer."""
 
 from __future__ import annotations
 
@@ -11,43 +11,70 @@ from chaos.load import CONNECTION_ERROR, Load
 from chaos.report import Figures
 
 
-def _ok(body: bytes) -> bytes:
-    nonce = orjson.loads(body)["nonce"]
-    content = orjson.dumps({"nonce": nonce})
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(next(line for line in head.split(b"\r\n") if line.startswith(b"content-length:"))[15:])
+    return await reader.readexactly(length)
+
+
+def _echo(body: bytes) -> bytes:
+    content = orjson.dumps({"nonce": orjson.loads(body)["nonce"]})
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(content), content)
 
 
 async def _answer_once_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Answer the first request, then close on the second without a byte: a stale keep-alive."""
-    for answered in (True, False):
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(next(line for line in head.split(b"\r\n") if line.startswith(b"content-length:"))[15:])
-        body = await reader.readexactly(length)
-        if answered:
-            writer.write(_ok(body))
-            await writer.drain()
+    """Answer a connection's first request and close it at the next: a keep-alive closed under a call."""
+    writer.write(_echo(await _read_request(reader)))
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
     writer.close()
 
 
-async def test_a_call_closed_on_a_kept_alive_connection_is_told_from_a_refused_one() -> None:
-    server = await asyncio.start_server(_answer_once_then_hang_up, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+async def _never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    writer.close()
+
+
+async def _run(handler: object, total: int) -> Load:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+    async with server:
+        load = Load(
+            [f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"],
+            total=total,
+            rate=1000,
+            concurrency=1,
+            wait=1,
+        )
+        await load.run()
+    return load
+
+
+async def test_a_call_whose_kept_alive_connection_was_closed_under_it_is_sent_again() -> None:
+    load = await _run(_answer_once_then_hang_up, total=3)
+
+    assert [o.status for o in load.outcomes] == [200, 200, 200]
+    assert all(o.own_reply for o in load.outcomes)
+    assert load.resent == 2  # every call after the first met a connection closed under it
+
+
+async def test_a_call_with_no_answer_records_how_its_connection_failed() -> None:
+    hung_up = await _run(_never_answer, total=1)
     with socket.socket() as unused:  # bound, never listening: connecting is refused
         unused.bind(("127.0.0.1", 0))
-        refused = unused.getsockname()[1]
-        async with server:
-            served = Load([f"http://127.0.0.1:{port}"], total=2, rate=1000, concurrency=1, wait=1)
-            gone = Load([f"http://127.0.0.1:{refused}"], total=1, rate=1000, concurrency=1, wait=1)
-            outcomes = [*await served.run(), *await gone.run()]
+        refused = Load(
+            [f"http://127.0.0.1:{unused.getsockname()[1]}"], total=1, rate=1000, concurrency=1, wait=1
+        )
+        await refused.run()
+    outcomes = [*hung_up.outcomes, *refused.outcomes]
 
     assert [(o.status, o.detail) for o in outcomes] == [
-        (200, ""),
-        (CONNECTION_ERROR, "IncompleteReadError on a kept-alive connection"),
+        (CONNECTION_ERROR, "IncompleteReadError on a new connection"),
         (CONNECTION_ERROR, "ConnectionRefusedError on a new connection"),
     ]
-    figures = Figures("load", "a server that hangs up")
+    assert hung_up.resent == 0  # a new connection that ends unanswered is the server's doing
+    figures = Figures("load", "a server that hangs up, one that refuses")
     figures.add_outcomes(outcomes)
     assert figures.causes == {
-        "0: IncompleteReadError on a kept-alive connection": 1,
+        "0: IncompleteReadError on a new connection": 1,
         "0: ConnectionRefusedError on a new connection": 1,
     }
