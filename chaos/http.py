@@ -50,32 +50,29 @@ class Connection:
         lines = [f"POST {path} HTTP/1.1", f"host: {self.address}", f"content-length: {len(body)}"]
         lines.extend(f"{name}: {value}" for name, value in headers)
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        kept_alive = self._connection.connected
-        try:
+        while True:  # at most twice: a resend goes out on a new connection, which is never stale
+            kept_alive = self._connection.connected
             try:
                 status, head, content = await self._connection.exchange(request)
-            except asyncio.IncompleteReadError as error:
-                if not kept_alive or error.partial:
-                    raise
-                # The server closed the idle connection as the request went out (the keep-alive
-                # race: the gateway closes connections idle for 5 s): it read none of it, so the
-                # request is sent again on a new connection, as HTTP clients do (RFC 9112 9.3.1).
+            except ReplyError as error:
                 self.close()
-                self.resent += 1
-                kept_alive = False
-                status, head, content = await self._connection.exchange(request)
-        except ReplyError as error:
-            self.close()
-            raise OSError(str(error)) from error
-        except (OSError, asyncio.IncompleteReadError) as error:
-            self.close()
-            # Kept alive or new tells a stale keep-alive connection from a server that is gone.
-            connection = "kept-alive" if kept_alive else "new"
-            raise NoAnswer(f"{type(error).__name__} on a {connection} connection") from error
-        except BaseException:
-            self.close()
-            raise
-        return HttpResponse(status, parse_headers(head), content)
+                raise OSError(str(error)) from error
+            except (OSError, asyncio.IncompleteReadError) as error:
+                self.close()
+                stale = isinstance(error, asyncio.IncompleteReadError) and not error.partial
+                if kept_alive and stale:
+                    # The server closed the idle connection as the request went out (the keep-alive
+                    # race: the gateway closes connections idle for 5 s): it read none of it, so it
+                    # is sent again on a new connection, as HTTP clients do (RFC 9112 9.3.1).
+                    self.resent += 1
+                    continue
+                # Kept alive or new tells a stale keep-alive connection from a server that is gone.
+                connection = "kept-alive" if kept_alive else "new"
+                raise NoAnswer(f"{type(error).__name__} on a {connection} connection") from error
+            except BaseException:
+                self.close()
+                raise
+            return HttpResponse(status, parse_headers(head), content)
 
     def close(self) -> None:
         """Drop the connection (the next call opens a new one)."""

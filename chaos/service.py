@@ -55,8 +55,7 @@ class Service:
 
     def ready(self) -> bool:
         """``/readyz`` answers 200."""
-        response = self.get("/readyz")
-        return response is not None and response.status_code == 200
+        return self._readiness() is True
 
     def _readiness(self) -> bool | None:
         response = self.get("/readyz")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from chaos.load import Outcome
 from chaos.report import Figures
 
 
 def _late(past_deadline: float, harness_lag: float = 0.0) -> Outcome:
-    outcome = Outcome("n", "http://gw", 504, 2.0 + past_deadline, 2.0, None, False, 0.0, "no reply")
-    return dataclasses.replace(outcome, harness_lag=harness_lag)
+    return Outcome("n", "http://gw", 504, 2.0 + past_deadline, 2.0, None, False, 0.0, "no reply", harness_lag)
 
 
 def _deadline_violations(figures: Figures) -> list[str]:
