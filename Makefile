@@ -26,7 +26,7 @@ chaos: $(STAMP) kafka-libs  ## Fault-injection and bad-input suite on real Kafka
 	mkdir -p docs/reliability
 	$(BIN)/python -m chaos --json docs/reliability/figures.json --plots docs/reliability
 
-chaos-soak: $(STAMP) kafka-libs  ## Soak with faults: 30 min at 70 % of the benchmarked sustained rate, a worker SIGKILLed every 2 min (~35 min): docs/reliability/.
+chaos-soak: $(STAMP) kafka-libs  ## Soak with faults: 30 min at 70 % of the rate its 3-broker topology sustains (measured first), a worker SIGKILLed every 2 min (~37 min): docs/reliability/.
 	mkdir -p docs/reliability
 	$(BIN)/python -m chaos --only soak-faults --json docs/reliability/soak-faults.json --plots docs/reliability
 

@@ -65,3 +65,12 @@ class Step:
         if self.offered_rate:
             return f"{self.target} {self.mode} {self.offered_rate:g}/s"
         return f"{self.target} {self.mode} x{self.concurrency}"
+
+    def brief(self) -> str:
+        """One line of figures, e.g. ``498/s ok=4980 err=0 to=0 p50=3.1 p99=9.8 ms cpu=410 µs``."""
+        latency, cpu = self.latency_ms, self.cpu_us_per_request.get("total")
+        return (
+            f"{self.achieved_rate:.0f}/s ok={self.ok} err={self.errors} to={self.timeouts} "
+            f"p50={latency.get('p50')} p99={latency.get('p99')} ms"
+            + ("" if cpu is None else f" cpu={cpu} µs")
+        )

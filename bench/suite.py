@@ -357,7 +357,7 @@ class Suite:
 
     def _charge(self, window: _Window, step: Step, target: str) -> Step:
         window.charge(step, target)
-        self.log(f"  {step.label()}: {_brief(step)}")
+        self.log(f"  {step.label()}: {step.brief()}")
         return step
 
 
@@ -428,14 +428,6 @@ def sweep(
 def _rates(fractions: Sequence[float], reference: float) -> list[float]:
     """Open-loop rates at ``fractions`` of ``reference``, rounded to tens, at least 10/s."""
     return [round(max(10.0, fraction * reference), -1) for fraction in fractions]
-
-
-def _brief(step: Step) -> str:
-    latency = step.latency_ms
-    return (
-        f"{step.achieved_rate:g}/s ok={step.ok} err={step.errors} to={step.timeouts} "
-        f"p50={latency.get('p50')} p99={latency.get('p99')} ms cpu={step.cpu_us_per_request.get('total')} µs"
-    )
 
 
 def _saturated(step: Step, slo_p99_ms: float) -> bool:
