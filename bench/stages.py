@@ -31,18 +31,22 @@ def server_timing(value: bytes) -> dict[str, float]:
     return found
 
 
-def breakdown(trace: Trace) -> dict[str, object]:
-    """Median, p90 and mean of each segment in milliseconds, over requests with every segment."""
-    samples: dict[str, list[float]] = {name: [] for name in SEGMENTS}
+def timed(trace: Trace) -> list[dict[str, float]]:
+    """The requests with every segment: milliseconds per `SEGMENTS` name and ``end-to-end``."""
+    rows = []
     for end_to_end, value in trace:
         durations = server_timing(value)
-        if any(name not in durations for name in SEGMENTS[:-1]):
-            continue
-        durations["outside"] = end_to_end - durations["total"]
-        for name in SEGMENTS:
-            samples[name].append(durations[name])
-    result: dict[str, object] = {"requests": len(samples["total"])}
-    for name, values in samples.items():
+        if all(name in durations for name in SEGMENTS[:-1]):
+            rows.append({**durations, "outside": end_to_end - durations["total"], "end-to-end": end_to_end})
+    return rows
+
+
+def breakdown(trace: Trace) -> dict[str, object]:
+    """Median, p90 and mean of each segment in milliseconds, over requests with every segment."""
+    rows = timed(trace)
+    result: dict[str, object] = {"requests": len(rows)}
+    for name in SEGMENTS:
+        values = [row[name] for row in rows]
         if len(values) >= 2:
             result[name] = {
                 "p50": round(statistics.median(values), 3),

@@ -14,7 +14,8 @@ import statistics
 
 from .loadgen import LoadGenerator, connections_for, new_loop
 from .stack import ServerOptions, Stack
-from .stages import SEGMENTS, Trace, server_timing
+from .stages import SEGMENTS, Trace, timed
+from .threads import CONNECTIONS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.timed_gateway() as (port, _),
     ):
         load = LoadGenerator("127.0.0.1", port, headers=stack.options.request_headers)
-        runner.run(load.closed_loop(32, args.warmup, 0))
+        runner.run(load.closed_loop(CONNECTIONS, args.warmup, 0))
         for rate in args.rate:
             trace: Trace = []
             step = runner.run(load.open_loop(rate, args.seconds, 2.0, connections_for(rate), trace))
@@ -37,11 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(trace: Trace) -> str:
     """Per stage: p50, p99, and the mean over the calls at or above the end-to-end p99 (ms)."""
-    rows: list[dict[str, float]] = []
-    for end_to_end, value in trace:
-        durations = server_timing(value)
-        if all(name in durations for name in SEGMENTS[:-1]):
-            rows.append({**durations, "outside": end_to_end - durations["total"], "end-to-end": end_to_end})
+    rows = timed(trace)
     if len(rows) < 100:
         return f"{len(rows)} timed calls: too few for a p99"
     cut = statistics.quantiles([row["end-to-end"] for row in rows], n=100)[-1]

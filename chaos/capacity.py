@@ -14,13 +14,14 @@ import logging
 from collections.abc import Sequence
 
 from bench.latency import Latencies
+from bench.profile import PROFILES
 from bench.step import Step
 from bench.suite import sweep
 from chaos.load import Load, Outcome
 
 log = logging.getLogger("chaos")
 
-SLO_P99_MS = 25.0
+SLO_P99_MS = PROFILES["full"].slo_p99_ms
 """The benchmark's bound on p99 for a sustained rate."""
 FRACTIONS = (0.15, 0.25, 0.35, 0.5, 0.65, 0.8, 1.0)
 """Shares of the reference rate probed, in order, never above it. From low: the soak's topology

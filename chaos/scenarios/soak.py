@@ -63,7 +63,7 @@ from collections.abc import Callable
 
 import orjson
 
-from chaos.capacity import sustained_rate
+from chaos.capacity import SLO_P99_MS, sustained_rate
 from chaos.load import CONNECTION_ERROR, Load
 from chaos.memory import RssWatch, halves, rss_mib, trend
 from chaos.report import DEADLINE_SLACK, Figures
@@ -86,7 +86,7 @@ RAMP = (0.1, 0.25, 0.5, 0.75)
 """Shares of the rate of the `SEGMENT`-long steps before the soak proper."""
 WAIT = 2
 LATE_EVERY = 20
-P99_SLO = 0.025
+P99_SLO = SLO_P99_MS / 1000
 """The benchmark's p99 bound (s): calls in flight on time are at most ``rate * P99_SLO`` at p99."""
 PENDING_HEADROOM = 1.5
 """For the harness's uneven sending: a loop stall releases its backlog of calls at once."""
