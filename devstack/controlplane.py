@@ -144,6 +144,11 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_RANGE}",
                 f"--cert-dir={pki}",
                 "--profiling=false",
+                # Reads go to etcd. With the watch cache, every change to a CRD rebuilds its
+                # cache, and lists fail with 429 "storage is (re)initializing" until it is built
+                # (KEP-4568): the CRD finalizer's list fails at once, and its exponential retry
+                # left deleted CRDs Terminating for minutes. A cluster this small needs no cache.
+                "--watch-cache=false",
             ],
         )
         self._wait("the API server's /readyz", lambda: self._ok("/readyz"))

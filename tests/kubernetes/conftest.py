@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
-from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from devstack.controlplane import ControlPlane
 from devstack.errors import LocalKafkaError
@@ -55,30 +54,18 @@ class Kube:
     def __init__(self, api: httpx.Client) -> None:
         self.api = api
 
-    def read(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
-        """GET ``path``, again while the server answers 429: its flow control sheds the bursts of
-        lists a leftover check makes (each call lists every kind), and asks to retry later."""
-        retrying = Retrying(
-            stop=stop_after_delay(WAIT),
-            wait=wait_fixed(0.5),
-            retry=retry_if_result(_throttled),
-            retry_error_callback=_last_answer,  # still 429 at the end: the caller sees it
-        )
-        response: httpx.Response = retrying(self.api.get, path, params=params)
-        return response
-
     def resources(self) -> dict[tuple[str, str], tuple[str, bool]]:
         """(apiVersion, kind) -> (collection path without namespace, namespaced), for every
         listable resource the server serves now (custom resources included)."""
         found: dict[tuple[str, str], tuple[str, bool]] = {}
         versions = ["v1"] + [
             version["groupVersion"]
-            for group in self.read("/apis").raise_for_status().json()["groups"]
+            for group in self.api.get("/apis").raise_for_status().json()["groups"]
             for version in group["versions"]
         ]
         for version in versions:
             base = "/api/v1" if version == "v1" else f"/apis/{version}"
-            for resource in self.read(base).raise_for_status().json()["resources"]:
+            for resource in self.api.get(base).raise_for_status().json()["resources"]:
                 if "/" not in resource["name"] and "list" in resource["verbs"]:
                     found[(version, resource["kind"])] = (
                         f"{base}/{resource['name']}",
@@ -95,7 +82,7 @@ class Kube:
 
     def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None if there is none."""
-        response = self.read(path)
+        response = self.api.get(path)
         if response.status_code == 404:
             return None
         result: dict[str, Any] = response.raise_for_status().json()
@@ -104,23 +91,13 @@ class Kube:
     def items(self, path: str, selector: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """The objects of a collection, optionally those matching ``selector``'s labels."""
         params = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())} if selector else {}
-        items: list[dict[str, Any]] = self.read(path, params).raise_for_status().json()["items"]
+        items: list[dict[str, Any]] = self.api.get(path, params=params).raise_for_status().json()["items"]
         return items
 
     def served(self, group: str) -> bool:
         """Whether the server serves an API group (e.g. ``keda.sh``)."""
-        groups = self.read("/apis").raise_for_status().json()["groups"]
+        groups = self.api.get("/apis").raise_for_status().json()["groups"]
         return any(entry["name"] == group for entry in groups)
-
-
-def _throttled(response: httpx.Response) -> bool:
-    return response.status_code == 429
-
-
-def _last_answer(state: RetryCallState) -> httpx.Response:
-    assert state.outcome is not None
-    response: httpx.Response = state.outcome.result()
-    return response
 
 
 def within(collection: str, namespace: str) -> str:
@@ -291,7 +268,7 @@ def crds(cluster: ControlPlane, kube: Kube) -> Iterator[list[str]]:
         yield names
     finally:
         for name in names:
-            kube.api.delete(f"{path}/{name}")
+            kube.api.delete(f"{path}/{name}").raise_for_status()
         for group in GROUPS:
             eventually(f"{group} no longer served", partial(_gone, kube, group))
 
