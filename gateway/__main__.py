@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from kafkarpc import heap
 from kafkarpc.connection import KafkaSettings, redacted
 from kafkarpc.logs import configure_logging
 from kafkarpc.tracing import Tracing
@@ -46,6 +47,7 @@ def main() -> None:
         log.info("tracing on", extra={"resource": dict(tracing.provider.resource.attributes)})
     tracer = None if tracing is None else tracing.tracer
     app = create_app(settings, kafka_settings, access=access, tracer=tracer)
+    heap.freeze()  # full collections under load skip what start-up built (kafkarpc.heap)
     try:
         GatewayServer(app, settings).run()
     finally:

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from kafkarpc import heap
 from kafkarpc.connection import KafkaSettings
 from kafkarpc.logs import configure_logging
 from kafkarpc.tracing import Tracing
@@ -73,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tracing is not None:
         tracing.install()  # handlers' own spans join the request's trace
         tracer = tracing.tracer
+    heap.freeze()  # full collections under load skip what start-up built (kafkarpc.heap)
     code = 1
     try:
         code = Worker(settings, KafkaSettings(), registry, tracer=tracer).run()
