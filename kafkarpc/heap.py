@@ -1,12 +1,11 @@
 """The start-up heap, frozen out of Python's full collections.
 
 Once its app is built a gateway holds about 73,000 tracked objects, and a worker with its
-handlers about 43,000 (modules, the app and its models, settings), that live until the
-process exits. Every full
-(generation 2) collection walks all of them with the GIL held: 12-28 ms on the benchmark
-machine, every few seconds under load, and every call in flight waits. `gc.freeze` moves them
-to the permanent generation, which collections skip; full collections then take well under a
-millisecond (docs/PERFORMANCE.md, "Garbage collection pauses").
+handlers about 43,000 (modules, the app and its models, settings), that live until the process
+exits. Every full (generation 2) collection walks all of them with the GIL held: 10-26 ms on
+the benchmark machine, every 10-20 s under load, and every call in flight waits. `gc.freeze`
+moves them to the permanent generation, which collections skip; full collections then take
+well under a millisecond (docs/PERFORMANCE.md, "Garbage-collection pauses").
 """
 
 from __future__ import annotations
