@@ -143,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
         "--http", default="httptools", choices=["httptools", "h11"], help="gateway HTTP parser"
     )
     parser.add_argument(
-        "--worker-loop", default="asyncio", choices=["asyncio", "uvloop"], help="worker event loop"
+        "--worker-loop",
+        choices=["asyncio", "uvloop"],
+        help="worker event loop (WORKER_LOOP; default: as shipped)",
     )
     parser.add_argument(
         "--gateway-env",

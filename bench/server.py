@@ -1,20 +1,17 @@
-"""``python -m bench.server {echo,raw,gateway,worker} [--port N] --loop L --http H``.
+"""``python -m bench.server {echo,raw,gateway} [--port N] --loop L --http H``.
 
 B1 (`bench.echo`) runs here under the gateway's own server (`GatewayServer`), unless
 ``--loop``/``--http`` ask for something else. The gateway runs here
 only for A/B experiments on the event loop or HTTP parser, which ``python -m gateway``
-fixes at uvloop and httptools; the worker only to try it on uvloop (``python -m workers``
-runs the stdlib loop). Everything else about them comes from their own settings.
+fixes at uvloop and httptools. Everything else about them comes from their own settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import uvicorn
-import uvloop
 from starlette.types import ASGIApp
 
 from gateway.access import AccessSettings
@@ -22,7 +19,6 @@ from gateway.app import create_app
 from gateway.server import GatewayServer
 from gateway.settings import GatewaySettings
 from kafkarpc.connection import KafkaSettings
-from workers.__main__ import main as worker_main
 
 from .echo import create_echo_app
 from .httpfloor import echo_app
@@ -40,16 +36,12 @@ def build(kind: str) -> ASGIApp:
 def main() -> None:
     """Serve until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m bench.server")
-    parser.add_argument("kind", choices=["echo", "raw", "gateway", "worker"])
+    parser.add_argument("kind", choices=["echo", "raw", "gateway"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     parser.add_argument("--http", default="httptools", choices=["httptools", "h11"])
     args = parser.parse_args()
-    if args.kind == "worker":
-        if args.loop == "uvloop":
-            uvloop.install()  # asyncio.run() in Worker.run then builds a uvloop loop
-        sys.exit(worker_main([]))
     logging.basicConfig(level=logging.WARNING)
     if args.kind == "echo" and args.loop == "uvloop" and args.http == "httptools":
         settings = GatewaySettings(host=args.host, port=args.port)

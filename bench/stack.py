@@ -50,8 +50,8 @@ class ServerOptions:
 
     loop: str = "uvloop"
     http: str = "httptools"
-    worker_loop: str = "asyncio"
-    """``asyncio`` runs ``python -m workers`` as shipped; ``uvloop`` runs it on uvloop."""
+    worker_loop: str | None = None
+    """``WORKER_LOOP`` for the worker (``uvloop`` or ``asyncio``); None: as shipped."""
     gateway_env: dict[str, str] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
     request_headers: dict[str, str] = field(default_factory=dict)
@@ -120,10 +120,7 @@ class Stack:
             }
         )
         self.kafka.create_topics({self.catalog_topic: 1}, COMPACTED)
-        worker = [sys.executable, "-m", "workers"]
-        if self.options.worker_loop != "asyncio":
-            worker = [sys.executable, "-m", "bench.server", "worker", "--loop", self.options.worker_loop]
-        self._spawn("worker", worker, self._worker_env())
+        self._spawn("worker", [sys.executable, "-m", "workers"], self._worker_env())
         self._spawn("gateway", self._gateway_command(self.gateway_port), self._gateway_env(self.gateway_port))
         self._spawn("echo", self._server("echo", self.echo_port), self._base_env())
         http_floor = [sys.executable, "-m", "bench.httpfloor", "serve", "--port", str(self.floor_port)]
@@ -235,6 +232,7 @@ class Stack:
             "WORKER_METRICS_HOST": "127.0.0.1",
             "WORKER_METRICS_PORT": str(self.worker_port),
             "WORKER_LOG_LEVEL": "WARNING",
+            **({"WORKER_LOOP": self.options.worker_loop} if self.options.worker_loop else {}),
             **self.options.worker_env,
         }
 

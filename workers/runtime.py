@@ -34,6 +34,7 @@ from workers.call import Call
 from workers.catalog import CatalogPublisher
 from workers.consumer import RequestConsumer
 from workers.dispatcher import Dispatcher
+from workers.eventloop import loop_factory
 from workers.metrics import WorkerMetrics
 from workers.monitoring import MonitoringServer
 from workers.offsets import OffsetTracker, Partition, PartitionOffsets
@@ -115,8 +116,13 @@ class Worker:
         self._spans = None if tracer is None else WorkerSpans(tracer, settings.group_id)
 
     def run(self) -> int:
-        """Serve until SIGTERM or SIGINT, then drain; returns the process exit code."""
-        return asyncio.run(self._serve_with_signals())
+        """Serve on the loop `WorkerSettings.loop` names until SIGTERM or SIGINT, then drain.
+
+        Returns:
+            The process exit code.
+        """
+        with asyncio.Runner(loop_factory=loop_factory(self.settings.loop)) as runner:
+            return runner.run(self._serve_with_signals())
 
     async def _serve_with_signals(self) -> int:
         loop = asyncio.get_running_loop()
@@ -159,7 +165,8 @@ class Worker:
         )
         methods = sorted(registration.method for registration in self.registry)
         loggable = {key: value for key, value in redacted(consumer_config).items() if not callable(value)}
-        log.info("starting worker", extra={"methods": methods, "consumer": loggable})
+        loop = type(self._loop).__module__.partition(".")[0]  # "uvloop" or "asyncio"
+        log.info("starting worker", extra={"methods": methods, "loop": loop, "consumer": loggable})
         self._producer = AsyncProducer(self._clients, producer_config, eager=self.kafka_settings.eager_send)
         self._dispatcher = Dispatcher(
             self.registry,

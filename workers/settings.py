@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kafkarpc.logs import LogFormat
+from workers.eventloop import EventLoop
 
 # Tuned for latency (PERFORMANCE.md 3); KAFKA_PROPERTIES overrides any of them.
 CONSUMER_DEFAULTS: dict[str, Any] = {
@@ -73,6 +74,8 @@ class WorkerSettings(BaseSettings):
     """Root log level."""
     log_format: LogFormat = "auto"
     """``json`` (one object per line), ``console`` (short lines), ``auto``: console on a terminal."""
+    loop: EventLoop = "auto"
+    """``uvloop``, ``asyncio`` (the standard library's), ``auto``: uvloop where it is installed."""
 
     @field_validator("handlers", mode="before")
     @classmethod

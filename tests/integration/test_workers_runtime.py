@@ -86,6 +86,27 @@ def test_1000_concurrent_requests_over_3_worker_processes(
     assert all(count > 0 for count in handled), handled
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_the_worker_serves_on_the_loop_worker_loop_names(
+    kafka: Kafka, names: dict[str, str], start_worker, loop: str
+) -> None:
+    worker = start_worker(WORKER_LOOP=loop, WORKER_LOG_FORMAT="json")
+    _all_ready([worker])
+    requests = [make_request("echo", orjson.dumps({"n": i}), names["replies"]) for i in range(100)]
+    reader = RecordReader(kafka.bootstrap_servers, names["replies"])
+    try:
+        Requester(kafka.bootstrap_servers, names["requests"]).send(requests)
+        eventually(lambda: len(reader.replies()) >= 100, 60, "100 replies", reader.poll)
+        replies = reader.replies()
+    finally:
+        reader.close()
+    for request in requests:
+        assert {(r.status, r.body) for r in replies[request.correlation_id]} == {(200, request.body)}
+    lines = [orjson.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
+    started = [line for line in lines if line["message"] == "starting worker"]
+    assert [line["loop"] for line in started] == [loop], worker.output()
+
+
 def test_kill_9_under_load_redelivers_to_another_worker(
     kafka: Kafka, names: dict[str, str], start_worker
 ) -> None:
