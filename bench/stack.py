@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
+
 from devstack import KafkaCluster, kafka_from_environment
 from devstack.ports import claim
 from devstack.probes import NotReadyError, poll, wait_until_ready
@@ -32,6 +34,8 @@ from kafkarpc.connection import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 90.0
+BACKLOG_TIMEOUT = 180.0
+"""Longest wait for the worker to work off what an overloaded step left behind."""
 STOP_GRACE = 20.0
 PENDING_GAUGE = "rpcgw_pending_requests"
 TIMED_GATEWAY = "timed gateway"
@@ -201,6 +205,36 @@ class Stack:
                 return int(float(line.split()[1]))
         raise StackError(f"{PENDING_GAUGE} missing from the gateway's /metrics")
 
+    def wait_for_worker(self) -> None:
+        """Return once the worker has committed every request produced so far.
+
+        A step past the worker's capacity leaves requests behind that it still handles (or
+        drops as expired) after the step's callers gave up; the next step would measure that
+        backlog instead of itself.
+
+        Raises:
+            StackError: the worker is still behind after `BACKLOG_TIMEOUT` seconds.
+        """
+        watcher = Consumer({**self.kafka_settings.client_config(), "group.id": self._worker_group})
+        partition = TopicPartition(self.request_topic, 0)
+        try:
+
+            def caught_up() -> bool:
+                self.check_alive()
+                _, high = watcher.get_watermark_offsets(partition, timeout=10)
+                [committed] = watcher.committed([partition], timeout=10)
+                return committed.offset >= high
+
+            poll("the worker to catch up", caught_up, BACKLOG_TIMEOUT, interval=0.5)
+        except NotReadyError as error:
+            raise StackError(str(error)) from error
+        finally:
+            watcher.close()
+
+    @property
+    def _worker_group(self) -> str:
+        return f"bench-workers-{self.suffix}"
+
     def _server(self, kind: str, port: int) -> list[str]:
         return [
             sys.executable,
@@ -224,7 +258,7 @@ class Stack:
         return {
             **self._base_env(),
             "WORKER_HANDLERS": "workers.examples:registry",
-            "WORKER_GROUP_ID": f"bench-workers-{self.suffix}",
+            "WORKER_GROUP_ID": self._worker_group,
             "WORKER_REQUEST_TOPIC": self.request_topic,
             "WORKER_REPLY_TOPICS": f"{self.reply_topic},{self.pingpong_topic}",
             "WORKER_DEAD_LETTER_TOPIC": f"{self.request_topic}.dlt",

@@ -93,6 +93,7 @@ class Suite:
         if self.results["sustained_rate"]:
             self.results["equal_rate"] = self._equal_rate(self.results["sustained_rate"])
         self._side_by_side_sweep()
+        self.stack.wait_for_worker()  # its overloaded rates leave a backlog behind
         self.results["stages"] = self._stages()
         if soak:
             self.results["soak"] = self._soak(soak, soak_rate)
