@@ -65,21 +65,26 @@ def _all_ready(workers: list[WorkerProcess]) -> None:
         eventually(worker.ready, 60, f"worker ready\n{worker.output()}")
 
 
-def test_1000_concurrent_requests_over_3_worker_processes(
-    kafka: Kafka, names: dict[str, str], start_worker
-) -> None:
-    workers = [start_worker() for _ in range(3)]
-    _all_ready(workers)
-    requests = [make_request("echo", orjson.dumps({"n": i}), names["replies"]) for i in range(1000)]
+def _echo_each_once(kafka: Kafka, names: dict[str, str], count: int) -> None:
+    """Send ``count`` echo requests and check that each got exactly its own body back, with 200."""
+    requests = [make_request("echo", orjson.dumps({"n": i}), names["replies"]) for i in range(count)]
     reader = RecordReader(kafka.bootstrap_servers, names["replies"])
     try:
         Requester(kafka.bootstrap_servers, names["requests"]).send(requests)
-        eventually(lambda: len(reader.replies()) >= 1000, 90, "1000 replies", reader.poll)
+        eventually(lambda: len(reader.replies()) >= count, 90, f"{count} replies", reader.poll)
         replies = reader.replies()
     finally:
         reader.close()
     for request in requests:
         assert {(r.status, r.body) for r in replies[request.correlation_id]} == {(200, request.body)}
+
+
+def test_1000_concurrent_requests_over_3_worker_processes(
+    kafka: Kafka, names: dict[str, str], start_worker
+) -> None:
+    workers = [start_worker() for _ in range(3)]
+    _all_ready(workers)
+    _echo_each_once(kafka, names, 1000)
     handled = [worker.handled() for worker in workers]
     assert sum(handled) >= 1000
     # All three joined before the load, so every process served part of it.
@@ -92,16 +97,7 @@ def test_the_worker_serves_on_the_loop_worker_loop_names(
 ) -> None:
     worker = start_worker(WORKER_LOOP=loop, WORKER_LOG_FORMAT="json")
     _all_ready([worker])
-    requests = [make_request("echo", orjson.dumps({"n": i}), names["replies"]) for i in range(100)]
-    reader = RecordReader(kafka.bootstrap_servers, names["replies"])
-    try:
-        Requester(kafka.bootstrap_servers, names["requests"]).send(requests)
-        eventually(lambda: len(reader.replies()) >= 100, 60, "100 replies", reader.poll)
-        replies = reader.replies()
-    finally:
-        reader.close()
-    for request in requests:
-        assert {(r.status, r.body) for r in replies[request.correlation_id]} == {(200, request.body)}
+    _echo_each_once(kafka, names, 100)
     lines = [orjson.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
     started = [line for line in lines if line["message"] == "starting worker"]
     assert [line["loop"] for line in started] == [loop], worker.output()
