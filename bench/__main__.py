@@ -44,9 +44,11 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
     options = ServerOptions(
         loop=args.loop,
         http=args.http,
-        worker_loop=args.worker_loop,
         gateway_env={**gateway_env, **_pairs(args.gateway_env)},
-        worker_env=_pairs(args.worker_env),
+        worker_env={
+            **({"WORKER_LOOP": args.worker_loop} if args.worker_loop else {}),
+            **_pairs(args.worker_env),
+        },
         request_headers=request_headers,
     )
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -74,7 +76,7 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
             "options": {
                 "loop": options.loop,
                 "http": options.http,
-                "worker_loop": options.worker_loop,
+                "worker_loop": options.worker_env.get("WORKER_LOOP", "auto"),
                 "env": {**options.gateway_env, **options.worker_env},
                 "jwt": args.jwt,
                 "tracing": args.tracing,

@@ -54,8 +54,6 @@ class ServerOptions:
 
     loop: str = "uvloop"
     http: str = "httptools"
-    worker_loop: str | None = None
-    """``WORKER_LOOP`` for the worker (``uvloop`` or ``asyncio``); None: as shipped."""
     gateway_env: dict[str, str] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
     request_headers: dict[str, str] = field(default_factory=dict)
@@ -217,14 +215,14 @@ class Stack:
         """
         watcher = Consumer({**self.kafka_settings.client_config(), "group.id": self._worker_group})
         partition = TopicPartition(self.request_topic, 0)
+
+        def caught_up() -> bool:
+            self.check_alive()
+            _, high = watcher.get_watermark_offsets(partition, timeout=10)
+            [committed] = watcher.committed([partition], timeout=10)
+            return committed.offset >= high
+
         try:
-
-            def caught_up() -> bool:
-                self.check_alive()
-                _, high = watcher.get_watermark_offsets(partition, timeout=10)
-                [committed] = watcher.committed([partition], timeout=10)
-                return committed.offset >= high
-
             poll("the worker to catch up", caught_up, BACKLOG_TIMEOUT, interval=0.5)
         except NotReadyError as error:
             raise StackError(str(error)) from error
@@ -266,7 +264,6 @@ class Stack:
             "WORKER_METRICS_HOST": "127.0.0.1",
             "WORKER_METRICS_PORT": str(self.worker_port),
             "WORKER_LOG_LEVEL": "WARNING",
-            **({"WORKER_LOOP": self.options.worker_loop} if self.options.worker_loop else {}),
             **self.options.worker_env,
         }
 
