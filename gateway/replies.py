@@ -78,8 +78,8 @@ class ReplyRouter:
     def route(self, batch: Sequence[Message], fetched_at: float) -> None:
         """Resolve the waiter of each reply in ``batch``; never raises on a bad record.
 
-        ``fetched_at`` (epoch seconds) is when the consumer thread got the batch; with timing on,
-        every reply gets it and the routing time stamped.
+        ``fetched_at`` (epoch seconds) is when the batch was fetched (on the loop or by a
+        thread); with timing on, every reply gets it and the routing time stamped.
         """
         routed_at: float | None = None
         touched: set[PartStream] = set()

@@ -143,7 +143,7 @@ class Fetcher:
             self._loop.call_soon_threadsafe(self._detach, None)
 
     async def close(self) -> None:
-        """`stop`, then wait until the client is closed; raises the thread's fatal error, if any.
+        """`stop`, then wait until the client is closed; raises the fetch's fatal error, if any.
 
         Never started, the client has no other user: it is closed here.
         """
@@ -161,7 +161,10 @@ class Fetcher:
             self._release(None)  # refused to start: `started` says why
             return
         if self._events is not None:
-            self._loop.call_soon_threadsafe(self._attach)  # the loop owns the client from here
+            if self._loop.is_closed():
+                self._release(None)
+            else:
+                self._loop.call_soon_threadsafe(self._attach)  # the loop owns the client from here
             return
         self._settle(self.started, None)
         try:

@@ -17,6 +17,7 @@ before touching its queue. Anything else returns None, and the caller keeps its 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
@@ -66,12 +67,10 @@ class QueueEvents:
         library.rd_kafka_queue_io_event_enable(queue, self._write, _WAKE, len(_WAKE))
 
     def drain(self) -> None:
-        """Read the wake-ups written so far (the pipe would fill up otherwise)."""
-        try:
-            while os.read(self.fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        """Read the wake-ups written so far: one read, since librdkafka writes one per period
+        (were there more, the descriptor would stay readable and wake the loop once more)."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 4096)
 
     def close(self) -> None:
         """Stop the wake-ups and release the queue handle; idempotent."""
