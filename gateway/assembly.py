@@ -89,7 +89,6 @@ def assemble(
         on_batch=router.route,
         batch_size=settings.consume_batch_size,
         timeout=settings.startup_timeout,
-        on_loop=settings.reply_fetch == "auto",
     )
     client = RequestReplyClient(
         settings=settings,

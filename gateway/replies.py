@@ -3,9 +3,8 @@
 The consumer is ``assign()``ed one partition (no group, so no rebalances) at the
 partition's high watermark, read *before* the listener reports `positioned`: every
 reply to a request sent after that is read. A `Fetcher` owns the consumer: its thread
-positions it; then, where librdkafka can wake the loop (`kafkarpc.queueevents`), the loop
-fetches each batch itself, otherwise the thread fetches and hands each batch over with one
-``call_soon_threadsafe``. Either way `ReplyRouter` matches replies to requests on the loop.
+positions it, fetches, and hands each batch to the loop with one ``call_soon_threadsafe``,
+where `ReplyRouter` matches replies to requests.
 """
 
 from __future__ import annotations
@@ -78,8 +77,8 @@ class ReplyRouter:
     def route(self, batch: Sequence[Message], fetched_at: float) -> None:
         """Resolve the waiter of each reply in ``batch``; never raises on a bad record.
 
-        ``fetched_at`` (epoch seconds) is when the batch was fetched (on the loop or by a
-        thread); with timing on, every reply gets it and the routing time stamped.
+        ``fetched_at`` (epoch seconds) is when the consumer thread got the batch; with timing on,
+        every reply gets it and the routing time stamped.
         """
         routed_at: float | None = None
         touched: set[PartStream] = set()
@@ -144,7 +143,6 @@ class ReplyListener:
         on_batch: `ReplyRouter.route`.
         batch_size: Most replies handed to the loop at once.
         timeout: Seconds the watermark request may take (retried until it answers).
-        on_loop: Fetch on the loop, woken by librdkafka, where that is possible.
     """
 
     def __init__(
@@ -154,12 +152,9 @@ class ReplyListener:
         on_batch: Callable[[Sequence[Message], float], None],
         batch_size: int,
         timeout: float,
-        on_loop: bool = True,
     ) -> None:
         self._on_batch = on_batch
-        self._fetcher = Fetcher(
-            client, name="rpcgw-replies", on_batch=self._route, batch_size=batch_size, on_loop=on_loop
-        )
+        self._fetcher = Fetcher(client, name="rpcgw-replies", on_batch=self._route, batch_size=batch_size)
         self._timeout = timeout
         self.positioned = asyncio.Event()
         """Set once the consumer is assigned and positioned; replies from then on are seen."""
@@ -168,11 +163,6 @@ class ReplyListener:
         self.offset = 0
         """An offset of that partition no reply to a request produced from now on can precede:
         the next one to read (a result location's lower bound)."""
-
-    @property
-    def fetching(self) -> str:
-        """Who fetches replies once positioned: ``loop`` (woken by librdkafka) or ``thread``."""
-        return "loop" if self._fetcher.on_loop else "thread"
 
     @property
     def running(self) -> bool:
@@ -214,5 +204,4 @@ class ReplyListener:
                 high = watermarks[1]
         self.offset = high
         client.assign([confluent_kafka.TopicPartition(topic, partition, high)])
-        details = {"topic": topic, "partition": partition, "offset": high, "fetching": self.fetching}
-        log.info("reply consumer positioned", extra=details)
+        log.info("reply consumer positioned", extra={"topic": topic, "partition": partition, "offset": high})

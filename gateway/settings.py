@@ -93,10 +93,7 @@ class GatewaySettings(BaseSettings):
     metric_methods_limit: int = Field(default=100, gt=0)
     """Distinct method names given their own metric label; later ones share ``_other``."""
     consume_batch_size: int = Field(default=500, gt=0)
-    """Most replies the event loop takes from the reply consumer at once."""
-    reply_fetch: Literal["auto", "thread"] = "auto"
-    """``auto``: librdkafka wakes the event loop, which fetches replies itself (with the tested
-    confluent-kafka release; a thread otherwise); ``thread``: a thread fetches and hands over."""
+    """Most replies the consumer thread hands to the event loop at once."""
     startup_timeout: float = Field(default=10.0, gt=0)
     """Seconds one Kafka metadata or watermark call may take during start-up and probes."""
     broker_silence: float = Field(default=2.0, gt=0)

@@ -7,7 +7,7 @@ host's clock when gateway and worker share a machine, NTP-close otherwise):
     produced       just before ``produce()`` (gateway)
     worker_in      the worker started on the record (worker)
     worker_out     the worker built the reply (worker)
-    reply_fetched  the reply consumer's batch was fetched, by the loop or a thread (gateway)
+    reply_fetched  the reply consumer thread got the record's batch (gateway)
     reply_routed   the event loop matched the reply to its request (gateway)
     http_out       the response is about to be sent (gateway, not on the wire)
 

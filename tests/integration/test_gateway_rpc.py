@@ -131,25 +131,6 @@ async def test_a_caller_closing_its_connection_frees_the_request_at_once(topics:
     assert metric(app, "rpcgw_timeouts_total", method="hold") == 0
 
 
-@pytest.mark.parametrize(("reply_fetch", "fetching"), [("auto", "loop"), ("thread", "thread")])
-async def test_replies_fetched_on_the_loop_or_by_a_thread_each_reach_their_caller(
-    topics: Topics, reply_fetch: str, fetching: str
-) -> None:
-    app = create_app(topics.settings(reply_fetch=reply_fetch), topics.kafka_settings())
-    async with working(topics), serving(app) as url, httpx.AsyncClient(base_url=url) as http:
-        assert gateway_of(app).listener.fetching == fetching
-
-        async def call(i: int) -> tuple[bytes, httpx.Response]:
-            body = b"%s-%d" % (reply_fetch.encode(), i)
-            return body, await http.post("/rpc/echo", content=body, timeout=30)
-
-        results = await asyncio.gather(*(call(i) for i in range(300)))
-        assert [r.content for _, r in results] == [body for body, _ in results]
-        assert gateway_of(app).listener.running
-    assert not gateway_of(app).listener.running  # stopped with the app: the consumer is closed
-    assert metric(app, "rpcgw_late_replies_total") == 0
-
-
 async def test_replicas_get_only_their_own_replies_when_interleaved(topics: Topics) -> None:
     # a and b share reply partition 0 (each drops the other's replies); c reads partition 1 alone.
     apps = {
