@@ -38,7 +38,7 @@ BACKLOG_TIMEOUT = 180.0
 """Longest wait for the worker to work off what an overloaded step left behind."""
 STOP_GRACE = 20.0
 PENDING_GAUGE = "rpcgw_pending_requests"
-TIMED_GATEWAY = "timed gateway"
+SECOND_GATEWAY = "second gateway"
 HTTP_FLOOR = "httpfloor"
 KAFKA_FLOOR = "kafkafloor"
 """The floors' servers, by the role names their CPU is reported under."""
@@ -79,7 +79,7 @@ class Stack:
         self.floor_reply_topic = f"bench-floor-replies-{self.suffix}"
         self.kafka = kafka_from_environment()
         self.children: dict[str, Child] = {}
-        self.gateway_port, self.echo_port, self.worker_port, self.timed_port, self.floor_port = claim(5)
+        self.gateway_port, self.echo_port, self.worker_port, self.second_port, self.floor_port = claim(5)
         self._logs = Path(tempfile.mkdtemp(prefix="rpcgw-bench-"))
 
     def __enter__(self) -> Stack:
@@ -137,17 +137,25 @@ class Stack:
         """A second gateway with ``GATEWAY_TIMING`` on, for the stage breakdown: (port, pid).
 
         The main gateway runs as production does, timing off, so no S figure pays for the
-        stamps. This one shares its topics and reply partition while it runs (each drops
-        the other's replies as unmatched) and is stopped when the block ends.
+        stamps.
         """
-        port = self.timed_port
-        env = {**self._gateway_env(port), "GATEWAY_TIMING": "true"}
-        self._spawn(TIMED_GATEWAY, self._gateway_command(port), env)
+        with self.second_gateway({"GATEWAY_TIMING": "true"}) as started:
+            yield started
+
+    @contextlib.contextmanager
+    def second_gateway(self, env: dict[str, str]) -> Iterator[tuple[int, int]]:
+        """A second gateway, configured as the main one plus ``env``: (port, pid).
+
+        It shares the main gateway's topics and reply partition while it runs (each drops the
+        other's replies as unmatched) and is stopped when the block ends.
+        """
+        port = self.second_port
+        self._spawn(SECOND_GATEWAY, self._gateway_command(port), {**self._gateway_env(port), **env})
         try:
-            self._wait_ready("timed gateway", f"http://127.0.0.1:{port}/readyz")
-            yield port, self.children[TIMED_GATEWAY].pid
+            self._wait_ready("second gateway", f"http://127.0.0.1:{port}/readyz")
+            yield port, self.children[SECOND_GATEWAY].pid
         finally:
-            self.children.pop(TIMED_GATEWAY).stop(STOP_GRACE)
+            self.children.pop(SECOND_GATEWAY).stop(STOP_GRACE)
 
     @contextlib.contextmanager
     def kafka_floor(self) -> Iterator[int]:
@@ -179,7 +187,7 @@ class Stack:
 
     def close(self) -> None:
         """Stop the gateway first (it drains while the worker still answers), then the rest."""
-        for name in (TIMED_GATEWAY, "gateway", KAFKA_FLOOR, HTTP_FLOOR, "echo", "worker"):
+        for name in (SECOND_GATEWAY, "gateway", KAFKA_FLOOR, HTTP_FLOOR, "echo", "worker"):
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop(STOP_GRACE)
