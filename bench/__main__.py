@@ -25,7 +25,7 @@ import confluent_kafka
 from . import otlpsink, report
 from .machine import commit, load_average
 from .profile import PROFILES, Profile
-from .stack import REPO_ROOT, ServerOptions, Stack
+from .stack import REPO_ROOT, ServerOptions, Stack, environment
 from .suite import Suite
 from .targets import evaluate
 from .tokens import jwt_options
@@ -44,10 +44,10 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
     options = ServerOptions(
         loop=args.loop,
         http=args.http,
-        gateway_env={**gateway_env, **_pairs(args.gateway_env)},
+        gateway_env={**gateway_env, **environment(args.gateway_env)},
         worker_env={
             **({"WORKER_LOOP": args.worker_loop} if args.worker_loop else {}),
-            **_pairs(args.worker_env),
+            **environment(args.worker_env),
         },
         request_headers=request_headers,
     )
@@ -164,10 +164,6 @@ def _parser() -> argparse.ArgumentParser:
         help="extra environment for the worker only (repeatable)",
     )
     return parser
-
-
-def _pairs(items: list[str]) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in items)
 
 
 def _log(text: str) -> None:

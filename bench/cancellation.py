@@ -43,7 +43,7 @@ from .cancelwork import chunk_seconds
 from .cpu import CpuMeter
 from .loadgen import new_loop
 from .machine import commit, facts, load_average
-from .stack import REPO_ROOT, STOP_GRACE, ServerOptions, Stack, StackError
+from .stack import REPO_ROOT, STOP_GRACE, ServerOptions, Stack, StackError, environment
 
 KINDS = {"thread": "bench.spin", "async": "bench.spin_async"}
 """Handler kind -> method (`bench.cancelwork`)."""
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(kind not in KINDS for kind in kinds):
         raise SystemExit(f"--kinds takes {', '.join(KINDS)}")
     chunk = chunk_seconds()
-    worker_env = dict(item.split("=", 1) for item in args.worker_env)
+    worker_env = environment(args.worker_env)
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     load_before = load_average()
     _log(f"plan {plan}, a chunk takes {chunk * 1000:.2f} ms here, load average {load_before}")

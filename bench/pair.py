@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .cpu import CpuMeter
 from .loadgen import LoadGenerator, connections_for, new_loop
-from .stack import ServerOptions, Stack
+from .stack import ServerOptions, Stack, environment
 from .threads import CONNECTIONS
 
 ARMS = ("A", "B")
@@ -41,7 +41,7 @@ class Round:
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds and print the table."""
     args = _parser().parse_args(argv)
-    env = dict(item.split("=", 1) for item in args.env)
+    env = environment(args.env)
     with (
         Stack(ServerOptions()) as stack,
         asyncio.Runner(loop_factory=new_loop) as runner,
@@ -81,18 +81,19 @@ def table(rounds: list[Round]) -> str:
         "| round | p50 A | p50 B | B - A | p99 A | p99 B | B - A | CPU A | CPU B | B - A | failed A / B |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    columns: list[list[float]] = [[] for _ in range(9)]
-    for arms in complete:
-        a, b = arms["A"], arms["B"]
-        values = [a.p50, b.p50, b.p50 - a.p50, a.p99, b.p99, b.p99 - a.p99, a.cpu, b.cpu, b.cpu - a.cpu]
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-        lines.append(f"| {a.number} | {_cells(values)} | {a.failed} / {b.failed} |")
+    figures = [_figures(arms["A"], arms["B"]) for arms in complete]
+    for arms, values in zip(complete, figures, strict=True):
+        lines.append(f"| {arms['A'].number} | {_cells(values)} | {arms['A'].failed} / {arms['B'].failed} |")
     if complete:
-        medians = [statistics.median(column) for column in columns]
+        medians = [statistics.median(column) for column in zip(*figures, strict=True)]
         failed = [sum(arms[arm].failed for arms in complete) for arm in ARMS]
         lines.append(f"| median | {_cells(medians)} | {failed[0]} / {failed[1]} (sum) |")
     return "\n".join(lines)
+
+
+def _figures(a: Round, b: Round) -> list[float]:
+    """A, B and B - A of p50, p99 and CPU."""
+    return [a.p50, b.p50, b.p50 - a.p50, a.p99, b.p99, b.p99 - a.p99, a.cpu, b.cpu, b.cpu - a.cpu]
 
 
 def _cells(values: list[float]) -> str:

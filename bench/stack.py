@@ -65,6 +65,11 @@ class ServerOptions:
         return self.loop == "uvloop" and self.http == "httptools"
 
 
+def environment(items: list[str]) -> dict[str, str]:
+    """An environment for `ServerOptions` from ``KEY=VALUE`` command-line arguments."""
+    return dict(item.split("=", 1) for item in items)
+
+
 class Stack:
     """Starts and stops the processes under test; use as a context manager."""
 
