@@ -7,8 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-TICK_SECONDS = 0.001
-"""The shortest interval between two wake-ups of the clock (as the Kafka floor's client)."""
+from .pingpong import MIN_WAIT_SECONDS
+
+TICK_SECONDS = MIN_WAIT_SECONDS
+"""The shortest interval between two wake-ups of the clock: the Kafka floor client's shortest
+wait, so that both sweeps' clients wake by one rule."""
 
 
 class Caller(Protocol):
