@@ -22,6 +22,8 @@ class Profile:
     sweep_seconds: float
     bisect_steps: int
     """Extra steps between the last healthy and the first unhealthy sweep rate (either sweep)."""
+    sweep_rounds: int
+    """Rounds of (S sweep, Kafka floor sweep), the order alternating; the target is their median."""
     side_by_side_fractions: tuple[float, ...]
     """Open-loop rates of the baselines side by side (B1 ∥ B2), as fractions of the CPU bound."""
     stage_seconds: float
@@ -45,6 +47,7 @@ PROFILES = {
         sweep_fractions=(0.1, 0.25, 0.4, 0.55, 0.7, 0.8, 0.9, 1.0, 1.15),
         sweep_seconds=10,
         bisect_steps=2,
+        sweep_rounds=3,
         # Up to the bound itself, where the pair must saturate: a knee to bisect below.
         side_by_side_fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0),
         stage_seconds=10,
@@ -60,6 +63,7 @@ PROFILES = {
         sweep_fractions=(0.1, 0.4, 0.7, 0.9, 1.1),
         sweep_seconds=6,
         bisect_steps=1,
+        sweep_rounds=1,
         side_by_side_fractions=(0.1, 0.25, 0.4, 0.6, 0.8),
         stage_seconds=4,
     ),
@@ -74,6 +78,7 @@ PROFILES = {
         sweep_fractions=(0.2,),
         sweep_seconds=2,
         bisect_steps=0,
+        sweep_rounds=2,  # two, so the rounds and their medians are exercised
         side_by_side_fractions=(0.02,),
         stage_seconds=2,
         idle_seconds=1.0,

@@ -77,8 +77,8 @@ def markdown(document: dict[str, Any], image: str) -> str:
         f"(coordinated omission). CPU bound = {figures['cores']} cores / (B1 + B2 CPU per request) = "
         f"{figures['cpu_bound']}/s; sustained rate at p99 <= 25 ms: {figures['sustained_rate']}/s.",
         "",
-        f"Unhealthy sweep rates below the sustained rate (noise): "
-        f"{document['results'].get('unhealthy_below_sustained', [])}. "
+        f"Unhealthy sweep rates below each round's sustained rate (noise): "
+        f"{_unhealthy_below(document, 'S')}. "
         f"Idle CPU after warm-up (cores): {figures['idle_cores']}.",
         "",
         "## CPU-µs and context switches per request, by process (closed loop, medians)",
@@ -94,8 +94,8 @@ def markdown(document: dict[str, Any], image: str) -> str:
         "## Kafka floor open-loop sweep",
         "",
         "Relative to its own closed-loop maximum, searched as S's sweep is; the client does not spin. "
-        f"Highest healthy rate: {figures.get('kafka_floor_sustained_rate')}/s; unhealthy rates below it: "
-        f"{document['results'].get('kafka_floor_unhealthy_below_sustained', [])}.",
+        f"Highest healthy rate, median of the rounds: {figures.get('kafka_floor_sustained_rate')}/s; "
+        f"unhealthy rates below each round's: {_unhealthy_below(document, 'FK')}.",
         "",
         *_sweep_table(document["results"].get("kafka_floor_sweep", [])),
     ]
@@ -139,21 +139,27 @@ def markdown(document: dict[str, Any], image: str) -> str:
 
 
 def _sweep_table(steps: list[dict[str, Any]]) -> list[str]:
-    """One line per open-loop step, in run order."""
+    """One line per open-loop step, in run order; rounds counted from 1."""
     lines = [
-        "| offered /s | achieved /s | p50 | p90 | p99 | p99.9 | max | errors | timeouts "
+        "| round | offered /s | achieved /s | p50 | p90 | p99 | p99.9 | max | errors | timeouts "
         "| CPU-µs/req | pending after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         latency = step["latency_ms"]
         cells = " | ".join(str(latency.get(p, "")) for p in (*PERCENTILES, "max"))
         pending = "" if step["pending_after"] is None else step["pending_after"]
         lines.append(
-            f"| {step['offered_rate']:g} | {step['achieved_rate']:g} | {cells} | {step['errors']} | "
-            f"{step['timeouts']} | {_cells(step['cpu_us_per_request'])} | {pending} |"
+            f"| {step['round'] + 1} | {step['offered_rate']:g} | {step['achieved_rate']:g} | {cells} | "
+            f"{step['errors']} | {step['timeouts']} | {_cells(step['cpu_us_per_request'])} | {pending} |"
         )
     return lines
+
+
+def _unhealthy_below(document: dict[str, Any], side: str) -> str:
+    """Each round's unhealthy rates below its sustained rate (noise), reported, not hidden."""
+    rounds = document["results"]["sustained_rounds"]
+    return "; ".join(f"round {r['round'] + 1}: {r[f'{side}_unhealthy_below']}" for r in rounds) or "none"
 
 
 def _floors_section(document: dict[str, Any]) -> list[str]:
@@ -187,8 +193,11 @@ def _floors_section(document: dict[str, Any]) -> list[str]:
         f"| {verdict(rows['floors_p50'])} | {verdict(rows['floors_p99'])} |",
         "",
         f"Sustained (highest open-loop rate with p99 <= {document['profile']['slo_p99_ms']:g} ms, "
-        f"the rate achieved and no errors): Kafka floor {sustained['kafka_floor']}/s, S {sustained['S']}/s; "
-        f"S / Kafka floor = {verdict(sustained)}.",
+        f"the rate achieved and no errors), medians over {_rounds(len(sustained['rounds']))}: Kafka floor "
+        f"{sustained['kafka_floor']}/s, S {sustained['S']}/s; S / Kafka floor, median of the rounds' "
+        f"ratios = {verdict(sustained)}. Rounds (S / Kafka floor): "
+        + ", ".join(f"{r['S']} / {r['kafka_floor']} = {r['ratio']}" for r in sustained["rounds"])
+        + ".",
     ]
 
 
@@ -233,6 +242,16 @@ def _side_by_side_section(document: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rounds(count: int) -> str:
+    return f"{count} round" if count == 1 else f"{count} rounds"
+
+
+def _by_round(steps: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A sweep's steps per round, each round's by offered rate."""
+    rounds = sorted({step["round"] for step in steps})
+    return [sorted((s for s in steps if s["round"] == n), key=lambda s: s["offered_rate"]) for n in rounds]
+
+
 CPU_COLUMNS = ("client", "httpfloor", "kafkafloor", "echo", "gateway", "worker", "broker", "total")
 
 
@@ -246,12 +265,14 @@ def _cpu_row(target: str, figures: dict[str, Any]) -> str:
 
 def plot(document: dict[str, Any], path: Path) -> None:
     """Latency percentiles of S against offered rate, with the floors' sums, the baselines' and the SLO."""
-    sweep = sorted(document["results"]["sweep"], key=lambda s: s["offered_rate"])
     figure, axes = plt.subplots(figsize=(11, 5))
-    rates = [s["offered_rate"] for s in sweep]
-    for name in PERCENTILES:
-        values = [s["latency_ms"].get(name) for s in sweep]
-        axes.plot(rates, values, marker="o", label=f"S {name.replace('_', '.')}")
+    for number, sweep in enumerate(_by_round(document["results"]["sweep"])):
+        rates = [s["offered_rate"] for s in sweep]
+        # Every percentile for the first round; the later rounds' p99 beside it, to show the spread.
+        for name in PERCENTILES if number == 0 else ("p99",):
+            label = f"S {name.replace('_', '.')}" + (f", round {number + 1}" if number else "")
+            values = [s["latency_ms"].get(name) for s in sweep]
+            axes.plot(rates, values, marker="o", label=label, alpha=1.0 if number == 0 else 0.5)
     pair = sorted(
         (s for s in document["results"].get("side_by_side_sweep", []) if s["p99_sum_ms"] is not None),
         key=lambda s: s["rate"],
@@ -264,14 +285,14 @@ def plot(document: dict[str, Any], path: Path) -> None:
             color="grey",
             label="B1 ∥ B2 p99 sum (baselines side by side)",
         )
-    floor = sorted(document["results"].get("kafka_floor_sweep", []), key=lambda s: s["offered_rate"])
-    if floor:
+    for number, floor in enumerate(_by_round(document["results"].get("kafka_floor_sweep", []))):
         axes.plot(
             [s["offered_rate"] for s in floor],
             [s["latency_ms"].get("p99") for s in floor],
             marker="^",
             color="green",
-            label="Kafka floor p99",
+            alpha=1.0 if number == 0 else 0.5,
+            label="Kafka floor p99" + (f", round {number + 1}" if number else ""),
         )
     low = document["figures"]["low"]
     for name, style in (("p50", ":"), ("p99", "--")):

@@ -28,7 +28,7 @@ from .remote import RemotePingPong
 from .stack import HTTP_FLOOR, KAFKA_FLOOR, Stack
 from .stages import Trace, breakdown
 from .step import Step
-from .targets import cpu_bound
+from .targets import cpu_bound, median_rate
 
 # Processes on each target's path. "client" is the HTTP load generator or the Kafka client:
 # the bench process, except for B2 side by side with B1, where it is a child process.
@@ -68,6 +68,7 @@ class Suite:
             "closed": [],
             "sweep": [],
             "kafka_floor_sweep": [],
+            "sustained_rounds": [],
             "side_by_side_sweep": [],
             "pending_after": [],
         }
@@ -88,8 +89,13 @@ class Suite:
             self.log(f"closed-loop round {round_number + 1}/{p.repeats}")
             self.results["closed"].append(self._closed_round())
         s_max = statistics.median(r["S"]["achieved_rate"] for r in self.results["closed"])
-        self._sweep(s_max)
-        self._kafka_floor_sweep(statistics.median(r["FK"]["achieved_rate"] for r in self.results["closed"]))
+        fk_max = statistics.median(r["FK"]["achieved_rate"] for r in self.results["closed"])
+        for number in range(p.sweep_rounds):
+            self.log(f"sustained round {number + 1}/{p.sweep_rounds}")
+            self.results["sustained_rounds"].append(self._sustained_round(number, s_max, fk_max))
+        rounds = self.results["sustained_rounds"]
+        self.results["sustained_rate"] = median_rate(rounds, "S")
+        self.results["kafka_floor_sustained_rate"] = median_rate(rounds, "FK")
         if self.results["sustained_rate"]:
             self.results["equal_rate"] = self._equal_rate(self.results["sustained_rate"])
         self._side_by_side_sweep()
@@ -151,13 +157,27 @@ class Suite:
         steps = {"FH": fh, "B1": b1, "FK": fk, "B2": b2, "S": s}
         return {name: step.to_json() for name, step in steps.items()}
 
-    def _sweep(self, s_max: float) -> None:
-        """S open loop at fractions of its closed-loop maximum; see `sweep`."""
-        sustained, unhealthy = self._search(s_max, self._sweep_step)
-        self.results["sustained_rate"] = sustained
-        self.results["unhealthy_below_sustained"] = unhealthy
+    def _sustained_round(self, number: int, s_max: float, fk_max: float) -> dict[str, Any]:
+        """One sweep of S and one of the Kafka floor; which goes first alternates by round.
 
-    def _kafka_floor_sweep(self, fk_max: float) -> None:
+        The sustained target is the median over rounds of the ratio within each, as the
+        low-load targets are: one sweep per side was one draw of the broker's pauses.
+        """
+        found: dict[str, Any] = {"round": number}
+
+        def s_sweep() -> None:
+            found["S"], found["S_unhealthy_below"] = self._search(
+                s_max, functools.partial(self._sweep_step, number)
+            )
+
+        def fk_sweep() -> None:
+            found["FK"], found["FK_unhealthy_below"] = self._kafka_floor_sweep(number, fk_max)
+
+        for sweep_side in (s_sweep, fk_sweep) if number % 2 == 0 else (fk_sweep, s_sweep):
+            sweep_side()
+        return found
+
+    def _kafka_floor_sweep(self, number: int, fk_max: float) -> tuple[float | None, list[float]]:
         """The Kafka floor open loop at fractions of its closed-loop maximum, searched as S's is.
 
         Its client does not spin (`PingPong.open_loop`): S's load generator sleeps between
@@ -171,12 +191,10 @@ class Suite:
                 self.log(f"Kafka floor open loop at {rate:g}/s")
                 run = functools.partial(client.open_loop, rate, p.sweep_seconds, p.warmup, spin=False)
                 measured = self._measure("FK", run, lambda: client.exchanges, meter)
-                self.results["kafka_floor_sweep"].append(measured.to_json())
+                self.results["kafka_floor_sweep"].append({**measured.to_json(), "round": number})
                 return measured
 
-            sustained, unhealthy = self._search(fk_max, step)
-        self.results["kafka_floor_sustained_rate"] = sustained
-        self.results["kafka_floor_unhealthy_below_sustained"] = unhealthy
+            return self._search(fk_max, step)
 
     def _search(self, reference: float, step: Callable[[float], Step]) -> tuple[float | None, list[float]]:
         """`sweep` over the profile's fractions of ``reference``, one ``step`` per rate, climbing."""
@@ -278,12 +296,12 @@ class Suite:
         b2 = self._measure("B2", lambda: self.pingpong.open_loop(rate, p.sweep_seconds, p.warmup))
         return {"rate": rate, "B1": b1.to_json(), "B2": b2.to_json()}
 
-    def _sweep_step(self, rate: float) -> Step:
+    def _sweep_step(self, number: int, rate: float) -> Step:
         p = self.profile
         self.log(f"S open loop at {rate:g}/s")
         run = self.gateway.open_loop(rate, p.sweep_seconds, p.warmup, connections_for(rate))
         step = self._http("S", self.gateway, run)
-        self.results["sweep"].append(step.to_json())
+        self.results["sweep"].append({**step.to_json(), "round": number})
         return step
 
     def _stages(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 low-load p50   S / (HTTP floor + Kafka floor) <= 1.5 (per round; the median of the rounds)
 low-load p99   S / (HTTP floor + Kafka floor) <= 2
 sustained rate S's highest healthy open-loop rate (p99 <= SLO, no errors, rate achieved)
-               >= 0.75 x the Kafka floor's, both found by the same sweep in the same run
+               >= 0.75 x the Kafka floor's, both found by the same sweep in the same round
+               (per round; the median of the rounds)
 gateway CPU    <= 1.5 x (B1 server + B2 client) CPU-µs per request (PERFORMANCE.md 8.7)
 zero errors below the knee; pending map back to 0 after every run; RSS growth < 5 %
 
@@ -65,7 +66,7 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     bound, sustained = figures["cpu_bound"], figures["sustained_rate"]
     rows = [
         *(floor_latency_row(low, name, factor) for name, factor in FLOOR_LATENCY_FACTORS.items()),
-        floor_rate_row(sustained, figures["kafka_floor_sustained_rate"], FLOOR_RATE_SHARE),
+        floor_rate_row(results.get("sustained_rounds", []), FLOOR_RATE_SHARE),
         _latency_row(low, "p50", lambda base: 1.3 * base + 0.3, "1.3 x (B1 + B2) + 0.3 ms"),
         _latency_row(low, "p99", lambda base: 2 * base, "2 x (B1 + B2)"),
         _row(
@@ -96,7 +97,10 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     gateway = figures["cpu_us_per_request"]["S"].get("gateway")
     server = b1_cpu.get("echo", 0) + b2_cpu.get("client", 0)
     rows.append(_row("gateway CPU-µs per request", "<= 1.5 x (B1 server + B2 client)", gateway, 1.5 * server))
-    below_knee = [s for s in results["sweep"] if sustained and s["offered_rate"] <= sustained]
+    knees = {r["round"]: r["S"] for r in results.get("sustained_rounds", []) if r["S"]}
+    below_knee = [
+        s for s in results["sweep"] if s["round"] in knees and s["offered_rate"] <= knees[s["round"]]
+    ]
     errors = sum(s["errors"] + s["timeouts"] for s in below_knee + [r["S"] for r in low])
     rows.append(_row("errors + timeouts below the knee", "0", errors, 0))
     pending = max(results["pending_after"], default=None)
@@ -171,19 +175,31 @@ def floor_latency_row(low: list[dict[str, Any]], name: str, factor: float) -> di
     return row
 
 
-def floor_rate_row(system: float | None, floor: float | None, share: float) -> dict[str, Any]:
-    """Sustained: S's highest healthy open-loop rate over the Kafka floor's.
+def floor_rate_row(rounds: list[dict[str, Any]], share: float) -> dict[str, Any]:
+    """Sustained: S's highest healthy open-loop rate over the Kafka floor's, per round; the median.
 
-    No verdict without a floor rate (the floor never held the SLO: nothing to compare
-    with); S without one while the floor has one counts as 0, which fails.
+    A round without a floor rate (the floor never held the SLO: nothing to compare with)
+    is left out; S without one where the floor has one counts as 0, which fails. The row
+    also carries the two sides' medians and every round's figures.
     """
-    ratio = (system or 0.0) / floor if floor else None
+    pairs = [((r["S"] or 0.0), r["FK"]) for r in rounds if r["FK"]]
+    ratio = statistics.median(s / fk for s, fk in pairs) if pairs else None
     row = _row(
         "sustained rate (p99 <= 25 ms): S / Kafka floor", f">= {share:g}", ratio, share, higher_is_better=True
     )
     row["key"] = "floors_sustained"
-    row["S"], row["kafka_floor"] = system, floor
+    row["S"], row["kafka_floor"] = median_rate(rounds, "S"), median_rate(rounds, "FK")
+    row["rounds"] = [{"S": s, "kafka_floor": fk, "ratio": round(s / fk, 3)} for s, fk in pairs]
     return row
+
+
+def median_rate(rounds: list[dict[str, Any]], side: str) -> float | None:
+    """The median of ``side``'s sustained rates over the rounds that found one.
+
+    The lower median, so that it is a rate a round measured and its step can be looked up.
+    """
+    rates = [r[side] for r in rounds if r[side] is not None]
+    return statistics.median_low(rates) if rates else None
 
 
 def _present(rounds: list[dict[str, Any]], targets: tuple[str, ...]) -> list[str]:

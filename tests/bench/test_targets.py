@@ -54,6 +54,10 @@ def _low(s: tuple[float, float], fh: tuple[float, float], fk: tuple[float, float
     }
 
 
+def _round(number: int, system: float | None, floor: float | None) -> dict[str, Any]:
+    return {"round": number, "S": system, "FK": floor, "S_unhealthy_below": [], "FK_unhealthy_below": []}
+
+
 def _results(s_rate: float | None, floor_rate: float | None) -> dict[str, Any]:
     closed = {target: _step(target, 1.0, 2.0, rate=None) for target in ("FH", "B1", "FK", "B2", "S")}
     return {
@@ -65,10 +69,11 @@ def _results(s_rate: float | None, floor_rate: float | None) -> dict[str, Any]:
             _low((4.0, 5.0), (0.5, 1.0), (0.5, 4.0)),
         ],
         "closed": [closed],
-        "sweep": [_step("S", 4.0, 8.0, rate=s_rate or 500.0)],
+        "sweep": [{**_step("S", 4.0, 8.0, rate=s_rate or 500.0), "round": 0}],
         "sustained_rate": s_rate,
-        "kafka_floor_sweep": [_step("FK", 2.0, 4.0, rate=floor_rate or 500.0)],
+        "kafka_floor_sweep": [{**_step("FK", 2.0, 4.0, rate=floor_rate or 500.0), "round": 0}],
         "kafka_floor_sustained_rate": floor_rate,
+        "sustained_rounds": [_round(0, s_rate, floor_rate)],
         "side_by_side_sweep": [],
         "side_by_side_sustained_rate": None,
         "pending_after": [0],
@@ -113,10 +118,37 @@ def test_a_round_without_a_figure_is_left_out() -> None:
 def test_sustained_rate_is_a_share_of_the_kafka_floors(
     system: float | None, floor: float | None, ratio: float | None, met: bool | None
 ) -> None:
-    row = floor_rate_row(system, floor, 0.75)
+    row = floor_rate_row([_round(0, system, floor)], 0.75)
     assert row["measured"] == ratio
     assert row["met"] is met
     assert (row["S"], row["kafka_floor"]) == (system, floor)
+
+
+def test_sustained_ratio_is_taken_within_each_round_and_the_median_reported() -> None:
+    # Ratios per round 0.6, 0.9 and 0.8; the round without a floor rate is left out.
+    rounds = [
+        _round(0, 600.0, 1000.0),
+        _round(1, 900.0, 1000.0),
+        _round(2, 400.0, 500.0),
+        _round(3, 700.0, None),
+    ]
+    row = floor_rate_row(rounds, 0.75)
+    assert row["measured"] == 0.8
+    assert row["met"] is True
+    assert [r["ratio"] for r in row["rounds"]] == [0.6, 0.9, 0.8]
+    # The sides' own medians are rates some round measured (the lower median of an even count).
+    assert (row["S"], row["kafka_floor"]) == (600.0, 1000.0)
+
+
+def test_errors_below_the_knee_count_each_round_against_its_own_sustained_rate() -> None:
+    results = _results(800.0, 1000.0)
+    failing = {**_step("S", 4.0, 8.0, rate=700.0), "errors": 3}
+    # Below round 0's knee (800/s): counted. Above round 1's (600/s): past its knee, not counted.
+    results["sweep"] = [{**failing, "round": 0}, {**failing, "round": 1}]
+    results["sustained_rounds"] = [_round(0, 800.0, 1000.0), _round(1, 600.0, 1000.0)]
+    _, rows = evaluate(results)
+    (errors,) = [row for row in rows if row["target"] == "errors + timeouts below the knee"]
+    assert errors["measured"] == 3
 
 
 def test_evaluate_judges_against_the_floors_and_keeps_the_baselines_informational() -> None:
@@ -163,7 +195,8 @@ def test_report_shows_the_three_rows_the_ratios_and_the_floor_sweep(tmp_path: Pa
         assert line.endswith(f"| {low[target]['p50']} | {low[target]['p99']} |")
     (ratios,) = [line for line in text.splitlines() if line.startswith("| S / (HTTP floor + Kafka floor)")]
     assert "1.5 (<= 1.5: met)" in ratios
-    assert "S / Kafka floor = 0.8 (>= 0.75: met)" in text
+    assert "S / Kafka floor, median of the rounds' ratios = 0.8 (>= 0.75: met)" in text
+    assert "Rounds (S / Kafka floor): 800.0 / 1000.0 = 0.8." in text
     assert "## Kafka floor open-loop sweep" in text
     assert json_path.exists()
     assert png_path.read_bytes().startswith(b"\x89PNG")
