@@ -142,8 +142,8 @@ def _sweep_table(steps: list[dict[str, Any]]) -> list[str]:
     """One line per open-loop step, in run order; rounds counted from 1."""
     lines = [
         "| round | offered /s | achieved /s | p50 | p90 | p99 | p99.9 | max | errors | timeouts "
-        "| CPU-µs/req | pending after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU-µs/req | pending after | host: steal, other (cores) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         latency = step["latency_ms"]
@@ -151,7 +151,8 @@ def _sweep_table(steps: list[dict[str, Any]]) -> list[str]:
         pending = "" if step["pending_after"] is None else step["pending_after"]
         lines.append(
             f"| {step['round'] + 1} | {step['offered_rate']:g} | {step['achieved_rate']:g} | {cells} | "
-            f"{step['errors']} | {step['timeouts']} | {_cells(step['cpu_us_per_request'])} | {pending} |"
+            f"{step['errors']} | {step['timeouts']} | {_cells(step['cpu_us_per_request'])} | {pending} "
+            f"| {_cells(step.get('host_cores', {}))} |"
         )
     return lines
 

@@ -39,6 +39,9 @@ class Step:
     """Context switches per request of each process on the path (thread hand-overs)."""
     cpu_cores: dict[str, float] = field(default_factory=dict)
     """Share of one core per process over the window."""
+    host_cores: dict[str, float] = field(default_factory=dict)
+    """Cores the host took over the window: ``steal`` (other guests) and ``other`` (processes
+    not measured). Not charged to any target; high values mark a step measured in noise."""
     pending_after: int | None = None
     """The gateway's pending-map gauge once the step had finished (S only)."""
     notes: list[str] = field(default_factory=list)
@@ -73,4 +76,5 @@ class Step:
             f"{self.achieved_rate:.0f}/s ok={self.ok} err={self.errors} to={self.timeouts} "
             f"p50={latency.get('p50')} p99={latency.get('p99')} ms"
             + ("" if cpu is None else f" cpu={cpu} µs")
+            + ("" if not self.host_cores else f" steal={self.host_cores['steal']} cores")
         )

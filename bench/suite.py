@@ -397,6 +397,7 @@ class _Window:
         step.cpu_us_per_request = CpuMeter.per_request(before.only(path), after.only(path), served)
         step.switches_per_request = CpuMeter.switches_per_request(before.only(path), after.only(path), served)
         step.cpu_cores = CpuMeter.utilisation(before, after, elapsed)
+        step.host_cores = CpuMeter.host(before, after, elapsed)
 
 
 def sweep(
