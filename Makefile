@@ -30,7 +30,7 @@ chaos-soak: $(STAMP) kafka-libs  ## Soak with faults: 30 min at 70 % of the rate
 	mkdir -p docs/reliability
 	$(BIN)/python -m chaos --only soak-faults --json docs/reliability/soak-faults.json --plots docs/reliability
 
-bench: $(STAMP) kafka-libs  ## Benchmark vs this machine's limits (~10 min; BENCH_ARGS=--quick ~3 min): docs/benchmarks/.
+bench: $(STAMP) kafka-libs  ## Benchmark against the floors (~20-25 min; BENCH_ARGS=--quick ~6 min): docs/benchmarks/.
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-streams: $(STAMP) kafka-libs  ## 10,000 SSE subscribers on one topic (~1 min): docs/benchmarks/streams.md.

@@ -28,15 +28,14 @@ def _stat_seconds(stat: str) -> float:
     return (int(fields[_UTIME_AFTER_NAME]) + int(fields[_UTIME_AFTER_NAME + 1])) / CLOCK_TICKS
 
 
-def host_seconds() -> tuple[float, float]:
-    """(busy, stolen) CPU seconds of the whole machine so far, all cores, from ``/proc/stat``."""
-    return _host_seconds(Path("/proc/stat").read_text())
+def stolen_seconds() -> float:
+    """CPU seconds the hypervisor has given this machine's cores to other guests, from ``/proc/stat``."""
+    return _stolen_seconds(Path("/proc/stat").read_text())
 
 
-def _host_seconds(stat: str) -> tuple[float, float]:
+def _stolen_seconds(stat: str) -> float:
     # The first line sums every core: user nice system idle iowait irq softirq steal ...
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in stat.split()[1:9])
-    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
+    return int(stat.split()[8]) / CLOCK_TICKS
 
 
 def _status_switches(status: str) -> int:
@@ -98,8 +97,6 @@ class CpuSample:
 
     seconds: dict[str, float]
     switches: dict[str, int]
-    host_busy: float = 0.0
-    """CPU seconds the whole machine was busy, every process and the kernel."""
     host_stolen: float = 0.0
     """CPU seconds the hypervisor gave this machine's cores to other guests (steal)."""
 
@@ -108,7 +105,6 @@ class CpuSample:
         return CpuSample(
             {name: value for name, value in self.seconds.items() if name in names},
             {name: value for name, value in self.switches.items() if name in names},
-            self.host_busy,
             self.host_stolen,
         )
 
@@ -129,7 +125,7 @@ class CpuMeter:
                 switches[name] = context_switches(pid)
             except (OSError, ValueError, IndexError):
                 continue  # exited: it simply has no figure for this step
-        return CpuSample(seconds, switches, *host_seconds())
+        return CpuSample(seconds, switches, stolen_seconds())
 
     @staticmethod
     def per_request(before: CpuSample, after: CpuSample, requests: int) -> dict[str, float]:
@@ -168,18 +164,7 @@ class CpuMeter:
 
     @staticmethod
     def host(before: CpuSample, after: CpuSample, seconds: float) -> dict[str, float]:
-        """Cores taken from the measured processes between two samples: noise, not the system.
-
-        ``steal``: by the hypervisor, for other guests; ``other``: by everything on this
-        machine that the meter does not sample (the kernel's own work included).
-        """
+        """Cores the hypervisor gave to other guests between two samples (steal): noise, not the system."""
         if seconds <= 0:
             return {}
-        measured = sum(
-            after.seconds[name] - before.seconds[name] for name in after.seconds if name in before.seconds
-        )
-        other = after.host_busy - before.host_busy - measured
-        return {
-            "steal": round((after.host_stolen - before.host_stolen) / seconds, 3),
-            "other": round(max(0.0, other) / seconds, 3),
-        }
+        return {"steal": round((after.host_stolen - before.host_stolen) / seconds, 3)}

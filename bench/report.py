@@ -142,7 +142,7 @@ def _sweep_table(steps: list[dict[str, Any]]) -> list[str]:
     """One line per open-loop step, in run order; rounds counted from 1."""
     lines = [
         "| round | offered /s | achieved /s | p50 | p90 | p99 | p99.9 | max | errors | timeouts "
-        "| CPU-µs/req | pending after | host: steal, other (cores) |",
+        "| CPU-µs/req | pending after | host steal (cores) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:

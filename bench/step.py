@@ -40,8 +40,8 @@ class Step:
     cpu_cores: dict[str, float] = field(default_factory=dict)
     """Share of one core per process over the window."""
     host_cores: dict[str, float] = field(default_factory=dict)
-    """Cores the host took over the window: ``steal`` (other guests) and ``other`` (processes
-    not measured). Not charged to any target; high values mark a step measured in noise."""
+    """Cores the host took over the window: ``steal``, given to other guests by the hypervisor.
+    Not charged to any target; high values mark a step measured in noise."""
     pending_after: int | None = None
     """The gateway's pending-map gauge once the step had finished (S only)."""
     notes: list[str] = field(default_factory=list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from bench.cpu import CpuMeter, CpuSample, _host_seconds, cpu_seconds, thread_sample
+from bench.cpu import CpuMeter, CpuSample, _stolen_seconds, cpu_seconds, thread_sample
 
 
 def test_threads_are_told_apart_and_add_up_to_the_process() -> None:
@@ -40,20 +40,15 @@ def test_per_request_figures_work_on_thread_samples() -> None:
     assert figures["total"] >= figures["main"] >= 0
 
 
-def test_host_seconds_are_read_from_the_all_cores_line_of_proc_stat() -> None:
-    ticks = os.sysconf("SC_CLK_TCK")
+def test_stolen_seconds_are_read_from_the_all_cores_line_of_proc_stat() -> None:
     stat = "cpu  100 20 30 5000 7 1 2 40 0 0\ncpu0 50 10 15 2500 3 1 1 20 0 0\n"
-    busy, stolen = _host_seconds(stat)
-    # user + nice + system + irq + softirq; idle and iowait are not busy, steal is its own.
-    assert busy == (100 + 20 + 30 + 1 + 2) / ticks
-    assert stolen == 40 / ticks
+    assert _stolen_seconds(stat) == 40 / os.sysconf("SC_CLK_TCK")  # the eighth figure: steal
 
 
-def test_host_cores_are_steal_and_what_the_meter_did_not_measure() -> None:
-    before = CpuSample({"gateway": 1.0, "broker": 2.0}, {}, host_busy=10.0, host_stolen=1.0)
-    after = CpuSample({"gateway": 1.5, "broker": 2.5}, {}, host_busy=12.0, host_stolen=1.4)
-    # Over 2 s: the machine was busy 2 CPU-s, the measured processes 1 of them.
-    assert CpuMeter.host(before, after, 2.0) == {"steal": 0.2, "other": 0.5}
+def test_host_cores_are_the_steal_over_the_window() -> None:
+    before = CpuSample({"gateway": 1.0}, {}, host_stolen=1.0)
+    after = CpuSample({"gateway": 1.5}, {}, host_stolen=1.4)
+    assert CpuMeter.host(before, after, 2.0) == {"steal": 0.2}
 
 
 def test_host_cores_read_from_this_machine_are_never_negative() -> None:
@@ -62,5 +57,5 @@ def test_host_cores_read_from_this_machine_are_never_negative() -> None:
     sum(range(200_000))
     after = meter.sample()
     figures = CpuMeter.host(before, after, 1.0)
-    assert set(figures) == {"steal", "other"}
-    assert min(figures.values()) >= 0
+    assert set(figures) == {"steal"}
+    assert figures["steal"] >= 0
