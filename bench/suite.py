@@ -1,9 +1,9 @@
 """`Suite`: the ordered steps of one benchmark run, floors, baselines and system side by side.
 
 Order (PERFORMANCE.md "Run order"): low-load rounds of the floors (FH, FK), B1, B2 and S
-interleaved; closed-loop rounds for maximum rate and CPU per request; an open-loop sweep
-of S relative to its closed-loop maximum, bisected at the SLO knee, and the same sweep of
-the Kafka floor relative to its own; the baselines at S's sustained rate; the same sweep
+interleaved; closed-loop rounds for maximum rate and CPU per request; sustained rounds, each
+an open-loop sweep of S relative to its closed-loop maximum, bisected at the SLO knee, and
+the same sweep of the Kafka floor relative to its own; the baselines at S's sustained rate; the same sweep
 of the baselines side by side (B1 ∥ B2) relative to the CPU bound; a stage breakdown; an
 optional soak. Each step records CPU per request of the processes on its path only.
 """
@@ -163,18 +163,13 @@ class Suite:
         The sustained target is the median over rounds of the ratio within each, as the
         low-load targets are: one sweep per side was one draw of the broker's pauses.
         """
+        sides: list[tuple[str, Callable[[], tuple[float | None, list[float]]]]] = [
+            ("S", lambda: self._search(s_max, functools.partial(self._sweep_step, number))),
+            ("FK", lambda: self._kafka_floor_sweep(number, fk_max)),
+        ]
         found: dict[str, Any] = {"round": number}
-
-        def s_sweep() -> None:
-            found["S"], found["S_unhealthy_below"] = self._search(
-                s_max, functools.partial(self._sweep_step, number)
-            )
-
-        def fk_sweep() -> None:
-            found["FK"], found["FK_unhealthy_below"] = self._kafka_floor_sweep(number, fk_max)
-
-        for sweep_side in (s_sweep, fk_sweep) if number % 2 == 0 else (fk_sweep, s_sweep):
-            sweep_side()
+        for side, search in sides if number % 2 == 0 else sides[::-1]:
+            found[side], found[f"{side}_unhealthy_below"] = search()
         return found
 
     def _kafka_floor_sweep(self, number: int, fk_max: float) -> tuple[float | None, list[float]]:

@@ -128,7 +128,11 @@ def _equal_rate(results: dict[str, Any]) -> dict[str, Any] | None:
     """Server-side CPU-µs per request of S and of B1 + B2, all open loop at S's sustained rate."""
     equal = results.get("equal_rate")
     sustained = results.get("sustained_rate")
-    s_step = next((s for s in reversed(results["sweep"]) if s["offered_rate"] == sustained), None)
+    # The step of the round that found the median rate: other rounds may have run that rate too.
+    knee_round = next((r["round"] for r in results.get("sustained_rounds", []) if r["S"] == sustained), None)
+    s_step = next(
+        (s for s in results["sweep"] if s["round"] == knee_round and s["offered_rate"] == sustained), None
+    )
     if equal is None or s_step is None:
         return None
     servers = {
