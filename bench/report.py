@@ -152,7 +152,7 @@ def _sweep_table(steps: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {step['round'] + 1} | {step['offered_rate']:g} | {step['achieved_rate']:g} | {cells} | "
             f"{step['errors']} | {step['timeouts']} | {_cells(step['cpu_us_per_request'])} | {pending} "
-            f"| {_cells(step.get('host_cores', {}))} |"
+            f"| {_cells(step['host_cores'])} |"
         )
     return lines
 

@@ -164,7 +164,7 @@ class Suite:
         low-load targets are: one sweep per side was one draw of the broker's pauses.
         """
         sides: list[tuple[str, Callable[[], tuple[float | None, list[float]]]]] = [
-            ("S", lambda: self._search(s_max, functools.partial(self._sweep_step, number))),
+            ("S", lambda: self._search(s_max, self._sweep_step, number, "sweep")),
             ("FK", lambda: self._kafka_floor_sweep(number, fk_max)),
         ]
         found: dict[str, Any] = {"round": number}
@@ -185,17 +185,25 @@ class Suite:
             def step(rate: float) -> Step:
                 self.log(f"Kafka floor open loop at {rate:g}/s")
                 run = functools.partial(client.open_loop, rate, p.sweep_seconds, p.warmup, spin=False)
-                measured = self._measure("FK", run, lambda: client.exchanges, meter)
-                self.results["kafka_floor_sweep"].append({**measured.to_json(), "round": number})
-                return measured
+                return self._measure("FK", run, lambda: client.exchanges, meter)
 
-            return self._search(fk_max, step)
+            return self._search(fk_max, step, number, "kafka_floor_sweep")
 
-    def _search(self, reference: float, step: Callable[[float], Step]) -> tuple[float | None, list[float]]:
-        """`sweep` over the profile's fractions of ``reference``, one ``step`` per rate, climbing."""
+    def _search(
+        self, reference: float, step: Callable[[float], Step], number: int, into: str
+    ) -> tuple[float | None, list[float]]:
+        """`sweep` over the profile's fractions of ``reference``, one ``step`` per rate, climbing.
+
+        Each step is kept in ``results[into]`` with the round ``number`` that measured it.
+        """
         p = self.profile
-        rates = _rates(p.sweep_fractions, reference)
-        return sweep(rates, lambda rate: [step(rate)], p.slo_p99_ms, p.bisect_steps, EXTRA_STEPS)
+
+        def measure(rate: float) -> list[Step]:
+            measured = step(rate)
+            self.results[into].append({**measured.to_json(), "round": number})
+            return [measured]
+
+        return sweep(_rates(p.sweep_fractions, reference), measure, p.slo_p99_ms, p.bisect_steps, EXTRA_STEPS)
 
     @contextlib.contextmanager
     def _kafka_floor(self) -> Iterator[tuple[KafkaFloorClient, CpuMeter]]:
@@ -291,13 +299,11 @@ class Suite:
         b2 = self._measure("B2", lambda: self.pingpong.open_loop(rate, p.sweep_seconds, p.warmup))
         return {"rate": rate, "B1": b1.to_json(), "B2": b2.to_json()}
 
-    def _sweep_step(self, number: int, rate: float) -> Step:
+    def _sweep_step(self, rate: float) -> Step:
         p = self.profile
         self.log(f"S open loop at {rate:g}/s")
         run = self.gateway.open_loop(rate, p.sweep_seconds, p.warmup, connections_for(rate))
-        step = self._http("S", self.gateway, run)
-        self.results["sweep"].append({**step.to_json(), "round": number})
-        return step
+        return self._http("S", self.gateway, run)
 
     def _stages(self) -> dict[str, Any]:
         """S at the low-load rate through a second gateway with timing on (`Stack.timed_gateway`)."""
