@@ -7,13 +7,16 @@ with ``--env`` added to its environment, arm B, on the same topics, worker and r
 (each drops the other's replies as unmatched). Each round loads A and then B, or B and then A
 (alternating), open loop at ``--rate`` for ``--seconds``, and the table gives each round's p50,
 p99 and gateway CPU per request, the difference B - A per round, and the medians of all of them.
-Only gateway settings can differ: both gateways run this checkout and share the worker.
+Both gateways run this checkout and share the worker. With ``--worker-env``, arm B also has a
+worker of its own (`Stack.second_worker`: its own group and request topic, this checkout,
+that environment added), which its gateway alone reaches, and the CPU column is the arm's worker's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 from dataclasses import dataclass
 
@@ -41,32 +44,38 @@ class Round:
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds and print the table."""
     args = _parser().parse_args(argv)
-    env = environment(args.env)
-    with (
-        Stack(ServerOptions()) as stack,
-        asyncio.Runner(loop_factory=new_loop) as runner,
-        stack.second_gateway(env) as second,
-    ):
-        gateways = {"A": (stack.gateway_port, stack.pids["gateway"]), "B": second}
+    env, worker_env = environment(args.env), environment(args.worker_env)
+    measured = "worker" if worker_env else "gateway"
+    with contextlib.ExitStack() as running:
+        stack = running.enter_context(Stack(ServerOptions()))
+        runner = running.enter_context(asyncio.Runner(loop_factory=new_loop))
+        pids = {"A": stack.pids[measured]}
+        if worker_env:
+            topic, pids["B"] = running.enter_context(stack.second_worker(worker_env))
+            env = {**env, "GATEWAY_REQUEST_TOPIC": topic}
+        port, gateway_pid = running.enter_context(stack.second_gateway(env))
+        pids.setdefault("B", gateway_pid)
+        ports = {"A": stack.gateway_port, "B": port}
         loads = {
             arm: LoadGenerator("127.0.0.1", port, headers=stack.options.request_headers)
-            for arm, (port, _) in gateways.items()
+            for arm, port in ports.items()
         }
         for load in loads.values():
             runner.run(load.closed_loop(CONNECTIONS, args.warmup, 0))
         rounds: list[Round] = []
         for number in range(args.rounds):
             for arm in ARMS if number % 2 == 0 else ARMS[::-1]:
-                load, meter = loads[arm], CpuMeter({"gateway": gateways[arm][1]})
+                load, meter = loads[arm], CpuMeter({measured: pids[arm]})
                 before, sent = meter.sample(), load.exchanges
                 step = runner.run(load.open_loop(args.rate, args.seconds, 0, connections_for(args.rate)))
-                cpu = CpuMeter.per_request(before, meter.sample(), load.exchanges - sent).get("gateway", 0.0)
+                cpu = CpuMeter.per_request(before, meter.sample(), load.exchanges - sent).get(measured, 0.0)
                 latency = step.latency_ms
                 rounds.append(
                     Round(number, arm, latency["p50"], latency["p99"], cpu, step.errors + step.timeouts)
                 )
                 print(f"round {number} {arm}: {step.brief()}", flush=True)
-    print(f"\nB: {' '.join(args.env) or '(as A)'}; open loop {args.rate:g}/s, {args.seconds:g} s per step")
+    changes = " ".join([*args.env, *(f"worker {item}" for item in args.worker_env)]) or "(as A)"
+    print(f"\nB: {changes}; open loop {args.rate:g}/s, {args.seconds:g} s per step; CPU: the {measured}'s")
     print(table(rounds))
     return 0
 
@@ -105,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.pair", description=__doc__)
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="gateway B's extra environment"
+    )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="give arm B a worker of its own with this extra environment",
     )
     parser.add_argument("--rounds", type=int, default=10, help="rounds (each loads A and B once)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per step")

@@ -39,6 +39,7 @@ BACKLOG_TIMEOUT = 180.0
 STOP_GRACE = 20.0
 PENDING_GAUGE = "rpcgw_pending_requests"
 SECOND_GATEWAY = "second gateway"
+SECOND_WORKER = "second worker"
 HTTP_FLOOR = "httpfloor"
 KAFKA_FLOOR = "kafkafloor"
 """The floors' servers, by the role names their CPU is reported under."""
@@ -190,9 +191,34 @@ class Stack:
         finally:
             self.children.pop(KAFKA_FLOOR).stop(STOP_GRACE)
 
+    @contextlib.contextmanager
+    def second_worker(self, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+        """A second worker, configured as the main one plus ``env``, in a group of its own on a
+        request topic of its own: (that topic, pid); stopped when the block ends.
+
+        A second gateway with ``GATEWAY_REQUEST_TOPIC`` set to that topic reaches it alone; it
+        answers on the main reply topic, like the main worker.
+        """
+        topic = f"{self.request_topic}-b"
+        self.kafka.create_topics({topic: 1, f"{topic}.dlt": 1})
+        (port,) = claim(1)
+        overrides = {
+            "WORKER_GROUP_ID": f"{self._worker_group}-b",
+            "WORKER_REQUEST_TOPIC": topic,
+            "WORKER_DEAD_LETTER_TOPIC": f"{topic}.dlt",
+            "WORKER_METRICS_PORT": str(port),
+        }
+        command = [sys.executable, "-m", "workers"]
+        self._spawn(SECOND_WORKER, command, {**self._worker_env(), **overrides, **env})
+        try:
+            self._wait_ready("second worker", f"http://127.0.0.1:{port}/readyz")
+            yield topic, self.children[SECOND_WORKER].pid
+        finally:
+            self.children.pop(SECOND_WORKER).stop(STOP_GRACE)
+
     def close(self) -> None:
         """Stop the gateway first (it drains while the worker still answers), then the rest."""
-        for name in (SECOND_GATEWAY, "gateway", KAFKA_FLOOR, HTTP_FLOOR, "echo", "worker"):
+        for name in (SECOND_GATEWAY, "gateway", KAFKA_FLOOR, HTTP_FLOOR, "echo", SECOND_WORKER, "worker"):
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop(STOP_GRACE)

@@ -1,8 +1,12 @@
-"""`bench.pair.table`: two gateways' rounds side by side, with per-round differences and medians."""
+"""`bench.pair`: two arms' rounds side by side, with per-round differences and medians."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from bench.pair import Round, table
+from tests.bench.smoke import REPO
 
 
 def _rows(text: str) -> dict[str, list[str]]:
@@ -53,3 +57,32 @@ def test_a_round_missing_an_arm_is_left_out() -> None:
     )
     assert set(rows) == {"0", "median"}
     assert rows["median"][2] == "0.000"
+
+
+def test_a_worker_of_its_own_serves_arm_b_on_a_real_stack() -> None:
+    """``--worker-env``: arm B's gateway reaches only its own worker, whose CPU is measured."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.pair",
+            "--worker-env",
+            "WORKER_CONCURRENCY=16",
+            *("--rounds", "2", "--seconds", "1", "--warmup", "1", "--rate", "50"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary, _, text = result.stdout.partition("\nB: worker WORKER_CONCURRENCY=16;")
+    assert "CPU: the worker's" in text
+    rows = _rows(text.split("\n", 1)[1])
+    assert set(rows) == {"0", "1", "median"}
+    for number in ("0", "1"):
+        assert rows[number][9] == "0 / 0", summary
+        # Both workers did the work.
+        assert float(rows[number][6]) > 0
+        assert float(rows[number][7]) > 0
