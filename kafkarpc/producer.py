@@ -18,18 +18,11 @@ Threading contract:
 
 * `produce` and `send` are called on the loop thread. ``produce()`` only enqueues into
   librdkafka (microseconds), so it never blocks the loop.
-* Delivery reports are served one of two ways, chosen at construction:
-  - by default each lane has one poll thread serving them as they come. Whatever one
-    ``poll()`` reported reaches the loop with ONE ``call_soon_threadsafe``, where futures
-    are settled and failures handed to ``on_failed``;
-  - with ``report_interval``, the loop itself polls every lane that long after a record
-    was produced, and again while any is unacknowledged (idle, every `POLL_SECONDS`, for
-    ``error_cb``): no thread, and no wake-up of its own per acknowledgement. For a
-    producer whose acknowledgements nobody waits for in real time (the worker's replies,
-    which only finish offsets).
-* `stop` first ends the poll threads (or the loop's polling), then flushes on a worker
-  thread and hands over what the flush reported: at no moment do two threads serve one
-  lane's callbacks.
+* Each lane has one poll thread serving its delivery callbacks. Whatever one ``poll()``
+  reported reaches the loop with ONE ``call_soon_threadsafe``, where futures are settled
+  and failures handed to ``on_failed``.
+* `stop` first ends the poll threads, then flushes on a worker thread and hands over what
+  the flush reported: at no moment do two threads serve one lane's callbacks.
 
 Two ways to produce: `send` returns a future settled by the record's acknowledgement (the
 worker's replies, the gateway's publishes); `produce` costs nothing per record on success
@@ -59,8 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
-"""Longest one ``poll()`` waits when idle (how soon `stop` is noticed), a report ending it at once;
-with ``report_interval``, how often the loop polls while no record waits for its report."""
+"""Longest one ``poll()`` waits when idle (how soon `stop` is noticed); a report ends it at once."""
 ANY_PARTITION = -1
 """librdkafka's "let the partitioner choose"."""
 LINGER_DEFAULT_MS = 5.0
@@ -108,10 +100,6 @@ class AsyncProducer:
             0). Off, with ``linger.ms`` 0 or with ``delivery.report.only.error``, there is
             one producer. Each producer has its own ``queue.buffering.max.*`` bounds.
         clock: Seconds, monotonic: when records arrive.
-        report_interval: None: poll threads serve delivery reports as they come. Seconds:
-            the event loop serves them, this long after a record is produced and then
-            again while any record is unacknowledged; acknowledgements come up to that
-            late, and no thread wakes for them.
     """
 
     def __init__(
@@ -121,7 +109,6 @@ class AsyncProducer:
         *,
         eager: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        report_interval: float | None = None,
     ) -> None:
         linger_ms = config.get("linger.ms", config.get("queue.buffering.max.ms", LINGER_DEFAULT_MS))
         self._linger = float(linger_ms) / 1000
@@ -142,10 +129,6 @@ class AsyncProducer:
         self._last_arrival = 0.0
         self.eager_records = 0
         """Records sent at once on the eager lane (the others joined batches)."""
-        self._report_interval = report_interval
-        self._loop: asyncio.AbstractEventLoop | None = None  # set while started, with report_interval
-        self._reports_due: asyncio.TimerHandle | None = None
-        self._idle = True  # the next poll is the idle one, POLL_SECONDS away
 
     @property
     def client(self) -> ProducerClient:
@@ -176,12 +159,8 @@ class AsyncProducer:
         ``on_failed`` is called on the loop for each record given to `produce` that Kafka
         refused in its delivery report.
         """
-        on_loop = self._report_interval is not None
         for lane in self._lanes:
-            lane.start(on_failed, poll_thread=not on_loop)
-        if on_loop:
-            self._loop = asyncio.get_running_loop()
-            self._serve_reports()
+            lane.start(on_failed)
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         """Enqueue a record; only a failure is reported, to ``on_failed``.
@@ -197,7 +176,6 @@ class AsyncProducer:
             if isinstance(exc, BufferError | KafkaException):
                 raise _refusal(topic, exc) from None
             raise
-        self._report_due()
 
     def send(
         self,
@@ -228,42 +206,15 @@ class AsyncProducer:
             if not isinstance(exc, BufferError | KafkaException):
                 raise
             future.set_exception(_refusal(topic, exc))
-        else:
-            self._report_due()
         return future
 
     async def stop(self, flush_timeout: float) -> int:
         """Stop the poll threads, flush what is queued (bounded); returns the records left unsent."""
-        self._loop = None
-        if self._reports_due is not None:
-            self._reports_due.cancel()
-            self._reports_due = None
         # Both lanes at once: the bound is flush_timeout, not twice that.
         left = sum(await asyncio.gather(*(lane.stop(flush_timeout) for lane in self._lanes)))
         if left:
             log.error("records not delivered at shutdown", extra={"records": left})
         return left
-
-    def _report_due(self) -> None:
-        """A record was produced: when the loop serves reports, have it poll within the interval."""
-        if self._idle and self._loop is not None:
-            assert self._reports_due is not None
-            assert self._report_interval is not None
-            self._reports_due.cancel()
-            self._reports_due = self._loop.call_later(self._report_interval, self._serve_reports)
-            self._idle = False
-
-    def _serve_reports(self) -> None:
-        """Poll every lane on the loop, and schedule the next poll: soon while records wait."""
-        if self._loop is None:
-            return
-        assert self._report_interval is not None
-        unacknowledged = 0
-        for lane in self._lanes:
-            unacknowledged += lane.serve()
-        self._idle = not unacknowledged
-        delay = POLL_SECONDS if self._idle else self._report_interval
-        self._reports_due = self._loop.call_later(delay, self._serve_reports)
 
     def _refused(self, key: bytes | None) -> None:
         """A record was not produced: no delivery report will settle its key."""
@@ -346,22 +297,11 @@ class _Lane:
         # The config-level callback serves produce(): no per-record closure on that path.
         self.client = clients.producer({**config, "on_delivery": self._reported})
 
-    def start(self, on_failed: FailureHandler | None, *, poll_thread: bool) -> None:
-        """Serve reports from now on: on a poll thread, or (without one) when `serve` is called."""
+    def start(self, on_failed: FailureHandler | None) -> None:
         self._on_failed = on_failed
         self._loop = asyncio.get_running_loop()
-        if poll_thread:
-            self._thread = threading.Thread(target=self._poll_until_stopped, name=self._name, daemon=True)
-            self._thread.start()
-
-    def serve(self) -> int:
-        """Serve, on the loop, the reports that have arrived; returns the records still unacknowledged."""
-        self.client.poll(0)
-        self._stamp()
-        if self._reports:
-            reports, self._reports = self._reports, []
-            self._settle(reports)
-        return len(self.client)
+        self._thread = threading.Thread(target=self._poll_until_stopped, name=self._name, daemon=True)
+        self._thread.start()
 
     async def stop(self, flush_timeout: float) -> int:
         """End the poll thread, then flush (bounded) and hand over; returns the records left."""
@@ -393,13 +333,10 @@ class _Lane:
     def _poll_until_stopped(self) -> None:
         while not self._stopping.is_set():
             self.client.poll(POLL_SECONDS)
-            self._stamp()
+            if self._acked:  # one clock read per poll, not per record
+                self._acked = False
+                self.acknowledged_at = time.monotonic()
             self._hand_over()
-
-    def _stamp(self) -> None:
-        if self._acked:  # one clock read per poll, not per record
-            self._acked = False
-            self.acknowledged_at = time.monotonic()
 
     def _hand_over(self) -> None:
         if self._reports and self._loop is not None and not self._loop.is_closed():

@@ -229,9 +229,6 @@ class FakeProducer:
         if report is not None:
             self._reports.put((report, error, message))
 
-    def __len__(self) -> int:
-        return len(self.queued) + self._reports.qsize()
-
     def poll(self, timeout: float = -1) -> int:
         if self.queued and not self.kafka.hung:
             queued, self.queued = self.queued, []

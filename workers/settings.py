@@ -58,8 +58,6 @@ class WorkerSettings(BaseSettings):
     """Records held in memory (running + waiting) before fetching pauses; 0 means 4 x concurrency."""
     sync_threads: int = Field(default=0, ge=0)
     """Thread-pool size for synchronous handlers; 0 means ``concurrency``."""
-    report_interval: float = Field(default=0.005, ge=0)
-    """Seconds: how late the event loop serves the acknowledgements of replies; 0: a thread at once."""
     drain_timeout: float = Field(default=20.0, ge=0)
     """Seconds to let in-flight handlers finish on SIGTERM or partition revocation."""
     retry_attempts: int = Field(default=3, ge=1)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from kafkarpc.clients import ConfluentClients
 from kafkarpc.connection import PRODUCER_DEFAULTS
 from kafkarpc.producer import AsyncProducer, Delivery
@@ -27,20 +25,16 @@ class Clock:
         return self.now
 
 
-@pytest.mark.parametrize("report_interval", [None, 0.002], ids=["poll-threads", "loop-polls"])
-async def test_each_key_keeps_its_order_across_the_lanes(
-    topics: Topics, report_interval: float | None
-) -> None:
+async def test_each_key_keeps_its_order_across_the_lanes(topics: Topics) -> None:
     """Rounds of: a keyed record long after the last (eager), records of the same key just
     after it while it is in flight (eager too, to stay behind it), then a burst of other keys
     (batched), and a record of the first key once its records are acknowledged (batched). The
     partition must hold every record, each key's in the order sent (records of different keys
-    may overtake each other across lanes), and the lanes the expected counts; with the
-    reports served by poll threads or by the loop itself."""
+    may overtake each other across lanes), and the lanes the expected counts."""
     topic = topics.events  # 2 partitions: every record names partition 0
     config = {**topics.kafka_settings().client_config(PRODUCER_DEFAULTS), "linger.ms": LINGER_MS}
     clock = Clock()
-    producer = AsyncProducer(ConfluentClients(), config, clock=clock, report_interval=report_interval)
+    producer = AsyncProducer(ConfluentClients(), config, clock=clock)
     producer.start()
     sent: list[tuple[bytes, bytes]] = []
     expected_eager = 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 from collections import Counter
 from typing import Any
 
@@ -229,46 +228,3 @@ async def test_acknowledged_at_moves_with_acknowledgements_only() -> None:
         assert async_producer.acknowledged_at == acknowledged
     finally:
         await async_producer.stop(1.0)
-
-
-async def test_the_loop_serves_reports_without_a_poll_thread() -> None:
-    async_producer, _ = producer(report_interval=0.001)
-    async_producer.start()
-    try:
-        delivery = await asyncio.wait_for(async_producer.send("t", b"ok", b"k", []), 5)
-        threads = {thread.name for thread in threading.enumerate()}
-    finally:
-        await async_producer.stop(1.0)
-
-    assert delivery.offset == 0
-    assert not {"kafka-producer", "kafka-producer-eager"} & threads
-    assert async_producer.acknowledged_at > 0.0
-    assert async_producer.keys_in_flight == 0
-
-
-async def test_the_loop_polls_again_while_a_record_is_unacknowledged() -> None:
-    """A record the cluster holds keeps the loop polling until its report comes."""
-    async_producer, kafka = producer(report_interval=0.001)
-    eager, _ = lanes(kafka)
-    polled_while_held = asyncio.Event()
-    poll = eager.poll
-
-    def watched_poll(timeout: float = -1) -> int:
-        if kafka.hung and eager.queued:
-            polled_while_held.set()
-        return poll(timeout)
-
-    eager.poll = watched_poll  # type: ignore[method-assign]
-    async_producer.start()
-    try:
-        kafka.hung = True
-        held = async_producer.send("t", b"held", b"k", [])
-        await asyncio.wait_for(polled_while_held.wait(), 5)
-        assert not held.done()
-        kafka.hung = False  # no new record: only the loop's next poll can report it
-        delivery = await asyncio.wait_for(held, 5)
-    finally:
-        await async_producer.stop(1.0)
-
-    assert delivery.offset == 0
-    assert [message.value() for message in kafka.records("t")] == [b"held"]
