@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from bench.pair import Round, table
-from tests.bench.smoke import REPO
+from tests.bench.smoke import run_module
 
 
 def _rows(text: str) -> dict[str, list[str]]:
@@ -61,23 +58,13 @@ def test_a_round_missing_an_arm_is_left_out() -> None:
 
 def test_a_worker_of_its_own_serves_arm_b_on_a_real_stack() -> None:
     """``--worker-env``: arm B's gateway reaches only its own worker, whose CPU is measured."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.pair",
-            "--worker-env",
-            "WORKER_CONCURRENCY=16",
-            *("--rounds", "2", "--seconds", "1", "--warmup", "1", "--rate", "50"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    stdout = run_module(
+        "bench.pair",
+        *("--worker-env", "WORKER_CONCURRENCY=16"),
+        *("--rounds", "2", "--seconds", "1", "--warmup", "1", "--rate", "50"),
         timeout=240,
-        check=False,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    summary, _, text = result.stdout.partition("\nB: worker WORKER_CONCURRENCY=16;")
+    summary, _, text = stdout.partition("\nB: worker WORKER_CONCURRENCY=16;")
     assert "CPU: the worker's" in text
     rows = _rows(text.split("\n", 1)[1])
     assert set(rows) == {"0", "1", "median"}

@@ -7,15 +7,14 @@ only that every step ran, every reply was checked and counted, and the report is
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench.smoke import run_module
+
 PERCENTILES = ("p50", "p90", "p99", "p99_9", "max")
 PATHS = {
     "FH": {"client", "httpfloor"},
@@ -29,15 +28,7 @@ PATHS = {
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_module("bench", "--smoke", "--out", str(out), timeout=240)
     return out, orjson.loads((out / "results.json").read_bytes())
 
 
