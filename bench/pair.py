@@ -49,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as running:
         stack = running.enter_context(Stack(ServerOptions()))
         runner = running.enter_context(asyncio.Runner(loop_factory=new_loop))
-        pids = {"A": stack.pids[measured]}
+        worker_pid = None
         if worker_env:
-            topic, pids["B"] = running.enter_context(stack.second_worker(worker_env))
+            topic, worker_pid = running.enter_context(stack.second_worker(worker_env))
             env = {**env, "GATEWAY_REQUEST_TOPIC": topic}
         port, gateway_pid = running.enter_context(stack.second_gateway(env))
-        pids.setdefault("B", gateway_pid)
+        pids = {"A": stack.pids[measured], "B": gateway_pid if worker_pid is None else worker_pid}
         ports = {"A": stack.gateway_port, "B": port}
         loads = {
             arm: LoadGenerator("127.0.0.1", port, headers=stack.options.request_headers)

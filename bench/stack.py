@@ -156,12 +156,9 @@ class Stack:
         other's replies as unmatched) and is stopped when the block ends.
         """
         port = self.second_port
-        self._spawn(SECOND_GATEWAY, self._gateway_command(port), {**self._gateway_env(port), **env})
-        try:
-            self._wait_ready("second gateway", f"http://127.0.0.1:{port}/readyz")
-            yield port, self.children[SECOND_GATEWAY].pid
-        finally:
-            self.children.pop(SECOND_GATEWAY).stop(STOP_GRACE)
+        command, full_env = self._gateway_command(port), {**self._gateway_env(port), **env}
+        with self._extra(SECOND_GATEWAY, command, full_env, port) as pid:
+            yield port, pid
 
     @contextlib.contextmanager
     def kafka_floor(self) -> Iterator[int]:
@@ -209,12 +206,18 @@ class Stack:
             "WORKER_METRICS_PORT": str(port),
         }
         command = [sys.executable, "-m", "workers"]
-        self._spawn(SECOND_WORKER, command, {**self._worker_env(), **overrides, **env})
+        with self._extra(SECOND_WORKER, command, {**self._worker_env(), **overrides, **env}, port) as pid:
+            yield topic, pid
+
+    @contextlib.contextmanager
+    def _extra(self, name: str, command: list[str], env: dict[str, str], port: int) -> Iterator[int]:
+        """A process started for the block, ready once ``/readyz`` on ``port`` answers: its pid."""
+        self._spawn(name, command, env)
         try:
-            self._wait_ready("second worker", f"http://127.0.0.1:{port}/readyz")
-            yield topic, self.children[SECOND_WORKER].pid
+            self._wait_ready(name, f"http://127.0.0.1:{port}/readyz")
+            yield self.children[name].pid
         finally:
-            self.children.pop(SECOND_WORKER).stop(STOP_GRACE)
+            self.children.pop(name).stop(STOP_GRACE)
 
     def close(self) -> None:
         """Stop the gateway first (it drains while the worker still answers), then the rest."""
