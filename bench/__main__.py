@@ -25,7 +25,7 @@ import confluent_kafka
 from . import otlpsink, report
 from .machine import commit, load_average
 from .profile import PROFILES, Profile
-from .stack import REPO_ROOT, ServerOptions, Stack, environment
+from .stack import REPO_ROOT, ServerOptions, Stack, add_environment_option, environment
 from .suite import Suite
 from .targets import evaluate
 from .tokens import jwt_options
@@ -149,20 +149,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["asyncio", "uvloop"],
         help="worker event loop (WORKER_LOOP; default: as shipped)",
     )
-    parser.add_argument(
-        "--gateway-env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment for the gateway only (repeatable)",
-    )
-    parser.add_argument(
-        "--worker-env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment for the worker only (repeatable)",
-    )
+    add_environment_option(parser, "--gateway-env", "extra environment for the gateway only (repeatable)")
+    add_environment_option(parser, "--worker-env", "extra environment for the worker only (repeatable)")
     return parser
 
 

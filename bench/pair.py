@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .cpu import CpuMeter
 from .loadgen import LoadGenerator, connections_for, new_loop
-from .stack import ServerOptions, Stack, environment
+from .stack import ServerOptions, Stack, add_environment_option, environment
 from .threads import CONNECTIONS
 
 ARMS = ("A", "B")
@@ -112,15 +112,9 @@ def _cells(values: list[float]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.pair", description=__doc__)
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="KEY=VALUE", help="gateway B's extra environment"
-    )
-    parser.add_argument(
-        "--worker-env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="give arm B a worker of its own with this extra environment",
+    add_environment_option(parser, "--env", "gateway B's extra environment")
+    add_environment_option(
+        parser, "--worker-env", "give arm B a worker of its own with this extra environment"
     )
     parser.add_argument("--rounds", type=int, default=10, help="rounds (each loads A and B once)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per step")

@@ -11,6 +11,7 @@ server runs throughout; the Kafka floor's only inside `kafka_floor`, since its c
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -69,6 +70,11 @@ class ServerOptions:
 def environment(items: list[str]) -> dict[str, str]:
     """An environment for `ServerOptions` from ``KEY=VALUE`` command-line arguments."""
     return dict(item.split("=", 1) for item in items)
+
+
+def add_environment_option(parser: argparse.ArgumentParser, option: str, help_text: str) -> None:
+    """A repeatable ``option KEY=VALUE`` on ``parser``, its values read with `environment`."""
+    parser.add_argument(option, action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
 
 class Stack:
