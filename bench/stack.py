@@ -33,6 +33,8 @@ from devstack.process import Child
 from devstack.topics import COMPACTED
 from kafkarpc.connection import KafkaSettings
 
+from .kafkafloor import KafkaFloorClient
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 90.0
 BACKLOG_TIMEOUT = 180.0
@@ -193,6 +195,20 @@ class Stack:
             yield self.children[KAFKA_FLOOR].pid
         finally:
             self.children.pop(KAFKA_FLOOR).stop(STOP_GRACE)
+
+    @contextlib.contextmanager
+    def kafka_floor_client(self) -> Iterator[tuple[KafkaFloorClient, int]]:
+        """The Kafka floor's server (`kafka_floor`) and a client of it, for the block: (client, pid).
+
+        Both exist only while the floor is measured: their consumers fetch every 5 ms when
+        idle, which would load the broker during every other step.
+        """
+        with self.kafka_floor() as pid:
+            client = KafkaFloorClient(self.kafka_settings, self.floor_request_topic, self.floor_reply_topic)
+            try:
+                yield client, pid
+            finally:
+                client.close()
 
     @contextlib.contextmanager
     def second_worker(self, env: dict[str, str]) -> Iterator[tuple[str, int]]:

@@ -207,20 +207,9 @@ class Suite:
 
     @contextlib.contextmanager
     def _kafka_floor(self) -> Iterator[tuple[KafkaFloorClient, CpuMeter]]:
-        """The Kafka floor's server (`Stack.kafka_floor`) and a client of it, for the block.
-
-        Both exist only while the floor is measured: their consumers fetch every 5 ms when
-        idle, which would load the broker during every other step. The meter is the
-        suite's plus the server.
-        """
-        stack = self.stack
-        with stack.kafka_floor() as pid:
-            topics = stack.floor_request_topic, stack.floor_reply_topic
-            client = KafkaFloorClient(stack.kafka_settings, *topics)
-            try:
-                yield client, CpuMeter({**self.meter.pids, KAFKA_FLOOR: pid})
-            finally:
-                client.close()
+        """`Stack.kafka_floor_client` for the block, and the suite's meter plus the floor's server."""
+        with self.stack.kafka_floor_client() as (client, pid):
+            yield client, CpuMeter({**self.meter.pids, KAFKA_FLOOR: pid})
 
     def _kafka_floor_once(self, run: Callable[[KafkaFloorClient], Step]) -> Step:
         """One step of the Kafka floor: ``run`` with a client of a server started for it."""

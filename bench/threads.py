@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .cpu import CpuMeter, CpuSample, thread_sample
-from .kafkafloor import KafkaFloorClient
 from .loadgen import LoadGenerator, connections_for, new_loop
 from .stack import KAFKA_FLOOR, ServerOptions, Stack, add_environment_option, environment
 from .step import Step
+from .suite import PATHS
 
 PROCESSES = ("gateway", "worker")
 CONNECTIONS = 32
@@ -46,29 +46,23 @@ def main(argv: list[str] | None = None) -> int:
         runner.run(load.closed_loop(CONNECTIONS, args.warmup, 0))
         http(args.settle)
         pids = {**stack.pids, "client": os.getpid()}
-        _print("S", _measure(lambda: http(args.seconds), lambda: load.exchanges, pids, PROCESSES))
+        _print(_measure("S", lambda: http(args.seconds), lambda: load.exchanges, pids, PROCESSES))
         if not args.floor:
             return 0
-        with stack.kafka_floor() as server:
-            client = KafkaFloorClient(
-                stack.kafka_settings, stack.floor_request_topic, stack.floor_reply_topic
-            )
+        with stack.kafka_floor_client() as (client, server):
 
             def floor(seconds: float) -> Step:
                 if args.rate:
                     return client.open_loop(args.rate, seconds, 0, spin=False)
                 return client.pipelined(CONNECTIONS, seconds, 0)
 
-            try:
-                client.pipelined(CONNECTIONS, args.warmup, 0)
-                floor(args.settle)
-                paths = {"broker": pids["broker"], "client": os.getpid(), KAFKA_FLOOR: server}
-                _print(
-                    "FK",
-                    _measure(lambda: floor(args.seconds), lambda: client.exchanges, paths, (KAFKA_FLOOR,)),
-                )
-            finally:
-                client.close()
+            client.pipelined(CONNECTIONS, args.warmup, 0)
+            floor(args.settle)
+            pids[KAFKA_FLOOR] = server
+            paths = {name: pids[name] for name in PATHS["FK"]}
+            _print(
+                _measure("FK", lambda: floor(args.seconds), lambda: client.exchanges, paths, (KAFKA_FLOOR,))
+            )
     return 0
 
 
@@ -84,13 +78,18 @@ class _Measured:
 
 
 def _measure(
-    run: Callable[[], Step], exchanges: Callable[[], int], pids: dict[str, int], detailed: tuple[str, ...]
+    target: str,
+    run: Callable[[], Step],
+    exchanges: Callable[[], int],
+    pids: dict[str, int],
+    detailed: tuple[str, ...],
 ) -> _Measured:
-    """``run`` while sampling ``pids``' processes, and the threads of those named in ``detailed``."""
+    """``run``, the step of ``target``, sampling ``pids``' processes and the threads of ``detailed``."""
     meter = CpuMeter(pids)
     before = meter.sample(), {name: thread_sample(pids[name]) for name in detailed}
     sent = exchanges()
     step = run()
+    step.target = target
     after = meter.sample(), {name: thread_sample(pids[name]) for name in detailed}
     requests = exchanges() - sent
     cpu = CpuMeter.per_request(before[0], after[0], requests)
@@ -100,9 +99,8 @@ def _measure(
     return _Measured(step, processes, threads)
 
 
-def _print(target: str, measured: _Measured) -> None:
+def _print(measured: _Measured) -> None:
     step = measured.step
-    step.target = target
     p50, p99 = step.latency_ms.get("p50"), step.latency_ms.get("p99")
     print(f"{step.label()}: {step.achieved_rate:g}/s, p50 {p50} ms, p99 {p99} ms")
     print("| process | CPU-µs per request | switches per request |")
