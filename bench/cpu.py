@@ -1,4 +1,4 @@
-"""CPU and memory accounting per process from ``/proc/<pid>/stat`` and ``/proc/<pid>/status``.
+"""CPU and memory accounting per process from ``/proc/<pid>/stat``, ``status`` and ``schedstat``.
 
 On two shared cores the ceiling is CPU-seconds per request summed over every process
 on the path (PERFORMANCE.md 8.1), so each step records utime+stime of the broker JVM,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -42,23 +42,33 @@ def _status_switches(status: str) -> int:
     return sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches:" in line)
 
 
-def context_switches(pid: int) -> int:
-    """Voluntary + involuntary context switches of every thread of ``pid`` so far.
+def _schedstat_waited(schedstat: str) -> float:
+    # /proc/<pid>/task/<tid>/schedstat: ns on a CPU, ns runnable but waiting for one, timeslices.
+    return int(schedstat.split()[1]) / 1e9
 
-    Each hand-over between a Kafka client thread and the event loop costs at least one;
-    per request it shows how many times the process went to sleep and woke up again.
+
+def task_totals(pid: int) -> tuple[int, float]:
+    """Context switches, and seconds spent runnable but waiting for a core, of every thread of
+    ``pid`` so far.
+
+    Each hand-over between a Kafka client thread and the event loop costs at least one switch;
+    per request they show how many times the process went to sleep and woke up again. The wait
+    is what each wake-up cost in time when the cores were busy: on two shared cores every
+    thread a call crosses queues for one.
     """
-    total = 0
-    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+    switches, waited = 0, 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            total += _status_switches(status.read_text())
+            switches += _status_switches((task / "status").read_text())
+            waited += _schedstat_waited((task / "schedstat").read_text())
         except OSError:
             continue  # the thread exited between listing and reading
-    return total
+    return switches, waited
 
 
 def thread_sample(pid: int) -> CpuSample:
-    """CPU seconds and context switches of each thread of ``pid`` so far, by thread name.
+    """CPU seconds, context switches and run-queue seconds of each thread of ``pid`` so far, by
+    thread name.
 
     Threads of one name are summed (librdkafka's per-broker threads, a pool). The main
     thread is ``main``; other threads still named after the executable (Python does not
@@ -66,12 +76,14 @@ def thread_sample(pid: int) -> CpuSample:
     """
     seconds: dict[str, float] = {}
     switches: dict[str, int] = {}
+    waited: dict[str, float] = {}
     process_name = Path(f"/proc/{pid}/comm").read_text().strip()
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
             used = _stat_seconds((task / "stat").read_text())
             switched = _status_switches((task / "status").read_text())
+            queued = _schedstat_waited((task / "schedstat").read_text())
         except OSError:
             continue  # the thread exited between listing and reading
         if task.name == str(pid):
@@ -80,7 +92,8 @@ def thread_sample(pid: int) -> CpuSample:
             name = f"{name}-{task.name}"
         seconds[name] = seconds.get(name, 0.0) + used
         switches[name] = switches.get(name, 0) + switched
-    return CpuSample(seconds, switches)
+        waited[name] = waited.get(name, 0.0) + queued
+    return CpuSample(seconds, switches, waited=waited)
 
 
 def rss_bytes(pid: int) -> int:
@@ -99,6 +112,8 @@ class CpuSample:
     switches: dict[str, int]
     host_stolen: float = 0.0
     """CPU seconds the hypervisor gave this machine's cores to other guests (steal)."""
+    waited: dict[str, float] = field(default_factory=dict)
+    """Seconds each process (or thread) was runnable but waited for a core (``schedstat``)."""
 
     def only(self, names: Collection[str]) -> CpuSample:
         """The same sample restricted to ``names`` (the processes on one target's path)."""
@@ -106,6 +121,7 @@ class CpuSample:
             {name: value for name, value in self.seconds.items() if name in names},
             {name: value for name, value in self.switches.items() if name in names},
             self.host_stolen,
+            {name: value for name, value in self.waited.items() if name in names},
         )
 
 
@@ -119,13 +135,14 @@ class CpuMeter:
         """CPU seconds used so far by each process that is still alive."""
         seconds: dict[str, float] = {}
         switches: dict[str, int] = {}
+        waited: dict[str, float] = {}
         for name, pid in self.pids.items():
             try:
                 seconds[name] = cpu_seconds(pid)
-                switches[name] = context_switches(pid)
+                switches[name], waited[name] = task_totals(pid)
             except (OSError, ValueError, IndexError):
                 continue  # exited: it simply has no figure for this step
-        return CpuSample(seconds, switches, stolen_seconds())
+        return CpuSample(seconds, switches, stolen_seconds(), waited)
 
     @staticmethod
     def per_request(before: CpuSample, after: CpuSample, requests: int) -> dict[str, float]:
@@ -149,6 +166,17 @@ class CpuMeter:
             name: round((after.switches[name] - before.switches[name]) / requests, 2)
             for name in after.switches
             if name in before.switches
+        }
+
+    @staticmethod
+    def waited_per_request(before: CpuSample, after: CpuSample, requests: int) -> dict[str, float]:
+        """Microseconds per request each process (or thread) was runnable but waited for a core."""
+        if requests <= 0:
+            return {}
+        return {
+            name: round((after.waited[name] - before.waited[name]) * 1e6 / requests, 1)
+            for name in after.waited
+            if name in before.waited
         }
 
     @staticmethod

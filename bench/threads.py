@@ -3,14 +3,16 @@
 Where a process's CPU goes, thread by thread: the event loop, librdkafka's threads and the
 gateway's reply and delivery-report threads. Starts the stack as ``python -m bench`` does,
 warms it up, then loads S closed loop (32 connections) or open loop at ``--rate`` and
-prints CPU-µs and context switches per request for every thread that used any. The load
+prints CPU-µs, context switches and run-queue wait (µs runnable but waiting for a core)
+per request for every thread that used any. The load
 runs ``--settle`` seconds unmeasured first: for about 20 s after the closed-loop warm-up
 every process, the broker most, costs more per request (at 300/s the broker 3,750, 2,520
 and then 1,110 µs in three 10 s steps, the gateway 1,050, 870, 710). ``--env``
 and ``--worker-env`` add to the gateway's and the worker's environment, for an A/B of a
 setting; run two checkouts one after the other (``PYTHONPATH`` picks the code) for one of
 a change. ``--floor`` then loads the Kafka floor (FK) the same way, so that S's processes
-and the floor's are compared at one rate: a thread hand-off shows as switches per request.
+and the floor's are compared at one rate: a thread hand-off shows as switches per request,
+and what it costs a call on a busy host as run-queue wait.
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ class _Measured:
     """One step and what its processes and their threads used, per request."""
 
     step: Step
-    processes: dict[str, tuple[float, float]]
-    """Process name (and ``total``): (CPU-µs, switches) per request."""
-    threads: dict[str, list[tuple[str, str, str]]]
+    processes: dict[str, tuple[float, float, float]]
+    """Process name (and ``total``): (CPU-µs, switches, run-queue wait µs) per request."""
+    threads: dict[str, list[tuple[str, ...]]]
     """Process name: its threads' rows, busiest first."""
 
 
@@ -94,7 +96,9 @@ def _measure(
     requests = exchanges() - sent
     cpu = CpuMeter.per_request(before[0], after[0], requests)
     switches = CpuMeter.switches_per_request(before[0], after[0], requests)
-    processes = {name: (cpu[name], switches.get(name, 0.0)) for name in cpu}
+    waited = CpuMeter.waited_per_request(before[0], after[0], requests)
+    waited["total"] = round(sum(waited.values()), 1)
+    processes = {name: (cpu[name], switches.get(name, 0.0), waited.get(name, 0.0)) for name in cpu}
     threads = {name: _rows(before[1][name], after[1][name], requests) for name in detailed}
     return _Measured(step, processes, threads)
 
@@ -103,26 +107,29 @@ def _print(measured: _Measured) -> None:
     step = measured.step
     p50, p99 = step.latency_ms.get("p50"), step.latency_ms.get("p99")
     print(f"{step.label()}: {step.achieved_rate:g}/s, p50 {p50} ms, p99 {p99} ms")
-    print("| process | CPU-µs per request | switches per request |")
-    print("|---|---|---|")
-    for name, (cpu, switches) in measured.processes.items():
-        print(f"| {name} | {cpu:g} | {'' if name == 'total' else f'{switches:g}'} |")
-    print("| process | thread | CPU-µs per request | switches per request |")
+    print("| process | CPU-µs per request | switches per request | run-queue wait µs per request |")
     print("|---|---|---|---|")
+    for name, (cpu, switches, waited) in measured.processes.items():
+        print(f"| {name} | {cpu:g} | {'' if name == 'total' else f'{switches:g}'} | {waited:g} |")
+    print("| process | thread | CPU-µs per request | switches per request | run-queue wait µs per request |")
+    print("|---|---|---|---|---|")
     for name, rows in measured.threads.items():
         for row in rows:
             print(f"| {name} | {' | '.join(row)} |")
     print()
 
 
-def _rows(before: CpuSample, after: CpuSample, requests: int) -> list[tuple[str, str, str]]:
+def _rows(before: CpuSample, after: CpuSample, requests: int) -> list[tuple[str, ...]]:
     """Threads that used CPU or switched, busiest first."""
     cpu = CpuMeter.per_request(before, after, requests)
     switches = CpuMeter.switches_per_request(before, after, requests)
+    waited = CpuMeter.waited_per_request(before, after, requests)
     cpu.pop("total", None)
     busy = [name for name in cpu if cpu[name] > 0 or switches.get(name, 0) > 0]
     busy.sort(key=lambda name: cpu[name], reverse=True)
-    return [(name, f"{cpu[name]:g}", f"{switches.get(name, 0):g}") for name in busy]
+    return [
+        (name, f"{cpu[name]:g}", f"{switches.get(name, 0):g}", f"{waited.get(name, 0):g}") for name in busy
+    ]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 
-from bench.cpu import CpuMeter, CpuSample, _stolen_seconds, cpu_seconds, thread_sample
+from bench.cpu import CpuMeter, CpuSample, _schedstat_waited, _stolen_seconds, cpu_seconds, thread_sample
 
 
 def test_threads_are_told_apart_and_add_up_to_the_process() -> None:
@@ -59,3 +61,30 @@ def test_host_cores_read_from_this_machine_are_never_negative() -> None:
     figures = CpuMeter.host(before, after, 1.0)
     assert set(figures) == {"steal"}
     assert figures["steal"] >= 0
+
+
+def test_run_queue_wait_is_the_second_figure_of_schedstat() -> None:
+    assert _schedstat_waited("812000000 4500000000 7\n") == 4.5  # ns on a core, ns waiting, slices
+
+
+def test_two_processes_sharing_one_core_each_wait_for_it() -> None:
+    core = min(os.sched_getaffinity(0))
+    spin = f"import os; os.sched_setaffinity(0, {{{core}}}); print(flush=True); exec('while True: pass')"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE) for _ in range(2)]
+    try:
+        for spinner in spinners:
+            assert spinner.stdout is not None
+            assert spinner.stdout.readline()  # pinned and spinning
+        meter = CpuMeter({f"spinner{n}": spinner.pid for n, spinner in enumerate(spinners)})
+        before = meter.sample()
+        while min(cpu_seconds(spinner.pid) for spinner in spinners) < 0.2 + max(before.seconds.values()):
+            os.sched_yield()
+        after = meter.sample()
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.communicate()
+    waited = CpuMeter.waited_per_request(before, after, 1)
+    # Each ran at least 0.2 s on the one core, so together they waited at least that long for it.
+    assert set(waited) == {"spinner0", "spinner1"}
+    assert sum(waited.values()) >= 0.15e6, waited

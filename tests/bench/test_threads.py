@@ -15,8 +15,8 @@ def _sections(stdout: str) -> dict[str, tuple[str, dict[str, list[str]]]]:
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
             if cells[0] == "process" or cells[0].startswith("---"):
                 continue
-            key = cells[0] if len(cells) == 3 else f"{cells[0]}/{cells[1]}"
-            rows[key] = cells[-2:]
+            key = cells[0] if len(cells) == 4 else f"{cells[0]}/{cells[1]}"
+            rows[key] = cells[-3:]  # CPU-µs, switches, run-queue wait µs
         sections[header.split()[0]] = header, rows
     return sections
 
@@ -36,8 +36,10 @@ def test_both_sides_are_measured_at_the_same_rate_on_a_real_stack() -> None:
     # Each side's own processes did the work of its requests, and their threads are listed.
     for process in ("gateway", "worker", "broker", "client"):
         assert float(s[process][0]) > 0, stdout
+        assert float(s[process][2]) >= 0, stdout  # a run-queue wait was read for it
     for process in ("kafkafloor", "broker", "client"):
         assert float(fk[process][0]) > 0, stdout
+        assert float(fk[process][2]) >= 0, stdout
     # A thread's CPU is counted in clock ticks (10 ms), too coarse for 200 requests: listed is enough.
     assert {"gateway/main", "worker/main", "kafkafloor/main"} <= set(s) | set(fk), stdout
     assert "gateway" not in fk  # the floor's step measures only its own path
