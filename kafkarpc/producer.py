@@ -20,7 +20,8 @@ Threading contract:
   librdkafka (microseconds), so it never blocks the loop.
 * Each lane has one poll thread serving its delivery callbacks. Whatever one ``poll()``
   reported reaches the loop with ONE ``call_soon_threadsafe``, where futures are settled
-  and failures handed to ``on_failed``.
+  and failures handed to ``on_failed``. With a ``report_interval`` the thread polls on that
+  beat while records are in flight, so under load a hand-over carries several reports.
 * `stop` first ends the poll threads, then flushes on a worker thread and hands over what
   the flush reported: at no moment do two threads serve one lane's callbacks.
 
@@ -100,6 +101,11 @@ class AsyncProducer:
             0). Off, with ``linger.ms`` 0 or with ``delivery.report.only.error``, there is
             one producer. Each producer has its own ``queue.buffering.max.*`` bounds.
         clock: Seconds, monotonic: when records arrive.
+        report_interval: While records are in flight, serve their delivery reports every this
+            many seconds, all that came in one hand-over, rather than waking the poll thread
+            and the loop for each; 0 serves each as it comes. A report after a quiet spell is
+            always served at once. For records whose acknowledgement nobody waits for in real
+            time (the worker's replies: it only finishes their offsets).
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class AsyncProducer:
         *,
         eager: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        report_interval: float = 0.0,
     ) -> None:
         linger_ms = config.get("linger.ms", config.get("queue.buffering.max.ms", LINGER_DEFAULT_MS))
         self._linger = float(linger_ms) / 1000
@@ -116,12 +123,14 @@ class AsyncProducer:
         reports = str(config.get("delivery.report.only.error", False)).lower() not in ("true", "1")
         two = eager and self._linger > 0 and reports
         self._keys = _KeyedLanes() if two else None
-        self._batching = _Lane(clients, config, "kafka-producer", self._keys)
+        self._batching = _Lane(clients, config, "kafka-producer", self._keys, report_interval)
         self._eager = self._batching
         if two:
             # linger.ms's alias must not contradict it.
             eager_config = {k: v for k, v in config.items() if k != "queue.buffering.max.ms"}
-            self._eager = _Lane(clients, {**eager_config, "linger.ms": 0}, "kafka-producer-eager", self._keys)
+            self._eager = _Lane(
+                clients, {**eager_config, "linger.ms": 0}, "kafka-producer-eager", self._keys, report_interval
+            )
         self._lanes = (self._eager, self._batching) if two else (self._batching,)
         self._clock = clock
         self._window = LOAD_WINDOW_LINGERS * self._linger
@@ -282,9 +291,15 @@ class _Lane:
     """One confluent producer and the thread serving its delivery reports."""
 
     def __init__(
-        self, clients: KafkaClients, config: dict[str, Any], name: str, keys: _KeyedLanes | None
+        self,
+        clients: KafkaClients,
+        config: dict[str, Any],
+        name: str,
+        keys: _KeyedLanes | None,
+        report_interval: float = 0.0,
     ) -> None:
         self._name = name
+        self._interval = report_interval
         self._keys = keys
         self._on_failed: FailureHandler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -332,7 +347,12 @@ class _Lane:
 
     def _poll_until_stopped(self) -> None:
         while not self._stopping.is_set():
-            self.client.poll(POLL_SECONDS)
+            if self._interval and len(self.client):
+                # Records in flight: serve their reports on a beat, not with a wake-up each.
+                self._stopping.wait(self._interval)
+                self.client.poll(0)
+            else:
+                self.client.poll(POLL_SECONDS)
             if self._acked:  # one clock read per poll, not per record
                 self._acked = False
                 self.acknowledged_at = time.monotonic()

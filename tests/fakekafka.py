@@ -252,6 +252,9 @@ class FakeProducer:
             pass
         return 0
 
+    def __len__(self) -> int:
+        return len(self.queued) + self._reports.qsize()
+
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
         return self.kafka.metadata(topic)
 

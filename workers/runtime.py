@@ -167,7 +167,12 @@ class Worker:
         loggable = {key: value for key, value in redacted(consumer_config).items() if not callable(value)}
         loop = type(self._loop).__module__.partition(".")[0]  # "uvloop" or "asyncio"
         log.info("starting worker", extra={"methods": methods, "loop": loop, "consumer": loggable})
-        self._producer = AsyncProducer(self._clients, producer_config, eager=self.kafka_settings.eager_send)
+        self._producer = AsyncProducer(
+            self._clients,
+            producer_config,
+            eager=self.kafka_settings.eager_send,
+            report_interval=self.settings.ack_interval,
+        )
         self._dispatcher = Dispatcher(
             self.registry,
             self.settings,

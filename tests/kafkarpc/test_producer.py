@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections import Counter
 from typing import Any
 
@@ -228,3 +229,33 @@ async def test_acknowledged_at_moves_with_acknowledgements_only() -> None:
         assert async_producer.acknowledged_at == acknowledged
     finally:
         await async_producer.stop(1.0)
+
+
+@pytest.mark.parametrize(("interval", "beat"), [(0.001, True), (0.0, False)])
+async def test_records_in_flight_have_their_reports_served_on_the_beat(interval: float, beat: bool) -> None:
+    """With a report interval the poll thread polls without waiting while records are in flight
+    (one hand-over for all the reports of a beat); without one it waits in every poll."""
+    async_producer, kafka = producer(eager=False, report_interval=interval)
+    (client,) = kafka.producers
+    timeouts: list[float] = []
+    polled_twice_in_flight = threading.Event()
+    serve = client.poll
+
+    def poll(timeout: float = -1) -> int:
+        if len(client):
+            timeouts.append(timeout)
+            if len(timeouts) == 2:
+                polled_twice_in_flight.set()
+        return serve(timeout)
+
+    client.poll = poll  # type: ignore[method-assign]
+    kafka.hung = True  # the records stay in flight: no report until the cluster answers
+    sends = [async_producer.send("t", b"%d" % n, None, []) for n in range(3)]
+    async_producer.start()
+    assert await asyncio.to_thread(polled_twice_in_flight.wait, 5)
+    kafka.hung = False
+    deliveries = await asyncio.wait_for(asyncio.gather(*sends), 5)
+    await async_producer.stop(1.0)
+
+    assert [d.offset for d in deliveries] == [0, 1, 2]
+    assert (0 in timeouts) is beat, timeouts  # the beat polls at once; otherwise poll() waits
