@@ -73,7 +73,10 @@ def assemble(
     )
     producer_config = settings.producer_config(kafka_settings, ids.tag)
     producer = AsyncProducer(
-        clients, {**producer_config, "error_cb": health.on_error}, eager=kafka_settings.eager_send
+        clients,
+        {**producer_config, "error_cb": health.on_error},
+        eager=kafka_settings.eager_send,
+        report_interval=settings.ack_interval,
     )
     health.attach(producer)
     # A traced reply's arrival span starts when its batch was fetched: the router's stamps say when.

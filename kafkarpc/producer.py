@@ -105,7 +105,11 @@ class AsyncProducer:
             many seconds, all that came in one hand-over, rather than waking the poll thread
             and the loop for each; 0 serves each as it comes. A report after a quiet spell is
             always served at once. For records whose acknowledgement nobody waits for in real
-            time (the worker's replies: it only finishes their offsets).
+            time: `produce` records (their success is silent), and `send` records unless
+            ``waited_sends``.
+        waited_sends: A `send` caller waits for its acknowledgement in real time (the gateway's
+            `POST /publish`): while one is unacknowledged its lane serves each report at once.
+            False for the worker, whose replies' acknowledgements only finish offsets.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class AsyncProducer:
         eager: bool = True,
         clock: Callable[[], float] = time.monotonic,
         report_interval: float = 0.0,
+        waited_sends: bool = True,
     ) -> None:
         linger_ms = config.get("linger.ms", config.get("queue.buffering.max.ms", LINGER_DEFAULT_MS))
         self._linger = float(linger_ms) / 1000
@@ -123,13 +128,14 @@ class AsyncProducer:
         reports = str(config.get("delivery.report.only.error", False)).lower() not in ("true", "1")
         two = eager and self._linger > 0 and reports
         self._keys = _KeyedLanes() if two else None
-        self._batching = _Lane(clients, config, "kafka-producer", self._keys, report_interval)
+        beat = _Beat(report_interval, waited_sends)
+        self._batching = _Lane(clients, config, "kafka-producer", self._keys, beat)
         self._eager = self._batching
         if two:
             # linger.ms's alias must not contradict it.
             eager_config = {k: v for k, v in config.items() if k != "queue.buffering.max.ms"}
             self._eager = _Lane(
-                clients, {**eager_config, "linger.ms": 0}, "kafka-producer-eager", self._keys, report_interval
+                clients, {**eager_config, "linger.ms": 0}, "kafka-producer-eager", self._keys, beat
             )
         self._lanes = (self._eager, self._batching) if two else (self._batching,)
         self._clock = clock
@@ -215,6 +221,8 @@ class AsyncProducer:
             if not isinstance(exc, BufferError | KafkaException):
                 raise
             future.set_exception(_refusal(topic, exc))
+            return future
+        lane.sent()
         return future
 
     async def stop(self, flush_timeout: float) -> int:
@@ -287,6 +295,14 @@ class _KeyedLanes:
                 self._lanes[key] = (lane, count - 1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Beat:
+    """When a lane's poll thread serves reports on a beat (`AsyncProducer`'s arguments)."""
+
+    interval: float
+    waited_sends: bool
+
+
 class _Lane:
     """One confluent producer and the thread serving its delivery reports."""
 
@@ -296,10 +312,14 @@ class _Lane:
         config: dict[str, Any],
         name: str,
         keys: _KeyedLanes | None,
-        report_interval: float = 0.0,
+        beat: _Beat,
     ) -> None:
         self._name = name
-        self._interval = report_interval
+        self._interval = beat.interval
+        self._waited = beat.waited_sends
+        self._sends = 0  # waited-for send() records produced (loop thread only)
+        self._sends_served = 0  # of them, reported (the thread serving callbacks only)
+        self._beat = threading.Event()  # ends a beat early: stop, or a send someone waits for
         self._keys = keys
         self._on_failed: FailureHandler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -322,6 +342,7 @@ class _Lane:
         """End the poll thread, then flush (bounded) and hand over; returns the records left."""
         self._loop = self._loop or asyncio.get_running_loop()
         self._stopping.set()
+        self._beat.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         left = await asyncio.to_thread(self.client.flush, flush_timeout)
@@ -342,14 +363,25 @@ class _Lane:
         """`AsyncProducer.send`'s delivery callback (on this lane's poll thread)."""
         if self._keys is not None:
             self._keys.settled(message.key())
+        if self._waited:
+            self._sends_served += 1
         self._acked = self._acked or error is None
         self._reports.append((future, error, message))
 
+    def sent(self) -> None:
+        """A `AsyncProducer.send` record was produced on this lane (loop thread)."""
+        if self._waited:
+            self._sends += 1
+            self._beat.set()  # its caller waits: no beat until it is served
+
     def _poll_until_stopped(self) -> None:
         while not self._stopping.is_set():
-            if self._interval and len(self.client):
+            # Served before counted is possible (the report can beat `sent`): <= 0 is "none".
+            waited_for = self._sends - self._sends_served > 0
+            if self._interval and len(self.client) and not waited_for:
                 # Records in flight: serve their reports on a beat, not with a wake-up each.
-                self._stopping.wait(self._interval)
+                self._beat.wait(self._interval)
+                self._beat.clear()
                 self.client.poll(0)
             else:
                 self.client.poll(POLL_SECONDS)

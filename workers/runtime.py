@@ -172,6 +172,7 @@ class Worker:
             producer_config,
             eager=self.kafka_settings.eager_send,
             report_interval=self.settings.ack_interval,
+            waited_sends=False,  # a reply's acknowledgement only finishes its offset
         )
         self._dispatcher = Dispatcher(
             self.registry,

@@ -231,31 +231,59 @@ async def test_acknowledged_at_moves_with_acknowledgements_only() -> None:
         await async_producer.stop(1.0)
 
 
-@pytest.mark.parametrize(("interval", "beat"), [(0.001, True), (0.0, False)])
-async def test_records_in_flight_have_their_reports_served_on_the_beat(interval: float, beat: bool) -> None:
-    """With a report interval the poll thread polls without waiting while records are in flight
-    (one hand-over for all the reports of a beat); without one it waits in every poll."""
-    async_producer, kafka = producer(eager=False, report_interval=interval)
-    (client,) = kafka.producers
+def polls_in_flight(client: FakeProducer) -> tuple[list[float], threading.Event]:
+    """The timeouts of ``client``'s polls made while it had records in flight, and an event set
+    at the second of them."""
     timeouts: list[float] = []
-    polled_twice_in_flight = threading.Event()
+    polled_twice = threading.Event()
     serve = client.poll
 
     def poll(timeout: float = -1) -> int:
         if len(client):
             timeouts.append(timeout)
             if len(timeouts) == 2:
-                polled_twice_in_flight.set()
+                polled_twice.set()
         return serve(timeout)
 
     client.poll = poll  # type: ignore[method-assign]
+    return timeouts, polled_twice
+
+
+@pytest.mark.parametrize(
+    ("interval", "waited_sends", "beat"), [(0.001, False, True), (0.001, True, False), (0.0, False, False)]
+)
+async def test_sends_in_flight_are_served_on_the_beat_unless_their_callers_wait(
+    interval: float, waited_sends: bool, beat: bool
+) -> None:
+    """With a report interval the poll thread polls without waiting while records are in flight
+    (one hand-over for all the reports of a beat), unless a `send` caller waits for its report;
+    without one it waits in every poll."""
+    async_producer, kafka = producer(eager=False, report_interval=interval, waited_sends=waited_sends)
+    (client,) = kafka.producers
+    timeouts, polled_twice = polls_in_flight(client)
     kafka.hung = True  # the records stay in flight: no report until the cluster answers
     sends = [async_producer.send("t", b"%d" % n, None, []) for n in range(3)]
     async_producer.start()
-    assert await asyncio.to_thread(polled_twice_in_flight.wait, 5)
+    assert await asyncio.to_thread(polled_twice.wait, 5)
     kafka.hung = False
     deliveries = await asyncio.wait_for(asyncio.gather(*sends), 5)
     await async_producer.stop(1.0)
 
     assert [d.offset for d in deliveries] == [0, 1, 2]
     assert (0 in timeouts) is beat, timeouts  # the beat polls at once; otherwise poll() waits
+
+
+async def test_produced_records_are_served_on_the_beat_even_where_send_callers_wait() -> None:
+    async_producer, kafka = producer(eager=False, report_interval=0.001, waited_sends=True)
+    (client,) = kafka.producers
+    timeouts, polled_twice = polls_in_flight(client)
+    kafka.hung = True
+    for n in range(3):
+        async_producer.produce("t", b"%d" % n, None, [])
+    async_producer.start()
+    assert await asyncio.to_thread(polled_twice.wait, 5)
+    kafka.hung = False
+    assert await async_producer.stop(1.0) == 0
+
+    assert client.produced == 3
+    assert 0 in timeouts, timeouts  # nobody waits for a produce() record's success
