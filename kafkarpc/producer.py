@@ -319,7 +319,7 @@ class _Lane:
         self._waited = beat.waited_sends
         self._sends = 0  # waited-for send() records produced (loop thread only)
         self._sends_served = 0  # of them, reported (the thread serving callbacks only)
-        self._beat = threading.Event()  # ends a beat early: stop, or a send someone waits for
+        self._wake = threading.Event()  # ends a beat early: stop, or a send someone waits for
         self._keys = keys
         self._on_failed: FailureHandler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -342,7 +342,7 @@ class _Lane:
         """End the poll thread, then flush (bounded) and hand over; returns the records left."""
         self._loop = self._loop or asyncio.get_running_loop()
         self._stopping.set()
-        self._beat.set()
+        self._wake.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         left = await asyncio.to_thread(self.client.flush, flush_timeout)
@@ -369,10 +369,10 @@ class _Lane:
         self._reports.append((future, error, message))
 
     def sent(self) -> None:
-        """A `AsyncProducer.send` record was produced on this lane (loop thread)."""
+        """An `AsyncProducer.send` record was produced on this lane (loop thread)."""
         if self._waited:
             self._sends += 1
-            self._beat.set()  # its caller waits: no beat until it is served
+            self._wake.set()  # its caller waits: no beat until it is served
 
     def _poll_until_stopped(self) -> None:
         while not self._stopping.is_set():
@@ -380,8 +380,8 @@ class _Lane:
             waited_for = self._sends - self._sends_served > 0
             if self._interval and len(self.client) and not waited_for:
                 # Records in flight: serve their reports on a beat, not with a wake-up each.
-                self._beat.wait(self._interval)
-                self._beat.clear()
+                self._wake.wait(self._interval)
+                self._wake.clear()
                 self.client.poll(0)
             else:
                 self.client.poll(POLL_SECONDS)
