@@ -135,8 +135,9 @@ def test_the_floors_are_measured_and_s_is_judged_against_them(report: tuple[Path
     low = figures["low"]
     for name in ("p50", "p99"):
         row = rows[f"floors_{name}"]
+        # The report rounds the ratio to three decimals: a small ratio is off by up to 5e-4.
         assert row["measured"] == pytest.approx(
-            low["S"][name] / (low["FH"][name] + low["FK"][name]), rel=1e-3
+            low["S"][name] / (low["FH"][name] + low["FK"][name]), rel=1e-3, abs=5e-4
         )
         assert row["met"] in (True, False)
     sustained = rows["floors_sustained"]
