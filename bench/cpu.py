@@ -47,6 +47,15 @@ def _schedstat_waited(schedstat: str) -> float:
     return int(schedstat.split()[1]) / 1e9
 
 
+def _task_figures(task: Path) -> tuple[float, int, float]:
+    """CPU seconds, context switches and run-queue seconds of one thread (``/proc/<pid>/task/<tid>``)."""
+    return (
+        _stat_seconds((task / "stat").read_text()),
+        _status_switches((task / "status").read_text()),
+        _schedstat_waited((task / "schedstat").read_text()),
+    )
+
+
 def task_totals(pid: int) -> tuple[int, float]:
     """Context switches, and seconds spent runnable but waiting for a core, of every thread of
     ``pid`` so far.
@@ -59,10 +68,11 @@ def task_totals(pid: int) -> tuple[int, float]:
     switches, waited = 0, 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            switches += _status_switches((task / "status").read_text())
-            waited += _schedstat_waited((task / "schedstat").read_text())
+            _, switched, queued = _task_figures(task)
         except OSError:
             continue  # the thread exited between listing and reading
+        switches += switched
+        waited += queued
     return switches, waited
 
 
@@ -81,9 +91,7 @@ def thread_sample(pid: int) -> CpuSample:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            used = _stat_seconds((task / "stat").read_text())
-            switched = _status_switches((task / "status").read_text())
-            queued = _schedstat_waited((task / "schedstat").read_text())
+            used, switched, queued = _task_figures(task)
         except OSError:
             continue  # the thread exited between listing and reading
         if task.name == str(pid):

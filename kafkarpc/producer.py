@@ -128,15 +128,15 @@ class AsyncProducer:
         reports = str(config.get("delivery.report.only.error", False)).lower() not in ("true", "1")
         two = eager and self._linger > 0 and reports
         self._keys = _KeyedLanes() if two else None
-        beat = _Beat(report_interval, waited_sends)
-        self._batching = _Lane(clients, config, "kafka-producer", self._keys, beat)
+        lane = partial(
+            _Lane, clients, keys=self._keys, report_interval=report_interval, waited_sends=waited_sends
+        )
+        self._batching = lane(config, "kafka-producer")
         self._eager = self._batching
         if two:
             # linger.ms's alias must not contradict it.
             eager_config = {k: v for k, v in config.items() if k != "queue.buffering.max.ms"}
-            self._eager = _Lane(
-                clients, {**eager_config, "linger.ms": 0}, "kafka-producer-eager", self._keys, beat
-            )
+            self._eager = lane({**eager_config, "linger.ms": 0}, "kafka-producer-eager")
         self._lanes = (self._eager, self._batching) if two else (self._batching,)
         self._clock = clock
         self._window = LOAD_WINDOW_LINGERS * self._linger
@@ -295,14 +295,6 @@ class _KeyedLanes:
                 self._lanes[key] = (lane, count - 1)
 
 
-@dataclass(frozen=True, slots=True)
-class _Beat:
-    """When a lane's poll thread serves reports on a beat (`AsyncProducer`'s arguments)."""
-
-    interval: float
-    waited_sends: bool
-
-
 class _Lane:
     """One confluent producer and the thread serving its delivery reports."""
 
@@ -312,11 +304,13 @@ class _Lane:
         config: dict[str, Any],
         name: str,
         keys: _KeyedLanes | None,
-        beat: _Beat,
+        *,
+        report_interval: float,
+        waited_sends: bool,
     ) -> None:
         self._name = name
-        self._interval = beat.interval
-        self._waited = beat.waited_sends
+        self._interval = report_interval  # `AsyncProducer`'s arguments of the same names
+        self._waited = waited_sends
         self._sends = 0  # waited-for send() records produced (loop thread only)
         self._sends_served = 0  # of them, reported (the thread serving callbacks only)
         self._wake = threading.Event()  # ends a beat early: stop, or a send someone waits for
