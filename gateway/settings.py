@@ -105,8 +105,9 @@ class GatewaySettings(BaseSettings):
     """Seconds the producer may spend flushing at shutdown."""
     ack_interval: float = Field(default=0.005, ge=0)
     """Seconds between servings of the requests' delivery reports while only requests are in
-    flight; 0: each as it comes. Their success is the reply, so only a refused request waits
-    for the beat; a `POST /publish` or 202 being acknowledged turns the beat off until it is."""
+    flight or their reports keep coming; 0: each as it comes. Their success is the reply, so
+    only a refused request waits for the beat; a `POST /publish` or 202 being acknowledged
+    turns the beat off until it is."""
     shutdown_grace: float | None = Field(default=None, gt=0)
     """Seconds uvicorn waits for in-flight requests after SIGTERM; unset means max_timeout + 5."""
     http_protocol: Literal["auto", "gateway", "h11"] = "auto"

@@ -101,12 +101,12 @@ class AsyncProducer:
             0). Off, with ``linger.ms`` 0 or with ``delivery.report.only.error``, there is
             one producer. Each producer has its own ``queue.buffering.max.*`` bounds.
         clock: Seconds, monotonic: when records arrive.
-        report_interval: While records are in flight, serve their delivery reports every this
-            many seconds, all that came in one hand-over, rather than waking the poll thread
-            and the loop for each; 0 serves each as it comes. A report after a quiet spell is
-            always served at once. For records whose acknowledgement nobody waits for in real
-            time: `produce` records (their success is silent), and `send` records unless
-            ``waited_sends``.
+        report_interval: While records are in flight or their reports keep coming, serve
+            the reports every this many seconds, all that came in one hand-over, rather than
+            waking the poll thread and the loop for each; 0 serves each as it comes. A report
+            after a quiet spell (a beat that found none) is served at once. For records whose
+            acknowledgement nobody waits for in real time: `produce` records (their success
+            is silent), and `send` records unless ``waited_sends``.
         waited_sends: A `send` caller waits for its acknowledgement in real time (the gateway's
             `POST /publish`): while one is unacknowledged its lane serves each report at once.
             False for the worker, whose replies' acknowledgements only finish offsets.
@@ -369,16 +369,21 @@ class _Lane:
             self._wake.set()  # its caller waits: no beat until it is served
 
     def _poll_until_stopped(self) -> None:
+        served = 0  # reports the last beat served; none after a poll that waited
         while not self._stopping.is_set():
             # Served before counted is possible (the report can beat `sent`): <= 0 is "none".
             waited_for = self._sends - self._sends_served > 0
-            if self._interval and len(self.client) and not waited_for:
-                # Records in flight: serve their reports on a beat, not with a wake-up each.
+            if self._interval and (len(self.client) or served) and not waited_for:
+                # Records in flight, or reports still coming: serve them on a beat, not with a
+                # wake-up each. Only a beat that finds nothing, with nothing in flight, ends it:
+                # at a few hundred records a second each is often acknowledged before the next
+                # is produced, and a poll() that waits whenever none is in flight wakes for each.
                 self._wake.wait(self._interval)
                 self._wake.clear()
-                self.client.poll(0)
+                served = self.client.poll(0)
             else:
                 self.client.poll(POLL_SECONDS)
+                served = 0
             if self._acked:  # one clock read per poll, not per record
                 self._acked = False
                 self.acknowledged_at = time.monotonic()

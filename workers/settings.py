@@ -61,9 +61,10 @@ class WorkerSettings(BaseSettings):
     drain_timeout: float = Field(default=20.0, ge=0)
     """Seconds to let in-flight handlers finish on SIGTERM or partition revocation."""
     ack_interval: float = Field(default=0.005, ge=0)
-    """Seconds between servings of the replies' acknowledgements while replies are in flight;
-    0: each as it comes. Nobody waits for them (they finish offsets), so under load one
-    wake-up serves several (docs/PERFORMANCE.md, "Acknowledgements on a beat")."""
+    """Seconds between servings of the replies' acknowledgements while replies are in flight or
+    their acknowledgements keep coming; 0: each as it comes. Nobody waits for them (they
+    finish offsets), so under load one wake-up serves several (docs/PERFORMANCE.md,
+    "Acknowledgements on a beat")."""
     retry_attempts: int = Field(default=3, ge=1)
     """Attempts per request when a handler raises `TransientError` (1 = no retry)."""
     retry_backoff: float = Field(default=0.05, ge=0)

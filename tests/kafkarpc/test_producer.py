@@ -287,3 +287,42 @@ async def test_produced_records_are_served_on_the_beat_even_where_send_callers_w
 
     assert client.produced == 3
     assert 0 in timeouts, timeouts  # nobody waits for a produce() record's success
+
+
+async def test_the_beat_goes_on_while_it_finds_reports_and_ends_on_the_first_that_finds_none() -> None:
+    """Between sparse records nothing may be in flight when the poll thread looks, though
+    reports keep coming: a beat that served some is followed by another; one that served none,
+    with nothing in flight, by a poll that waits (the next report, after a quiet spell, is
+    served at once)."""
+    async_producer, kafka = producer(eager=False, report_interval=0.001, waited_sends=False)
+    (client,) = kafka.producers
+    polls: list[tuple[float, int, int]] = []  # (timeout, records in flight before, reports served)
+    beat, waited_after_beats = threading.Event(), threading.Event()
+    serve = client.poll
+
+    def poll(timeout: float = -1) -> int:
+        in_flight = len(client)
+        served = serve(timeout)
+        polls.append((timeout, in_flight, served))
+        if timeout == 0:
+            beat.set()
+        elif any(t == 0 and n for t, _, n in polls):
+            waited_after_beats.set()
+        return served
+
+    client.poll = poll  # type: ignore[method-assign]
+    kafka.hung = True
+    for n in range(3):
+        async_producer.produce("t", b"%d" % n, None, [])
+    async_producer.start()
+    assert await asyncio.to_thread(beat.wait, 5)
+    kafka.hung = False  # the next beat serves all three; then nothing is in flight
+    assert await asyncio.to_thread(waited_after_beats.wait, 5)
+    assert await async_producer.stop(1.0) == 0
+
+    first_wait = next(i for i, (t, _, _) in enumerate(polls) if t and i and polls[i - 1][0] == 0)
+    beats = polls[:first_wait]
+    assert all(t == 0 for t, _, _ in beats), polls
+    assert sum(n for _, _, n in beats) == 3, polls  # the beats served every report
+    assert beats[-1][1:] == (0, 0), polls  # the last beat: nothing in flight, nothing served
+    assert beats[-2][2] > 0, polls  # the one before it served the last reports
