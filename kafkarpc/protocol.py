@@ -93,6 +93,8 @@ TRACESTATE = "tracestate"
 # Names that are not rpc-* but still belong to the protocol: set once by the
 # sender, never copied from caller headers.
 PROTOCOL_HEADERS = frozenset({CONTENT_TYPE, TRACEPARENT, TRACESTATE})
+# The W3C trace context, passed through unchanged.
+TRACE_HEADERS = frozenset({TRACEPARENT, TRACESTATE})
 
 # Headers that must appear at most once on a record; a record with two is
 # rejected, because readers disagree on which copy wins (RELIABILITY.md §1.4).
@@ -254,7 +256,7 @@ class Request:
         Raises:
             ProtocolError: a required header is missing, duplicated or malformed.
         """
-        single = _single_valued(headers or ())
+        single, trace, extra = _read(headers or ())
         correlation_id = _required(single, CORRELATION_ID)
         if CORRELATION_ID_PATTERN.fullmatch(correlation_id) is None:
             raise ProtocolError(f"{CORRELATION_ID} is not 32 lowercase hex digits")
@@ -273,8 +275,8 @@ class Request:
             deadline_ms=_integer(DEADLINE, _required(single, DEADLINE)),
             body=value or b"",
             content_type=single.get(CONTENT_TYPE) or DEFAULT_CONTENT_TYPE,
-            trace=_trace(headers or ()),
-            extra=[(k, v) for k, v in headers or () if v is not None and not is_reserved(k)],
+            trace=trace,
+            extra=extra,
             timing=single.get(TIMING, ""),
             route=single.get(ROUTE, ""),
             path_params=_strings(PATH_PARAMS, single.get(PATH_PARAMS)),
@@ -342,7 +344,7 @@ class Reply:
         Raises:
             ProtocolError: a required header is missing, duplicated or malformed.
         """
-        single = _single_valued(headers or ())
+        single, trace, _ = _read(headers or ())
         status = _integer(STATUS, _required(single, STATUS))
         if not 100 <= status <= 599:
             raise ProtocolError(f"{STATUS} {status} is not an HTTP status code")
@@ -357,7 +359,7 @@ class Reply:
             status=status,
             body=value or b"",
             content_type=single.get(CONTENT_TYPE) or DEFAULT_CONTENT_TYPE,
-            trace=_trace(headers or ()),
+            trace=trace,
             timing=single.get(TIMING, ""),
             response_headers=_strings(RESPONSE_HEADERS, single.get(RESPONSE_HEADERS)),
             sequence=None if sequence is None else _integer(SEQUENCE, sequence),
@@ -419,7 +421,7 @@ class Cancel:
         """
         if not any(name.lower() == CANCEL for name, _ in headers or ()):
             return None
-        single = _single_valued(headers or ())
+        single, _, _ = _read(headers or ())
         correlation_id = _required(single, CORRELATION_ID)
         if CORRELATION_ID_PATTERN.fullmatch(correlation_id) is None:
             raise ProtocolError(f"{CORRELATION_ID} is not 32 lowercase hex digits")
@@ -453,22 +455,30 @@ def duplicated(headers: Iterable[tuple[str, bytes | None]]) -> str | None:
     return None
 
 
-def _single_valued(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
-    """Reserved single-valued headers by (lower-case) name; rejects duplicates and bad UTF-8."""
-    found: dict[str, str] = {}
+def _read(headers: Iterable[tuple[str, bytes | None]]) -> tuple[dict[str, str], Headers, Headers]:
+    """A record's headers in one pass (each name lower-cased once, on every record's path): the
+    reserved single-valued ones by lower-case name, duplicates and bad UTF-8 rejected; the
+    trace headers; and the caller's, never reserved."""
+    single: dict[str, str] = {}
+    trace: Headers = []
+    extra: Headers = []
     for name, value in headers:
         lowered = name.lower()
-        if lowered not in SINGLE_VALUED:
-            continue
-        if lowered in found:
-            raise ProtocolError(f"header {lowered} appears more than once")
-        if value is None:
-            raise ProtocolError(f"header {lowered} has no value")
-        try:
-            found[lowered] = value.decode()
-        except UnicodeDecodeError:
-            raise ProtocolError(f"header {lowered} is not UTF-8") from None
-    return found
+        if lowered in SINGLE_VALUED:
+            if lowered in single:
+                raise ProtocolError(f"header {lowered} appears more than once")
+            if value is None:
+                raise ProtocolError(f"header {lowered} has no value")
+            try:
+                single[lowered] = value.decode()
+            except UnicodeDecodeError:
+                raise ProtocolError(f"header {lowered} is not UTF-8") from None
+        elif lowered in TRACE_HEADERS:
+            if value is not None:
+                trace.append((lowered, value))
+        elif value is not None and not lowered.startswith(RESERVED_PREFIX):
+            extra.append((name, value))
+    return single, trace, extra
 
 
 def _strings(name: str, text: str | None) -> dict[str, str]:
@@ -495,7 +505,3 @@ def _integer(name: str, text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise ProtocolError(f"header {name} is not a non-negative decimal integer")
     return int(text)
-
-
-def _trace(headers: Iterable[tuple[str, bytes | None]]) -> Headers:
-    return [(k.lower(), v) for k, v in headers if k.lower() in (TRACEPARENT, TRACESTATE) and v is not None]

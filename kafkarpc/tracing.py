@@ -143,7 +143,6 @@ class _HeaderGetter(Getter[Mapping[str, str]]):
 
 
 _GETTER = _HeaderGetter()
-_TRACE_HEADERS = frozenset({protocol.TRACEPARENT, protocol.TRACESTATE})
 
 
 def extract(headers: Iterable[tuple[str | bytes, bytes | None]] | None) -> Context:
@@ -151,7 +150,7 @@ def extract(headers: Iterable[tuple[str | bytes, bytes | None]] | None) -> Conte
     carrier: dict[str, str] = {}
     for name, value in headers or ():
         key = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
-        if key in _TRACE_HEADERS and value is not None:
+        if key in protocol.TRACE_HEADERS and value is not None:
             carrier[key] = value.decode("latin-1")
     return _PROPAGATOR.extract(carrier, getter=_GETTER)
 
