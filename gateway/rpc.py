@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from kafkarpc import protocol, stamps
+from kafkarpc.series import LabelledSeries
 from kafkarpc.tracing import sampled_trace_id
 
 from . import problems
@@ -139,6 +140,9 @@ class RpcEndpoint:
         self._traced = traced
         """Whether calls come with a `ServerSpan` to annotate (tracing on)."""
         self._metrics = metrics
+        # Looked up once per label: these two are counted for every call.
+        self._requests = LabelledSeries(metrics.requests)
+        self._durations = LabelledSeries(metrics.request_duration)
         self._headers = headers
         self._body_limit = body_limit
         self._caller = caller
@@ -245,8 +249,8 @@ class RpcEndpoint:
             reply = None
         if self._traced:
             self._trace(scope, method, correlation_id, match, outcome, detail)
-        self._metrics.requests.labels(label, outcome).inc()
-        self._metrics.request_duration.labels(label).observe(
+        self._requests(label, outcome).inc()
+        self._durations(label).observe(
             time.perf_counter() - started, self._exemplar(scope) if self._traced else None
         )
         if applied is not None:

@@ -239,7 +239,7 @@ async def test_concurrency_is_bounded_and_fetching_pauses_when_the_buffer_is_ful
         for i in range(30):
             send(broker, request("hold"), partition=i % 3)
         await broker.wait_for(lambda: h.consumer.pause_calls >= 1)
-        assert h.worker.metrics.in_flight._value.get() == 4
+        assert h.metric("rpcworker_in_flight") == 4
         release.set()
         await broker.wait_for(lambda: len(broker.records(REPLIES)) == 30)
         assert peak == 4
