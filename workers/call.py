@@ -9,8 +9,7 @@ event loop, except `Cancellation` reads from handler threads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
+from types import TracebackType
 
 from workers.cancellation import Cancellation
 
@@ -60,14 +59,10 @@ class Call:
         if self.cancelled:
             self._expire()
 
-    @contextlib.contextmanager
-    def watching(self, scope: asyncio.Timeout) -> Iterator[None]:
-        """`watch` ``scope`` for the block: the handler runs in it, and a cancel expires it."""
+    def watching(self, scope: asyncio.Timeout) -> _Watching:
+        """`watch` ``scope`` for a ``with`` block: the handler runs in it, and a cancel expires it."""
         self.watch(scope)
-        try:
-            yield
-        finally:
-            self.watch(None)
+        return _Watching(self)
 
     def _expire(self) -> None:
         # A cancel is a deadline of now: the deadline's path stops the handler (asyncio cancellation,
@@ -75,3 +70,21 @@ class Call:
         scope = self._scope
         if scope is not None and not scope.expired():
             scope.reschedule(asyncio.get_running_loop().time())
+
+
+class _Watching:
+    """The block of `Call.watching`; a class, not ``@contextmanager``: it runs for every request,
+    and a generator-based manager costs four times as much (about 2 µs against 0.5)."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._call.watch(None)

@@ -37,6 +37,7 @@ from kafkarpc.protocol import (
     Request,
     duplicated,
 )
+from kafkarpc.series import LabelledSeries
 from kafkarpc.stamps import stamp
 from workers.call import Call
 from workers.deadletter import DeadLetter, Reason, dead_letter_for
@@ -98,6 +99,8 @@ class Dispatcher:
         self._executor = executor
         self._clock = clock
         self._streams = streams
+        self._outcomes = LabelledSeries(metrics.handled)
+        self._durations = LabelledSeries(metrics.handler_duration)
         self._retries = RetryPolicy(
             attempts=settings.retry_attempts,
             backoff=settings.retry_backoff,
@@ -149,14 +152,15 @@ class Dispatcher:
     def _check(self, message: Message) -> tuple[Request, Registration] | Outcome:
         """The decoded request and its handler, or the poison outcome."""
         headers = message.headers() or []
-        twice = duplicated(headers)
-        if twice is not None:
-            # Readers disagree on which copy wins, so nobody is answered (RELIABILITY.md 1.4).
-            detail = f"header {twice} appears more than once"
-            return self._poison(message, Reason.DUPLICATE_HEADER, detail)
         try:
             request = Request.from_record(message.value(), headers)
         except ProtocolError as exc:
+            # Decoding rejects a duplicate too; looked for only then, since it rarely happens.
+            twice = duplicated(headers)
+            if twice is not None:
+                # Readers disagree on which copy wins, so nobody is answered (RELIABILITY.md 1.4).
+                detail = f"header {twice} appears more than once"
+                return self._poison(message, Reason.DUPLICATE_HEADER, detail)
             if any(name.lower() == CANCEL for name, _ in headers):
                 # A cancel record the runtime could not read (it takes readable ones at once):
                 # poison like any unreadable record, but nobody waits for an answer to it.
@@ -216,7 +220,7 @@ class Dispatcher:
         except Exception as exc:
             reply = _failure(request, exc)
         finally:
-            self._metrics.handler_duration.labels(method).observe(time.perf_counter() - started)
+            self._durations(method).observe(time.perf_counter() - started)
         if call.cancelled:
             self._cancelled(method)
             return None
@@ -257,7 +261,7 @@ class Dispatcher:
         except Exception as exc:
             end = _failure(request, exc)
         finally:
-            self._metrics.handler_duration.labels(method).observe(time.perf_counter() - started)
+            self._durations(method).observe(time.perf_counter() - started)
         if call.cancelled:
             # Its parts are still acknowledged before the offset is finished; nobody waits for
             # a refusal, so there is nothing to dead-letter.
@@ -385,7 +389,7 @@ class Dispatcher:
         if reply is None or self._expired(request):
             # The gateway has already answered 504; a late reply would only be dropped there.
             self._metrics.expired.inc()
-            self._metrics.handled.labels(method, "expired").inc()
+            self._outcomes(method, "expired").inc()
             log.info("request expired while handling", extra={"method": method})
             return None
         self._handled(method, reply.status)
@@ -393,10 +397,10 @@ class Dispatcher:
 
     def _handled(self, method: str, status: int) -> None:
         outcome = "ok" if status < 400 else "client_error" if status < 500 else "server_error"
-        self._metrics.handled.labels(method, outcome).inc()
+        self._outcomes(method, outcome).inc()
 
     def _cancelled(self, method: str) -> None:
-        self._metrics.handled.labels(method, "cancelled").inc()
+        self._outcomes(method, "cancelled").inc()
         log.info("request cancelled: nobody waits for its answer", extra={"method": method})
 
 
