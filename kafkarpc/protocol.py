@@ -419,7 +419,11 @@ class Cancel:
         Raises:
             ProtocolError: a cancel record with a missing or malformed correlation id.
         """
-        if not any(name.lower() == CANCEL for name, _ in headers or ()):
+        # Asked of every record the worker takes: a plain loop, not any() over a generator.
+        for name, _ in headers or ():
+            if name.lower() == CANCEL:
+                break
+        else:
             return None
         single, _, _ = _read(headers or ())
         correlation_id = _required(single, CORRELATION_ID)
