@@ -16,7 +16,6 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, cast
 
@@ -44,14 +43,8 @@ class _SettlingProducer:
     def __init__(self) -> None:
         self.keys: list[bytes | None] = []
 
-    def send(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: Sequence[tuple[str, bytes | None]],
-        partition: int | None = None,
-    ) -> asyncio.Future[None]:
+    def send(self, topic: str, value: bytes | None, key: bytes | None, *rest: object) -> asyncio.Future[None]:
+        """Settled at once; ``rest`` (headers, partition) is ignored."""
         self.keys.append(key)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_result(None)
