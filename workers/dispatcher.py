@@ -28,7 +28,6 @@ import orjson
 from kafkarpc import logs
 from kafkarpc.errors import ProtocolError
 from kafkarpc.protocol import (
-    CANCEL,
     CORRELATION_ID,
     CORRELATION_ID_PATTERN,
     REPLY_PARTITION,
@@ -36,6 +35,7 @@ from kafkarpc.protocol import (
     Reply,
     Request,
     duplicated,
+    is_cancel,
 )
 from kafkarpc.series import LabelledSeries
 from kafkarpc.stamps import stamp
@@ -161,7 +161,7 @@ class Dispatcher:
                 # Readers disagree on which copy wins, so nobody is answered (RELIABILITY.md 1.4).
                 detail = f"header {twice} appears more than once"
                 return self._poison(message, Reason.DUPLICATE_HEADER, detail)
-            if any(name.lower() == CANCEL for name, _ in headers):
+            if is_cancel(headers):
                 # A cancel record the runtime could not read (it takes readable ones at once):
                 # poison like any unreadable record, but nobody waits for an answer to it.
                 return self._poison(message, Reason.INVALID_REQUEST, f"cancel record: {exc}")
