@@ -2,11 +2,12 @@
 
 What the worker's event loop does for each request record besides the hand-offs: the cancel
 check of ``Worker.on_batch``, then ``Dispatcher.dispatch`` (decode, validate, the deadline
-scope, the ``echo`` handler, the reply) and ``OutcomePublisher.publish`` into a producer that
-settles each send at once. One thread, no broker and no other process, so a change to that
-path shows as a difference of a few percent, where the whole stack's CPU per request moves by
-tens of percent with the host (docs/PERFORMANCE.md, "Fewer Python steps per record"). Run two
-checkouts alternately and compare the minima: the least disturbed repetitions.
+scope, the ``echo`` handler, the reply), ``OutcomePublisher.publish`` into a producer that
+settles each send at once, and a loop turn, which each record's task step takes in the worker.
+One thread, no broker and no other process, so a change to that path shows as a difference of
+a few percent, where the whole stack's CPU per request moves by tens of percent with the host
+(docs/PERFORMANCE.md, "Fewer Python steps per record"). Run two checkouts alternately and
+compare the minima: the least disturbed repetitions.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ async def measure(count: int, repeats: int) -> tuple[list[float], _SettlingProdu
                 if Cancel.from_record(headers) is None:  # as Worker.on_batch asks of each record
                     call = Call(correlation_id_of(headers))
                     await publisher.publish(record, await dispatcher.dispatch(record, call))
+                await asyncio.sleep(0)  # a loop turn per record, as each record's task step has
             per_record.append((time.process_time() - started) / count * 1e6)
     return per_record, producer
 

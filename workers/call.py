@@ -2,8 +2,9 @@
 
 The runtime creates one per request record and keeps it by correlation id while the record is
 queued or running, so a cancel record can reach it (`Call.cancel`); the dispatcher runs the
-handler under a deadline scope it shows the call (`Call.watch`). Everything here runs on the
-event loop, except `Cancellation` reads from handler threads.
+handler under a deadline scope it shows the call (`Call.watch`) and arms through `Deadlines`
+(`Call.arm`). Everything here runs on the event loop, except `Cancellation` reads from handler
+threads.
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ class Call:
         self._scope = scope
         if self.cancelled:
             self._expire()
+
+    def arm(self, when: float) -> None:
+        """Give the scope the handler still runs in its deadline (loop time), unless a cancel has
+        set one already (`workers.deadlines`)."""
+        scope = self._scope
+        if scope is not None and scope.when() is None:
+            scope.reschedule(when)
 
     def watching(self, scope: asyncio.Timeout) -> _Watching:
         """`watch` ``scope`` for a ``with`` block: the handler runs in it, and a cancel expires it."""

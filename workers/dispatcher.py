@@ -41,6 +41,7 @@ from kafkarpc.series import LabelledSeries
 from kafkarpc.stamps import stamp
 from workers.call import Call
 from workers.deadletter import DeadLetter, Reason, dead_letter_for
+from workers.deadlines import Deadlines
 from workers.errors import HandlerError, TransientError
 from workers.registry import Registration
 from workers.response import Response
@@ -99,6 +100,7 @@ class Dispatcher:
         self._executor = executor
         self._clock = clock
         self._streams = streams
+        self._deadlines = Deadlines()
         self._outcomes = LabelledSeries(metrics.handled)
         self._durations = LabelledSeries(metrics.handler_duration)
         self._retries = RetryPolicy(
@@ -202,12 +204,13 @@ class Dispatcher:
         """Run the handler under the deadline; None when the deadline passed first or it was cancelled."""
         method = request.method
         received = self._clock()
-        scope = asyncio.timeout(request.deadline_ms / 1000 - received)
+        scope = asyncio.timeout(None)  # armed by `Deadlines` only if the handler waits
         started = time.perf_counter()
         reply: Reply | None
         try:
             async with scope:
                 with call.watching(scope):
+                    self._deadlines.arm_later(call, request.deadline_ms / 1000 - received)
                     result, headers = await self._retries.run(
                         partial(self._invoke, registration, request, call), method, request.deadline_ms / 1000
                     )
