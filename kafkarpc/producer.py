@@ -21,7 +21,10 @@ Threading contract:
 * Each lane has one poll thread serving its delivery callbacks. Whatever one ``poll()``
   reported reaches the loop with ONE ``call_soon_threadsafe``, where futures are settled
   and failures handed to ``on_failed``. With a ``report_interval`` the thread polls on that
-  beat while records are in flight, so under load a hand-over carries several reports.
+  beat while records are in flight, so under load a hand-over carries several reports; and
+  where nobody waits for a `send` in real time, a beat's reports wait for the loop's next
+  wake-up (`AsyncProducer.collect`), and wake it themselves only if it has not come by at the
+  next beat or the thread is about to wait.
 * `stop` first ends the poll threads, then flushes on a worker thread and hands over what
   the flush reported: at no moment do two threads serve one lane's callbacks.
 
@@ -109,7 +112,9 @@ class AsyncProducer:
             is silent), and `send` records unless ``waited_sends``.
         waited_sends: A `send` caller waits for its acknowledgement in real time (the gateway's
             `POST /publish`): while one is unacknowledged its lane serves each report at once.
-            False for the worker, whose replies' acknowledgements only finish offsets.
+            False for the worker, whose replies' acknowledgements only finish offsets: with a
+            ``report_interval`` its reports are then settled when the loop next wakes for
+            something else and calls `collect`, or at the next beat.
     """
 
     def __init__(
@@ -225,6 +230,15 @@ class AsyncProducer:
         lane.sent()
         return future
 
+    def collect(self) -> None:
+        """Settle the reports handed over since the loop last woke (loop thread).
+
+        For a caller whose loop wakes often for its own reasons (the worker, for each fetched
+        batch): reports taken here need no wake-up of their own.
+        """
+        for lane in self._lanes:
+            lane.collect()
+
     async def stop(self, flush_timeout: float) -> int:
         """Stop the poll threads, flush what is queued (bounded); returns the records left unsent."""
         # Both lanes at once: the bound is flush_timeout, not twice that.
@@ -320,6 +334,11 @@ class _Lane:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._reports: list[Report] = []  # only the thread serving callbacks touches it
+        # Reports wait for the loop to come by only where nobody waits for them in real time.
+        self._lazy = report_interval > 0 and not waited_sends
+        self._handed_lock = threading.Lock()
+        self._handed: list[Report] = []  # handed over, not yet collected (under the lock)
+        self._collecting = False  # a collect() is scheduled on the loop (under the lock)
         self._acked = False  # an acknowledgement served since the last stamp (same thread)
         self.acknowledged_at = 0.0
         """`time.monotonic` of the poll that last served an acknowledgement."""
@@ -340,7 +359,7 @@ class _Lane:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         left = await asyncio.to_thread(self.client.flush, flush_timeout)
-        self._hand_over()
+        self._hand_over(quiet_next=True)
         return int(left)
 
     def _reported(self, error: KafkaError | None, message: Message) -> None:
@@ -387,12 +406,34 @@ class _Lane:
             if self._acked:  # one clock read per poll, not per record
                 self._acked = False
                 self.acknowledged_at = time.monotonic()
-            self._hand_over()
+            self._hand_over(quiet_next=not (len(self.client) or served))
 
-    def _hand_over(self) -> None:
-        if self._reports and self._loop is not None and not self._loop.is_closed():
-            reports, self._reports = self._reports, []
-            self._loop.call_soon_threadsafe(self._settle, reports)
+    def _hand_over(self, *, quiet_next: bool) -> None:
+        """Give the loop the reports served; ``quiet_next``: the next poll waits, not a beat."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        reports, self._reports = self._reports, []
+        if not self._lazy:
+            if reports:
+                loop.call_soon_threadsafe(self._settle, reports)
+            return
+        with self._handed_lock:
+            uncollected = bool(self._handed)  # the loop has not come by since the last beat
+            self._handed += reports
+            wake = bool(self._handed) and not self._collecting and (uncollected or quiet_next)
+            self._collecting = self._collecting or wake
+        if wake:
+            loop.call_soon_threadsafe(self.collect)
+
+    def collect(self) -> None:
+        """Settle the reports handed over lazily (loop thread)."""
+        if not self._handed and not self._collecting:  # the common case, without the lock
+            return
+        with self._handed_lock:
+            reports, self._handed = self._handed, []
+            self._collecting = False
+        self._settle(reports)
 
     def _settle(self, reports: list[Report]) -> None:
         for future, error, message in reports:

@@ -256,6 +256,10 @@ class Worker:
 
     def on_batch(self, messages: list[Message], fetched_at: float) -> None:
         """A fetched batch, in offset order per partition."""
+        assert self._producer is not None
+        # The loop is awake anyway: the acknowledgements handed over since it last was need no
+        # wake-up of their own (`AsyncProducer.collect`).
+        self._producer.collect()
         self.metrics.records_consumed.inc(len(messages))
         for message in messages:
             headers = message.headers()

@@ -63,8 +63,9 @@ class WorkerSettings(BaseSettings):
     ack_interval: float = Field(default=0.005, ge=0)
     """Seconds between servings of the replies' acknowledgements while replies are in flight or
     their acknowledgements keep coming; 0: each as it comes. Nobody waits for them (they
-    finish offsets), so under load one wake-up serves several (docs/PERFORMANCE.md,
-    "Acknowledgements on a beat")."""
+    finish offsets), so under load one wake-up serves several, and a beat's are settled when
+    the loop next wakes for a fetched batch, or at the next beat (docs/PERFORMANCE.md,
+    "Acknowledgements on a beat", "Acknowledgements that ride on the next batch")."""
     retry_attempts: int = Field(default=3, ge=1)
     """Attempts per request when a handler raises `TransientError` (1 = no retry)."""
     retry_backoff: float = Field(default=0.05, ge=0)

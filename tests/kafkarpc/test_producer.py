@@ -14,6 +14,7 @@ import pytest
 from kafkarpc.errors import DeliveryError
 from kafkarpc.producer import AsyncProducer
 from tests.fakekafka import FakeKafka, FakeProducer
+from tests.loopturn import next_turn
 
 LINGER_MS = 5
 LINGER = LINGER_MS / 1000
@@ -326,3 +327,58 @@ async def test_the_beat_goes_on_while_it_finds_reports_and_ends_on_the_first_tha
     assert sum(n for _, _, n in beats) == 3, polls  # the beats served every report
     assert beats[-1][1:] == (0, 0), polls  # the last beat: nothing in flight, nothing served
     assert beats[-2][2] > 0, polls  # the one before it served the last reports
+
+
+def held_after_serving(client: FakeProducer) -> tuple[threading.Event, threading.Event]:
+    """Events: ``handed``, set when the poll thread has handed over the reports of the first poll
+    that served any (it is then in its next poll), which waits until ``release`` is set."""
+    served, handed, release = threading.Event(), threading.Event(), threading.Event()
+    serve = client.poll
+
+    def poll(timeout: float = -1) -> int:
+        if served.is_set() and not release.is_set():
+            handed.set()
+            release.wait(5)
+        count = serve(timeout)
+        if count:
+            served.set()
+        return count
+
+    client.poll = poll  # type: ignore[method-assign]
+    return handed, release
+
+
+@pytest.mark.parametrize("waited_sends", [False, True])
+async def test_a_beats_reports_wait_for_the_loop_to_collect_them_where_nobody_waits(
+    waited_sends: bool,
+) -> None:
+    """The worker's replies: their acknowledgements only finish offsets, so a beat's reports do
+    not wake the loop; the loop takes them when it wakes for something else (`collect`). Where a
+    `send` caller waits, each hand-over wakes the loop."""
+    async_producer, kafka = producer(eager=False, report_interval=0.001, waited_sends=waited_sends)
+    (client,) = kafka.producers
+    handed, release = held_after_serving(client)
+    sends = [async_producer.send("t", b"%d" % n, None, []) for n in range(3)]
+    async_producer.start()
+    try:
+        assert await asyncio.to_thread(handed.wait, 5)
+        await next_turn()  # a hand-over that woke the loop has settled them by now
+        assert [send.done() for send in sends] == [waited_sends] * 3
+        async_producer.collect()
+        assert [send.result().offset for send in sends] == [0, 1, 2]
+    finally:
+        release.set()
+        await async_producer.stop(1.0)
+
+
+async def test_reports_the_loop_does_not_collect_wake_it_at_the_next_beat() -> None:
+    async_producer, kafka = producer(eager=False, report_interval=0.001, waited_sends=False)
+    (client,) = kafka.producers
+    handed, release = held_after_serving(client)
+    sends = [async_producer.send("t", b"%d" % n, None, []) for n in range(3)]
+    async_producer.start()
+    assert await asyncio.to_thread(handed.wait, 5)
+    release.set()  # the next beat finds them still handed over: it wakes the loop
+    deliveries = await asyncio.wait_for(asyncio.gather(*sends), 5)
+    await async_producer.stop(1.0)
+    assert [d.offset for d in deliveries] == [0, 1, 2]

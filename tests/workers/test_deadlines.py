@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from tests.loopturn import next_turn
 from workers.call import Call
 from workers.deadlines import Deadlines
 
@@ -25,14 +26,6 @@ class Handler:
                 self.deadlines.arm_later(self.call, delay)
                 if work is not None:
                     await work()
-
-
-async def next_turn() -> None:
-    """Return once the callbacks already scheduled have run (the loop runs them in order)."""
-    loop = asyncio.get_running_loop()
-    turned = loop.create_future()
-    loop.call_soon(turned.set_result, None)
-    await turned
 
 
 async def forever() -> None:
