@@ -422,13 +422,14 @@ class _Lane:
             uncollected = bool(self._handed)  # the loop has not come by since the last beat
             self._handed += reports
             wake = bool(self._handed) and not self._collecting and (uncollected or quiet_next)
-            self._collecting = self._collecting or wake
+            if wake:
+                self._collecting = True
         if wake:
             loop.call_soon_threadsafe(self.collect)
 
     def collect(self) -> None:
         """Settle the reports handed over lazily (loop thread)."""
-        if not self._handed and not self._collecting:  # the common case, without the lock
+        if not self._handed:  # the common case, without the lock; a scheduled collect() finds it so too
             return
         with self._handed_lock:
             reports, self._handed = self._handed, []
