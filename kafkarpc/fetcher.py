@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 from confluent_kafka import KafkaException
 
 if TYPE_CHECKING:
+    from confluent_kafka import TopicPartition
+
     from .clients import ConsumerClient, Message
 
 log = logging.getLogger(__name__)
@@ -172,11 +174,29 @@ class Fetcher:
         if self._want_paused == self._paused:
             return
         self._paused = self._want_paused
-        action = self._client.pause if self._paused else self._client.resume
+        partitions = self._client.assignment()
         try:
-            action(self._client.assignment())
+            if self._paused:
+                self._client.pause(partitions)
+            else:
+                self._client.resume(partitions)
+                self._restart(partitions)
         except KafkaException as exc:
             log.warning("could not pause or resume fetching", extra={"error": str(exc)})
+
+    def _restart(self, partitions: list[TopicPartition]) -> None:
+        """Fetch resumed partitions at once.
+
+        librdkafka's fetcher, idle while every partition was paused, notices a resume only at
+        its next timed wake-up, up to a second later; a seek wakes it. Seeking to the position
+        (the next record not yet handed over, where a resume starts anyway) moves nothing.
+        Under sustained overload the worker pauses and resumes every few hundred records, and
+        without this each cycle idled the worker for about a second (docs/PERFORMANCE.md,
+        "Resuming a paused fetch at once").
+        """
+        for position in self._client.position(partitions):
+            if position.offset >= 0:  # never fetched: nothing to restart at
+                self._client.seek(position)
 
     def _close(self, error: BaseException | None) -> None:
         try:

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import confluent_kafka
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
 from kafkarpc.clients import Message
 
@@ -285,6 +285,8 @@ class FakeConsumer:
         self.stored: dict[Partition, int] = {}
         self.paused: set[Partition] = set()
         self.pause_calls = 0
+        self.seeks: list[tuple[str, int, int]] = []
+        """(topic, partition, offset) of each seek()."""
         self.closed = False
         self.used_after_close: list[str] = []
         """Calls made after close(): each one a bug in the code under test."""
@@ -370,6 +372,24 @@ class FakeConsumer:
     def resume(self, partitions: list[TopicPartition]) -> None:
         with self.kafka.changed:
             self.paused.difference_update((tp.topic, tp.partition) for tp in partitions)
+            self.kafka.changed.notify_all()
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        with self.kafka.changed:
+            return [
+                TopicPartition(
+                    tp.topic, tp.partition, self.positions.get((tp.topic, tp.partition), OFFSET_INVALID)
+                )
+                for tp in partitions
+            ]
+
+    def seek(self, partition: TopicPartition) -> None:
+        tp = (partition.topic, partition.partition)
+        with self.kafka.changed:
+            if tp not in self.positions:
+                raise KafkaException(KafkaError(KafkaError._STATE, "partition not assigned"))
+            self.seeks.append((partition.topic, partition.partition, partition.offset))
+            self.positions[tp] = partition.offset
             self.kafka.changed.notify_all()
 
     # Offsets.

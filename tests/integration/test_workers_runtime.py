@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from functools import partial
 
@@ -213,6 +214,38 @@ def test_sigterm_drains_in_flight_work_and_commits_it(
 
 def full(worker: WorkerProcess) -> bool:
     return worker.metric("rpcworker_fetch_paused") == 1
+
+
+def test_a_paused_worker_fetches_again_as_soon_as_it_resumes(
+    kafka: Kafka, names: dict[str, str], start_worker
+) -> None:
+    """Back-pressure costs no idle time: each resume restarts librdkafka's fetcher at once.
+
+    Each wave of eight 50 ms requests overfills a buffer of four long enough for the fetch
+    thread to pause, so the worker pauses and resumes once a wave, and the next wave follows
+    the replies. Without the seek on resume, librdkafka's fetcher, idle while paused, noticed
+    the resume at its next timed wake-up, up to a second later, so the next wave waited for
+    it: about a second a wave, which under sustained overload collapsed a worker to a few
+    hundred requests a second.
+    """
+    worker = start_worker(WORKER_CONCURRENCY="2", WORKER_MAX_BUFFERED="4")
+    _all_ready([worker])
+    requester = Requester(kafka.bootstrap_servers, names["requests"])
+    reader = RecordReader(kafka.bootstrap_servers, names["replies"])
+    waves, size, body = 10, 8, orjson.dumps({"seconds": 0.05})
+    started = time.monotonic()
+    try:
+        for wave in range(1, waves + 1):
+            requester.send([make_request("sleep", body, names["replies"]) for _ in range(size)], partition=0)
+            answered = partial(lambda count: len(reader.records) >= count, wave * size)
+            eventually(answered, 30, f"wave {wave}'s replies", reader.step)
+    finally:
+        reader.close()
+    elapsed = time.monotonic() - started
+    assert len(reader.replies()) == waves * size
+    # A wave is four rounds of 50 ms and a few round trips; a stall of up to a second per
+    # resume would add most of a second to each.
+    assert elapsed < waves * 0.65, f"{waves} waves took {elapsed:.1f} s\n{worker.output()}"
 
 
 def test_partitions_a_paused_worker_takes_over_stay_paused(

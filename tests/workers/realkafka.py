@@ -107,6 +107,12 @@ class RecordReader:
     def poll(self) -> None:
         self.records.extend(m for m in self.consumer.consume(500, 0.2) if m.error() is None)
 
+    def step(self) -> None:
+        """Take at most one record, waiting at most 50 ms: for a reader that must see each at once."""
+        record = self.consumer.poll(0.05)
+        if record is not None and record.error() is None:
+            self.records.append(record)
+
     def replies(self) -> dict[str, list[Reply]]:
         found: dict[str, list[Reply]] = {}
         for record in self.records:

@@ -240,10 +240,16 @@ async def test_concurrency_is_bounded_and_fetching_pauses_when_the_buffer_is_ful
             send(broker, request("hold"), partition=i % 3)
         await broker.wait_for(lambda: h.consumer.pause_calls >= 1)
         assert h.metric("rpcworker_in_flight") == 4
+        paused_at = dict(h.consumer.positions)
         release.set()
         await broker.wait_for(lambda: len(broker.records(REPLIES)) == 30)
         assert peak == 4
         await broker.wait_for(lambda: sum(h.committed(p) or 0 for p in range(3)) == 30)
+    # Each resume seeks the fetched partitions to where fetching stopped, which wakes
+    # librdkafka's idle fetcher at once (else it notices up to a second later); the first
+    # resume's seeks go exactly to the positions held while paused.
+    first = {(topic, partition): offset for topic, partition, offset in h.consumer.seeks[: len(paused_at)]}
+    assert first == paused_at
 
 
 async def test_partitions_assigned_while_fetching_is_paused_are_not_fetched(broker: FakeKafka) -> None:
