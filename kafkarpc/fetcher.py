@@ -195,8 +195,15 @@ class Fetcher:
         "Resuming a paused fetch at once").
         """
         for position in self._client.position(partitions):
-            if position.offset >= 0:  # never fetched: nothing to restart at
+            if position.offset < 0:  # never fetched: nothing to restart at
+                continue
+            try:
                 self._client.seek(position)
+            except KafkaException as exc:  # fetching still resumes, only later
+                log.debug(
+                    "could not restart fetching at once",
+                    extra={"partition": str(position), "error": str(exc)},
+                )
 
     def _close(self, error: BaseException | None) -> None:
         try:
