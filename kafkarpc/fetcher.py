@@ -174,8 +174,8 @@ class Fetcher:
         if self._want_paused == self._paused:
             return
         self._paused = self._want_paused
-        partitions = self._client.assignment()
         try:
+            partitions = self._client.assignment()
             if self._paused:
                 self._client.pause(partitions)
             else:
