@@ -18,7 +18,7 @@ from workers.cancellation import Cancellation
 class Call:
     """One request in this process: whether it was cancelled, and how to end its handler early."""
 
-    __slots__ = ("_abandoned", "_cancellation", "_scope", "cancelled", "correlation_id", "started")
+    __slots__ = ("_abandoned", "_cancellation", "_scope", "cancelled", "correlation_id", "handled", "started")
 
     def __init__(self, correlation_id: str | None = None) -> None:
         self.correlation_id = correlation_id
@@ -27,6 +27,8 @@ class Call:
         """Whether a cancel record named this request: nobody waits for its answer."""
         self.started = False
         """Whether it has left the queue (its handler runs, or is about to)."""
+        self.handled = False
+        """Whether its handler is done (its outcome is being published): it holds no slot."""
         self._abandoned = False
         self._cancellation: Cancellation | None = None
         self._scope: asyncio.Timeout | None = None

@@ -1,10 +1,12 @@
 """The worker: consume requests, run handlers, publish replies, commit in order.
 
 Flow per record: the consumer thread hands a batch to the loop; each record is tracked by
-`OffsetTracker` and queued; up to ``concurrency`` handler tasks run at once; a task publishes
-the reply (and/or dead letter), waits for Kafka's acknowledgement, and only then marks its
-offset finished, which stores the partition's contiguous-done position for background
-auto-commit. When more than ``max_buffered`` records are held, fetching pauses.
+`OffsetTracker` and queued; up to ``concurrency`` handlers run at once; once its handler is
+done, a task gives its slot to the next record, publishes the reply (and/or dead letter),
+waits for Kafka's acknowledgement, and only then marks its offset finished, which stores the
+partition's contiguous-done position for background auto-commit. When more than
+``max_buffered`` records are held (queued, running or awaiting acknowledgement), fetching
+pauses.
 
 Cancel records (``rpc-cancel``) are not queued: each is applied as it arrives, to the request
 it names (`Call.cancel`) if that is still queued or running here, and its offset is finished
@@ -103,6 +105,9 @@ class Worker:
         self._calls: dict[str, tuple[Message, Call]] = {}
         """Requests queued or running, by correlation id: what a cancel record can reach."""
         self._running = 0
+        """Handlers running: at most ``concurrency``."""
+        self._publishing = 0
+        """Records whose handler is done and whose outcome is not acknowledged yet."""
         self._paused = False
         self.metrics.assigned_partitions.set_function(lambda: len(self._tracker.partitions))
         # Read at scrape time, not kept per record: two locked updates less on each request's path.
@@ -285,7 +290,7 @@ class Worker:
                     self._calls.setdefault(correlation_id, (message, call))
                 self._backlog.append((message, state, call))
         self._pump()
-        if not self._paused and len(self._backlog) + self._running >= self.settings.buffer_limit:
+        if not self._paused and self._held >= self.settings.buffer_limit:
             self._paused = True
             assert self._consumer is not None
             self._consumer.pause()
@@ -362,16 +367,37 @@ class Worker:
         if key is not None and key in self._calls and self._calls[key][1] is call:
             del self._calls[key]
 
+    @property
+    def _held(self) -> int:
+        """Records in memory: queued, running, or awaiting their outcome's acknowledgement."""
+        return len(self._backlog) + self._running + self._publishing
+
+    def _handled(self, call: Call) -> None:
+        """The handler is done: its slot goes to the next record while the outcome is published.
+
+        A slot held until the acknowledgement (a broker round trip plus up to two
+        ``ack_interval`` beats) capped a process at about ``concurrency`` / 7 ms of records
+        whatever its handlers cost (docs/PERFORMANCE.md, "A slot per handler"). The record
+        still counts against ``max_buffered`` until its task ends.
+        """
+        call.handled = True
+        self._running -= 1
+        self._publishing += 1
+        self._pump()
+
     def _finished(self, state: PartitionOffsets, call: Call, task: asyncio.Task[None]) -> None:
         self._forget(call)
         state.tasks.discard(task)
-        self._running -= 1
+        if call.handled:
+            self._publishing -= 1
+        else:  # its handler never finished (cancelled by a drain or shutdown)
+            self._running -= 1
         self._pump()
         self._flow()
 
     def _flow(self) -> None:
         # Hysteresis: resume at half the limit so pause/resume do not alternate per record.
-        if self._paused and len(self._backlog) + self._running <= self.settings.buffer_limit // 2:
+        if self._paused and self._held <= self.settings.buffer_limit // 2:
             self._paused = False
             assert self._consumer is not None
             self._consumer.resume()
@@ -381,11 +407,14 @@ class Worker:
         assert self._publisher is not None
         try:
             if self._spans is None:
-                await self._publisher.publish(message, await self._dispatcher.dispatch(message, call))
+                outcome = await self._dispatcher.dispatch(message, call)
+                self._handled(call)
+                await self._publisher.publish(message, outcome)
             else:
                 with self._spans.processing(message) as span:
                     outcome = await self._dispatcher.dispatch(message, call)
                     self._spans.concluded(span, outcome)
+                    self._handled(call)
                     await self._publisher.publish(message, outcome)
         except asyncio.CancelledError:
             raise

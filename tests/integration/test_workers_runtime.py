@@ -248,6 +248,39 @@ def test_a_paused_worker_fetches_again_as_soon_as_it_resumes(
     assert elapsed < waves * 0.65, f"{waves} waves took {elapsed:.1f} s\n{worker.output()}"
 
 
+def test_a_worker_with_one_slot_does_not_wait_for_each_acknowledgement(
+    kafka: Kafka, names: dict[str, str], start_worker
+) -> None:
+    """A handler's slot is free once it has answered; the acknowledgement only finishes the offset.
+
+    Replies linger half a second before they are sent (and acknowledged). A slot held until
+    its reply's acknowledgement spaced a single slot's requests by the linger: twenty took ten
+    seconds. Freed when the handler is done, they are all answered within about one linger.
+    """
+    linger_ms = 500
+    properties = orjson.dumps({"linger.ms": linger_ms}).decode()
+    worker = start_worker(WORKER_CONCURRENCY="1", KAFKA_EAGER_SEND="false", KAFKA_PROPERTIES=properties)
+    _all_ready([worker])
+    requester = Requester(kafka.bootstrap_servers, names["requests"])
+    reader = RecordReader(kafka.bootstrap_servers, names["replies"])
+    count = 20
+    started = time.monotonic()
+    try:
+        requester.send([make_request("echo", b"{}", names["replies"]) for _ in range(count)], partition=0)
+        eventually(lambda: len(reader.records) >= count, 30, "the replies", reader.step)
+    finally:
+        reader.close()
+    elapsed = time.monotonic() - started
+    assert len(reader.replies()) == count
+    assert elapsed < count * linger_ms / 1000 / 4, f"{count} replies took {elapsed:.1f} s\n{worker.output()}"
+    # The acknowledgements still finish the offsets: everything is committed.
+    eventually(
+        lambda: committed(kafka.bootstrap_servers, names["group"], names["requests"], 1)[0] == count,
+        30,
+        f"offset {count} committed",
+    )
+
+
 def test_partitions_a_paused_worker_takes_over_stay_paused(
     kafka: Kafka, names: dict[str, str], start_worker
 ) -> None:

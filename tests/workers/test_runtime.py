@@ -252,6 +252,30 @@ async def test_concurrency_is_bounded_and_fetching_pauses_when_the_buffer_is_ful
     assert first == paused_at
 
 
+async def test_a_slot_is_freed_when_its_handler_is_done_not_when_its_reply_is_acknowledged(
+    broker: FakeKafka,
+) -> None:
+    """Replies awaiting Kafka's acknowledgement hold no slot, but still count as buffered."""
+    async with serving(broker, echo_registry(), settings(concurrency=1, max_buffered=4)) as h:
+        broker.hung = True  # nothing produced is sent or acknowledged until it recovers
+        for _ in range(10):
+            send(broker, request("echo"), partition=0)
+
+        def unacknowledged() -> int:
+            return sum(len(producer.queued) for producer in broker.producers)
+
+        # One slot, yet every handler has run: none waited for an acknowledgement.
+        await broker.wait_for(lambda: unacknowledged() == 10)
+        assert h.metric("rpcworker_in_flight") == 0
+        # The ten awaiting acknowledgement are held: fetching pauses, and stays paused.
+        await broker.wait_for(lambda: bool(h.consumer.paused))
+        assert h.committed(0) is None
+        broker.hung = False
+        await broker.wait_for(lambda: len(broker.records(REPLIES)) == 10)
+        await broker.wait_for(lambda: h.committed(0) == 10)
+        await broker.wait_for(lambda: not h.consumer.paused)
+
+
 async def test_partitions_assigned_while_fetching_is_paused_are_not_fetched(broker: FakeKafka) -> None:
     """A cooperative rebalance during back-pressure must not let the new partitions' records in."""
     release = asyncio.Event()
