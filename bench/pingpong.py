@@ -9,9 +9,14 @@ librdkafka can reach, with no event loop and no HTTP.
 
 * `open_loop`: requests at fixed intended times whatever is in flight; latency from the
   intended send time. The like-for-like baseline of the HTTP open loop (the targets use it).
-  By default it spins for the last 1.5 ms before each send (sends on time, a core at
-  thousands per second); ``spin=False`` waits in ``poll()`` instead (sends up to ~1 ms late,
-  charged to the latency, at a fraction of the CPU), for runs where the client's CPU counts.
+  By default each send leaves on time: the client waits in ``poll()`` until the last
+  millisecond and a half, then, with no reply awaited, sleeps the rest (``time.sleep``, as
+  the HTTP load generator's clock does), or, awaiting one, polls with no wait until it comes
+  or the send is due. It never spins while idle: a spinning client keeps its core awake for
+  the send, which made this floor about 0.15 ms faster at 100/s than the same client sleeping
+  (docs/PERFORMANCE.md, "The floors' clients wait alike"). ``precise=False`` only waits in
+  ``poll()`` (sends up to ~1 ms late, charged to the latency, and fewer wake-ups), for the
+  sweeps, where the client's CPU counts.
 * `paced`: strictly one request in flight at a fixed rate; a slow reply delays the next
   send, and that delay is counted, so a single stall is charged to every request behind it.
 * `pipelined`: ``window`` requests in flight, a new one per reply (closed loop):
@@ -37,7 +42,8 @@ from .request import RequestTemplate
 from .step import Step
 
 POLL_SECONDS = 0.1
-SPIN_SECONDS = 0.0015
+PRECISE_SECONDS = 0.0015
+"""How close to a send ``poll()`` waits before the precise open loop sleeps or polls without waiting."""
 MIN_WAIT_SECONDS = 0.001
 """The shortest wait ``poll()`` can do: librdkafka counts whole milliseconds."""
 DEADLINE_SECONDS = 10.0
@@ -141,13 +147,13 @@ class PingPong:
         )
 
     def open_loop(
-        self, rate: float, seconds: float, warmup: float, *, spin: bool = True, at: float | None = None
+        self, rate: float, seconds: float, warmup: float, *, precise: bool = True, at: float | None = None
     ) -> Step:
         """Requests at fixed intended times, however many are in flight (like the HTTP open loop).
 
         At a low rate this is one in flight; unlike `paced`, one slow reply does not delay the
         requests after it, so a stall is charged once, as it is to the HTTP targets.
-        ``spin``: see the module docstring. ``at``: the schedule's time zero on the
+        ``precise``: see the module docstring. ``at``: the schedule's time zero on the
         `time.perf_counter` clock (CLOCK_MONOTONIC, the same in every process on Linux), to
         run in step with load from another process; default now.
         """
@@ -166,11 +172,18 @@ class PingPong:
                 sent += 1
             self._producer.poll(0)
             # poll() counts whole milliseconds: wait in it until just before the next send is
-            # due, then spin with poll(0), so sends leave on time and replies are not delayed.
-            # Without spinning, wait at least one millisecond; whatever fell due meanwhile
-            # leaves on waking, late by up to that millisecond, which the latency includes.
+            # due; then sleep the rest, or, with a reply awaited, poll(0) until it or the send
+            # is due, so sends leave on time and replies are not delayed. Not precise, wait at
+            # least one millisecond; whatever fell due meanwhile leaves on waking, late by up
+            # to that millisecond, which the latency includes.
             next_due = start + sent / rate - time.perf_counter() if sent < total else POLL_SECONDS
-            wait = next_due - SPIN_SECONDS if spin else max(MIN_WAIT_SECONDS, next_due)
+            if not precise:
+                wait = max(MIN_WAIT_SECONDS, next_due)
+            elif next_due > PRECISE_SECONDS or self._in_flight:
+                wait = next_due - PRECISE_SECONDS
+            else:
+                time.sleep(max(0.0, next_due))  # pacing the generator, not synchronising with the system
+                continue
             for intended, ok in self._receive(max(0.0, min(wait, POLL_SECONDS))):
                 done = time.perf_counter()
                 if not window_start <= intended < window_end:

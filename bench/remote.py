@@ -4,7 +4,7 @@ The baselines side by side (B1 ∥ B2, `bench.suite`) need both at once: the HTT
 generator on this process's event loop and the Kafka ping-pong on a core of its own, so
 neither client's work is serialised behind the other's GIL. The child is spawned (no fork
 of librdkafka's threads), builds its own `PingPong` and then waits on a pipe; each order
-runs one non-spinning open loop from a time zero this process chose, and the `Step` comes
+runs one open loop that only waits in ``poll()`` from a time zero this process chose, and the `Step` comes
 back pickled. Between orders the child is idle, so its CPU over a step (sampled from
 ``/proc/<pid>`` by the caller) is that step's B2 client CPU.
 """
@@ -81,7 +81,7 @@ class RemotePingPong:
         self._pipe.close()
 
     def start_open_loop(self, rate: float, seconds: float, warmup: float, at: float) -> None:
-        """Start `PingPong.open_loop` (not spinning) in the child with time zero ``at``."""
+        """Start `PingPong.open_loop` (not precise) in the child with time zero ``at``."""
         self._length = warmup + seconds
         self._pipe.send((rate, seconds, warmup, at))
 
@@ -130,7 +130,7 @@ def _serve(pipe: Connection, kafka: KafkaSettings, request_topic: str, reply_top
             rate, seconds, warmup, at = order
             # Received after time zero, the first sends leave late (in the warm-up; charged).
             lead_ms = (at - time.perf_counter()) * 1000
-            step = pingpong.open_loop(rate, seconds, warmup, spin=False, at=at)
+            step = pingpong.open_loop(rate, seconds, warmup, precise=False, at=at)
             step.notes.append(f"order received {lead_ms:.2f} ms before time zero")
             pipe.send((step, pingpong.exchanges))
     finally:

@@ -133,12 +133,13 @@ class Suite:
             run = generator.open_loop(p.low_rate, p.low_seconds, p.warmup, conns)
             return self._http(target, generator, run)
 
+        # The target's three steps back to back: the host's background moves by the minute.
         fh = http("FH", self.httpfloor)
-        b1 = http("B1", self.echo)
         fk = self._kafka_floor_once(lambda client: client.open_loop(p.low_rate, p.low_seconds, p.warmup))
+        s = http("S", self.gateway)
+        b1 = http("B1", self.echo)
         b2 = self._measure("B2", lambda: self.pingpong.open_loop(p.low_rate, p.low_seconds, p.warmup))
         b2_one = self._measure("B2", lambda: self.pingpong.paced(p.low_rate, p.low_seconds, p.warmup))
-        s = http("S", self.gateway)
         steps = {"FH": fh, "B1": b1, "FK": fk, "B2": b2, "B2_one": b2_one, "S": s}
         return {name: step.to_json() for name, step in steps.items()}
 
@@ -175,16 +176,16 @@ class Suite:
     def _kafka_floor_sweep(self, number: int, fk_max: float) -> tuple[float | None, list[float]]:
         """The Kafka floor open loop at fractions of its closed-loop maximum, searched as S's is.
 
-        Its client does not spin (`PingPong.open_loop`): S's load generator sleeps between
-        sends too, and a spinning client would take a core from the floor's server and the
-        broker. One server and client serve the whole sweep.
+        Its client only waits in ``poll()`` (`PingPong.open_loop`, not precise): S's load
+        generator wakes at most once a millisecond too, and polling without waiting would take
+        a core from the floor's server and the broker. One server and client serve the sweep.
         """
         p = self.profile
         with self._kafka_floor() as (client, meter):
 
             def step(rate: float) -> Step:
                 self.log(f"Kafka floor open loop at {rate:g}/s")
-                run = functools.partial(client.open_loop, rate, p.sweep_seconds, p.warmup, spin=False)
+                run = functools.partial(client.open_loop, rate, p.sweep_seconds, p.warmup, precise=False)
                 return self._measure("FK", run, lambda: client.exchanges, meter)
 
             return self._search(fk_max, step, number, "kafka_floor_sweep")
@@ -222,7 +223,7 @@ class Suite:
         The CPU bound assumes the baselines' costs add up. Side by side they do S's work
         (HTTP client and server, Kafka client, worker and broker, on the same cores)
         without the gateway joining it, so this tests that assumption directly. B2 runs in
-        a child process (its own core and GIL, not spinning) while B1 runs here, from the
+        a child process (its own core and GIL) while B1 runs here, from the
         same time zero, at fractions of the CPU bound. A rate is healthy when B1 and B2
         both are (each p99 <= the SLO, rate achieved, no errors), saturated when either
         is; `sweep` finds the highest healthy rate, with no climbing past the last
@@ -279,7 +280,7 @@ class Suite:
 
         The CPU bound uses the baselines' closed-loop CPU, where every process serves bursts;
         here they get S's arrival pattern instead. Only the servers' CPU is comparable: the
-        B2 client spins between sends, so its own CPU says nothing at this rate.
+        B2 client's precise waits are not the HTTP generator's, so its own CPU says little.
         """
         p = self.profile
         self.log(f"baselines open loop at S's sustained rate, {rate:g}/s")

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def floor(seconds: float) -> Step:
                 if args.rate:
-                    return client.open_loop(args.rate, seconds, 0, spin=False)
+                    return client.open_loop(args.rate, seconds, 0, precise=False)
                 return client.pipelined(CONNECTIONS, seconds, 0)
 
             client.pipelined(CONNECTIONS, args.warmup, 0)
