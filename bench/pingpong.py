@@ -13,7 +13,7 @@ librdkafka can reach, with no event loop and no HTTP.
   millisecond and a half, then, with no reply awaited, sleeps the rest (``time.sleep``, as
   the HTTP load generator's clock does), or, awaiting one, polls with no wait until it comes
   or the send is due. It never spins while idle: a spinning client keeps its core awake for
-  the send, which made this floor about 0.15 ms faster at 100/s than the same client sleeping
+  the send, which made this floor about 0.18 ms faster at 100/s than the same client sleeping
   (docs/PERFORMANCE.md, "The floors' clients wait alike"). ``precise=False`` only waits in
   ``poll()`` (sends up to ~1 ms late, charged to the latency, and fewer wake-ups), for the
   sweeps, where the client's CPU counts.

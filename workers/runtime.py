@@ -375,10 +375,11 @@ class Worker:
     def _handled(self, call: Call) -> None:
         """The handler is done: its slot goes to the next record while the outcome is published.
 
-        A slot held until the acknowledgement (a broker round trip plus up to two
-        ``ack_interval`` beats) capped a process at about ``concurrency`` / 7 ms of records
-        whatever its handlers cost (docs/PERFORMANCE.md, "A slot per handler"). The record
-        still counts against ``max_buffered`` until its task ends.
+        A slot held until the acknowledgement (the reply's linger, a broker round trip and up
+        to two ``ack_interval`` beats: about 8 ms under load) capped a process near
+        ``concurrency`` / 8 ms records a second whatever its handlers cost (docs/PERFORMANCE.md,
+        "A slot per handler"). The record still counts against ``max_buffered`` until its task
+        ends.
         """
         call.handled = True
         self._running -= 1
@@ -390,7 +391,7 @@ class Worker:
         state.tasks.discard(task)
         if call.handled:
             self._publishing -= 1
-        else:  # its handler never finished (cancelled by a drain or shutdown)
+        else:  # its handler never finished: cancelled (drain, shutdown) or failed
             self._running -= 1
         self._pump()
         self._flow()
