@@ -4,8 +4,8 @@ The baselines side by side (B1 ∥ B2, `bench.suite`) need both at once: the HTT
 generator on this process's event loop and the Kafka ping-pong on a core of its own, so
 neither client's work is serialised behind the other's GIL. The child is spawned (no fork
 of librdkafka's threads), builds its own `PingPong` and then waits on a pipe; each order
-runs one open loop that only waits in ``poll()`` from a time zero this process chose, and the `Step` comes
-back pickled. Between orders the child is idle, so its CPU over a step (sampled from
+runs one open loop that only waits in ``poll()``, from a time zero this process chose, and
+the `Step` comes back pickled. Between orders the child is idle, so its CPU over a step (sampled from
 ``/proc/<pid>`` by the caller) is that step's B2 client CPU.
 """
 

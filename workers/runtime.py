@@ -389,11 +389,11 @@ class Worker:
     def _finished(self, state: PartitionOffsets, call: Call, task: asyncio.Task[None]) -> None:
         self._forget(call)
         state.tasks.discard(task)
-        if call.handled:
+        if call.handled:  # its slot went to the next record in `_handled`
             self._publishing -= 1
         else:  # its handler never finished: cancelled (drain, shutdown) or failed
             self._running -= 1
-        self._pump()
+            self._pump()
         self._flow()
 
     def _flow(self) -> None:
