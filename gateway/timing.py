@@ -5,6 +5,7 @@ host's clock when gateway and worker share a machine, NTP-close otherwise):
 
     http_in        the endpoint received the request head (gateway)
     produced       just before ``produce()`` (gateway)
+    worker_fetched the worker's consumer thread got the record's batch (worker, optional)
     worker_in      the worker started on the record (worker)
     worker_out     the worker built the reply (worker)
     reply_fetched  the reply consumer thread got the record's batch (gateway)
@@ -20,7 +21,8 @@ from kafkarpc import stamps
 
 SEGMENTS = (
     ("gateway", "http_in", "produced"),
-    ("request-hop", "produced", "worker_in"),
+    ("request-hop", "produced", "worker_fetched"),
+    ("worker-queue", "worker_fetched", "worker_in"),
     ("worker", "worker_in", "worker_out"),
     ("reply-hop", "worker_out", "reply_fetched"),
     ("handoff", "reply_fetched", "reply_routed"),
@@ -28,18 +30,23 @@ SEGMENTS = (
     ("total", "http_in", "http_out"),
 )
 """``Server-Timing`` metric names and the stamps each one spans."""
+STAND_INS = {"worker_fetched": "worker_in"}
+"""A stamp that ends a segment in place of a missing one: a worker that does not stamp
+``worker_fetched`` still gets its ``request-hop``, ending where it started on the record
+(the ``worker-queue`` is then left out, not reported as zero)."""
 
 
 def server_timing(timing: str, http_out: float) -> str:
     """The ``Server-Timing`` value for a reply's stamps, ending at ``http_out`` (epoch seconds).
 
-    Segments whose stamps are missing (an older worker, a clock that went backwards)
-    are left out rather than guessed.
+    Segments whose stamps are missing (a worker that does not stamp, a clock that went
+    backwards) are left out rather than guessed.
     """
     found = stamps.stamps(timing)
     found["http_out"] = int(http_out * 1_000_000)
     parts = []
-    for name, start, end in SEGMENTS:
+    for name, start, stamped_end in SEGMENTS:
+        end = stamped_end if stamped_end in found else STAND_INS.get(stamped_end, stamped_end)
         if start in found and end in found and found[end] >= found[start]:
             parts.append(f"{name};dur={(found[end] - found[start]) / 1000:.3f}")
     return ", ".join(parts)

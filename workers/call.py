@@ -18,11 +18,22 @@ from workers.cancellation import Cancellation
 class Call:
     """One request in this process: whether it was cancelled, and how to end its handler early."""
 
-    __slots__ = ("_abandoned", "_cancellation", "_scope", "cancelled", "correlation_id", "handled", "started")
+    __slots__ = (
+        "_abandoned",
+        "_cancellation",
+        "_scope",
+        "cancelled",
+        "correlation_id",
+        "fetched_at",
+        "handled",
+        "started",
+    )
 
-    def __init__(self, correlation_id: str | None = None) -> None:
+    def __init__(self, correlation_id: str | None = None, fetched_at: float | None = None) -> None:
         self.correlation_id = correlation_id
         """The request's correlation id as read from its headers; None if it has none."""
+        self.fetched_at = fetched_at
+        """When the consumer thread fetched its record (epoch seconds): the ``worker_fetched`` stamp."""
         self.cancelled = False
         """Whether a cancel record named this request: nobody waits for its answer."""
         self.started = False

@@ -227,7 +227,7 @@ class Dispatcher:
         if call.cancelled:
             self._cancelled(method)
             return None
-        return self._conclude(request, reply, received)
+        return self._conclude(request, call, reply, received)
 
     async def _stream(
         self, message: Message, registration: Registration, request: Request, call: Call
@@ -274,7 +274,7 @@ class Dispatcher:
             return Outcome()
         if end is None or (not stream.sent and end.is_error):
             # Nothing went out: a whole reply, as from any handler (none once past the deadline).
-            reply = self._conclude(request, end, received)
+            reply = self._conclude(request, call, end, received)
             return Outcome() if reply is None else Outcome(reply, request.reply_to, request.reply_partition)
         if stream.refused is not None:
             # A part is missing; the end record at least tells the gateway at once.
@@ -310,7 +310,7 @@ class Dispatcher:
                     await stream.send(_part(request, registration, item, {}))
                 else:
                     first = _part(request, registration, item, headers, first=True)
-                    await stream.send(_stamped(first, request, received, self._clock()))
+                    await stream.send(_stamped(first, request, call, received, self._clock()))
                     # The first part is out: from here on the stream's own deadline bounds it.
                     ends = (request.stream_deadline_ms or request.deadline_ms) / 1000
                     if not scope.expired():
@@ -386,7 +386,7 @@ class Dispatcher:
         call.abandon()  # a thread handler is no longer waited for: let it stop too
         return None
 
-    def _conclude(self, request: Request, reply: Reply | None, received: float) -> Reply | None:
+    def _conclude(self, request: Request, call: Call, reply: Reply | None, received: float) -> Reply | None:
         """The whole reply to send, counted and stamped; None when it would come too late."""
         method = request.method
         if reply is None or self._expired(request):
@@ -396,7 +396,7 @@ class Dispatcher:
             log.info("request expired while handling", extra={"method": method})
             return None
         self._handled(method, reply.status)
-        return _stamped(reply, request, received, self._clock())
+        return _stamped(reply, request, call, received, self._clock())
 
     def _handled(self, method: str, status: int) -> None:
         outcome = "ok" if status < 400 else "client_error" if status < 500 else "server_error"
@@ -445,13 +445,14 @@ def _next(parts: Generator[Any, None, None]) -> Any:
     return next(parts, _END)
 
 
-def _stamped(reply: Reply, request: Request, received: float, now: float) -> Reply:
+def _stamped(reply: Reply, request: Request, call: Call, received: float, now: float) -> Reply:
     """``reply`` with the worker's ``rpc-timing`` stamps, when the request asked for them."""
     if not request.timing:
         return reply
-    return dataclasses.replace(
-        reply, timing=stamp(stamp(request.timing, "worker_in", received), "worker_out", now)
-    )
+    timing = request.timing
+    if call.fetched_at is not None:
+        timing = stamp(timing, "worker_fetched", call.fetched_at)
+    return dataclasses.replace(reply, timing=stamp(stamp(timing, "worker_in", received), "worker_out", now))
 
 
 def _failure(request: Request, exc: Exception) -> Reply:

@@ -283,7 +283,7 @@ class Worker:
                     self._complete(state, offset)
                 continue
             if state is not None:
-                call = Call(correlation_id)
+                call = Call(correlation_id, fetched_at)
                 if correlation_id is not None:
                     # The first record with an id keeps the slot: a later one is a forgery or a
                     # duplicate, and must not divert a cancel from the real request.

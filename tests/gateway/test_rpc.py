@@ -365,7 +365,8 @@ async def test_timing_off_by_default_sends_no_stamps_and_no_server_timing(harnes
 
 async def test_timing_stamps_the_request_and_answers_with_server_timing(cluster: FakeKafka) -> None:
     def stamping_echo(request: protocol.Request) -> protocol.Reply:
-        timing = stamps.stamp(stamps.stamp(request.timing, "worker_in"), "worker_out")
+        timing = stamps.stamp(request.timing, "worker_fetched")
+        timing = stamps.stamp(stamps.stamp(timing, "worker_in"), "worker_out")
         return protocol.Reply(request.correlation_id, 200, request.body, timing=timing)
 
     async with running(gateway_settings(timing=True), cluster) as harness:
@@ -380,10 +381,25 @@ async def test_timing_stamps_the_request_and_answers_with_server_timing(cluster:
         name: float(params.split("=")[1])
         for name, _, params in (part.partition(";") for part in response.headers["server-timing"].split(", "))
     }
-    parts = ["gateway", "request-hop", "worker", "reply-hop", "handoff", "respond"]
+    parts = ["gateway", "request-hop", "worker-queue", "worker", "reply-hop", "handoff", "respond"]
     assert list(durations) == [*parts, "total"]
     assert all(value >= 0 for value in durations.values())
     assert sum(durations[name] for name in parts) == pytest.approx(durations["total"], abs=0.01)
+
+
+async def test_a_worker_that_does_not_stamp_its_fetch_gets_a_request_hop_up_to_its_start(
+    cluster: FakeKafka,
+) -> None:
+    def stamping_echo(request: protocol.Request) -> protocol.Reply:
+        timing = stamps.stamp(stamps.stamp(request.timing, "worker_in"), "worker_out")
+        return protocol.Reply(request.correlation_id, 200, request.body, timing=timing)
+
+    async with running(gateway_settings(timing=True), cluster) as harness:
+        with FakeWorker(cluster, {"echo": stamping_echo}):
+            response = await harness.http.post("/rpc/echo", content=b"x")
+    names = [part.split(";")[0] for part in response.headers["server-timing"].split(", ")]
+    # No worker-queue: without `worker_fetched` it is unknown, not zero.
+    assert names == ["gateway", "request-hop", "worker", "reply-hop", "handoff", "respond", "total"]
 
 
 async def test_a_bug_in_the_endpoint_is_a_500_problem_and_logged(

@@ -253,7 +253,7 @@ async def test_server_timing_splits_a_real_round_trip_into_its_stages(topics: To
     for metric_text in response.headers["server-timing"].split(", "):
         name, _, duration = metric_text.partition(";dur=")
         durations[name] = float(duration)
-    stages = ["gateway", "request-hop", "worker", "reply-hop", "handoff", "respond"]
+    stages = ["gateway", "request-hop", "worker-queue", "worker", "reply-hop", "handoff", "respond"]
     assert list(durations) == [*stages, "total"]
     assert all(durations[name] >= 0 for name in stages)
     assert sum(durations[name] for name in stages) == pytest.approx(durations["total"], abs=0.01)

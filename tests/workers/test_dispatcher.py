@@ -14,6 +14,7 @@ from kafkarpc.clients import Message
 from kafkarpc.protocol import CORRELATION_ID, REPLY_TO, Request
 from tests.fakekafka import record
 from tests.workers.conftest import request, settings
+from workers.call import Call
 from workers.dispatcher import Dispatcher
 from workers.errors import TransientError
 from workers.metrics import WorkerMetrics
@@ -161,6 +162,19 @@ async def test_a_timed_request_gets_the_workers_stamps_appended_in_order() -> No
     found = stamps.stamps(outcome.reply.timing)
     assert list(found) == ["http_in", "produced", "worker_in", "worker_out"]
     assert before <= found["worker_in"] <= found["worker_out"] <= int(time.time() * 1_000_000)
+
+
+async def test_a_timed_request_says_when_the_runtime_fetched_it() -> None:
+    registry = HandlerRegistry()
+    registry.add("m", lambda req: "ok")
+    timed = dataclasses.replace(request("m"), timing="http_in=1,produced=2")
+    fetched_at = time.time()
+    outcome = await dispatcher(registry).dispatch(message(timed), Call(fetched_at=fetched_at))
+    assert outcome.reply is not None
+    found = stamps.stamps(outcome.reply.timing)
+    assert list(found) == ["http_in", "produced", "worker_fetched", "worker_in", "worker_out"]
+    assert found["worker_fetched"] == int(fetched_at * 1_000_000)
+    assert found["worker_fetched"] <= found["worker_in"] <= found["worker_out"]
 
 
 async def test_an_untimed_request_gets_an_untimed_reply() -> None:
