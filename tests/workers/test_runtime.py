@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
+import time
 
 import orjson
 import pytest
 
-from kafkarpc.protocol import DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, Request
+from kafkarpc import stamps
+from kafkarpc.protocol import (
+    CORRELATION_ID,
+    DEAD_LETTER_DETAIL,
+    DEAD_LETTER_REASON,
+    DEAD_LETTER_SOURCE,
+    TIMING,
+    Request,
+)
 from tests.fakekafka import FakeKafka
 from tests.workers.conftest import DLT, REPLIES, REQUESTS, request, send, serving, settings
 from workers.errors import HandlerError
 from workers.registry import HandlerRegistry
 from workers.response import Response
+
+
+def holding(release: asyncio.Event) -> HandlerRegistry:
+    """A registry whose ``hold`` handler answers once ``release`` is set."""
+    registry = HandlerRegistry()
+
+    @registry.handler("hold")
+    async def hold(req: Request) -> str:
+        await release.wait()
+        return "done"
+
+    return registry
 
 
 def echo_registry() -> HandlerRegistry:
@@ -276,15 +298,36 @@ async def test_a_slot_is_freed_when_its_handler_is_done_not_when_its_reply_is_ac
         await broker.wait_for(lambda: not h.consumer.paused)
 
 
+async def test_a_request_waiting_for_a_slot_says_so_in_its_timing(broker: FakeKafka) -> None:
+    """``worker_fetched`` is the fetch, ``worker_in`` the handler's start: the wait lies between."""
+    release = asyncio.Event()
+    registry = holding(release)
+
+    async with serving(broker, registry, settings(concurrency=1)) as h:
+        first, second = (
+            dataclasses.replace(request("hold"), timing="http_in=1,produced=2") for _ in range(2)
+        )
+        send(broker, first, partition=0)
+        send(broker, second, partition=0)
+        await broker.wait_for(lambda: h.metric("rpcworker_records_consumed_total") == 2)
+        released_at = int(time.time() * 1_000_000)
+        release.set()
+        await broker.wait_for(lambda: len(broker.records(REPLIES)) == 2)
+    timings = {}
+    for record in broker.records(REPLIES):
+        headers = {name: value or b"" for name, value in record.headers() or []}
+        timings[headers[CORRELATION_ID].decode()] = stamps.stamps(headers[TIMING].decode())
+    waited = timings[second.correlation_id]
+    assert list(waited) == ["http_in", "produced", "worker_fetched", "worker_in", "worker_out"]
+    # Fetched while the one slot was taken, started only after the first handler let go of it.
+    assert waited["worker_fetched"] <= released_at <= timings[first.correlation_id]["worker_out"]
+    assert timings[first.correlation_id]["worker_out"] <= waited["worker_in"]
+
+
 async def test_partitions_assigned_while_fetching_is_paused_are_not_fetched(broker: FakeKafka) -> None:
     """A cooperative rebalance during back-pressure must not let the new partitions' records in."""
     release = asyncio.Event()
-    registry = HandlerRegistry()
-
-    @registry.handler("hold")
-    async def hold(req: Request) -> str:
-        await release.wait()
-        return "done"
+    registry = holding(release)
 
     async with serving(broker, registry, settings(concurrency=1, max_buffered=2)) as h:
         for _ in range(2):
