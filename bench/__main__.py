@@ -52,6 +52,7 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
         request_headers=request_headers,
     )
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    checkout = commit()  # what is measured: a commit made during the run must not claim it
     load_before = load_average()
     _log(f"profile {profile.name}, load average {load_before}")
     with contextlib.ExitStack() as tracing:
@@ -65,7 +66,7 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
         "meta": {
             "started": started,
             "profile": profile.name,
-            "commit": commit(),
+            "commit": checkout,
             "kafka": kafka_version,
             "librdkafka": confluent_kafka.libversion()[0],
             "confluent_kafka": confluent_kafka.version()[0],

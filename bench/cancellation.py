@@ -480,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     chunk = chunk_seconds()
     worker_env = environment(args.worker_env)
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    checkout = commit()  # what is measured: a commit made during the run must not claim it
     load_before = load_average()
     _log(f"plan {plan}, a chunk takes {chunk * 1000:.2f} ms here, load average {load_before}")
     stack = CancelStack(worker_env)
@@ -497,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join(
                 ["python -m bench.cancellation", *(argv if argv is not None else sys.argv[1:])]
             ),
-            "commit": commit(),
+            "commit": checkout,
             "kafka": kafka_version,
             "load_before": load_before,
             "load_after": load_average(),
