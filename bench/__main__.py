@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any
 import confluent_kafka
 
 from . import otlpsink, report
-from .machine import commit, load_average
+from .machine import RunStart, load_average
 from .profile import PROFILES, Profile
 from .stack import REPO_ROOT, ServerOptions, Stack, add_environment_option, environment
 from .suite import Suite
@@ -51,10 +50,8 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
         },
         request_headers=request_headers,
     )
-    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    checkout = commit()  # what is measured: a commit made during the run must not claim it
-    load_before = load_average()
-    _log(f"profile {profile.name}, load average {load_before}")
+    start = RunStart.now()
+    _log(f"profile {profile.name}, load average {start.load_before}")
     with contextlib.ExitStack() as tracing:
         exported: dict[str, int] | None = None
         if args.tracing:
@@ -64,14 +61,14 @@ def _run(args: argparse.Namespace, directory: Path) -> int:
         results, kafka_version = _measure(options, profile, args)
     document: dict[str, Any] = {
         "meta": {
-            "started": started,
+            "started": start.started,
             "profile": profile.name,
-            "commit": checkout,
+            "commit": start.commit,
             "kafka": kafka_version,
             "librdkafka": confluent_kafka.libversion()[0],
             "confluent_kafka": confluent_kafka.version()[0],
             "python": sys.version.split()[0],
-            "load_before": load_before,
+            "load_before": start.load_before,
             "load_after": load_average(),
             "kafka_properties": os.environ.get("KAFKA_PROPERTIES", ""),
             "options": {

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import os
 import statistics
 import sys
@@ -42,7 +41,7 @@ from devstack.topics import COMPACTED
 from .cancelwork import chunk_seconds
 from .cpu import CpuMeter
 from .loadgen import new_loop
-from .machine import commit, facts, load_average
+from .machine import RunStart, facts, load_average
 from .stack import REPO_ROOT, STOP_GRACE, ServerOptions, Stack, StackError, environment
 
 KINDS = {"thread": "bench.spin", "async": "bench.spin_async"}
@@ -479,10 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--kinds takes {', '.join(KINDS)}")
     chunk = chunk_seconds()
     worker_env = environment(args.worker_env)
-    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    checkout = commit()  # what is measured: a commit made during the run must not claim it
-    load_before = load_average()
-    _log(f"plan {plan}, a chunk takes {chunk * 1000:.2f} ms here, load average {load_before}")
+    start = RunStart.now()
+    _log(f"plan {plan}, a chunk takes {chunk * 1000:.2f} ms here, load average {start.load_before}")
     stack = CancelStack(worker_env)
     with stack, asyncio.Runner(loop_factory=new_loop) as runner:
         _log(f"stack up: Kafka {stack.kafka.bootstrap_servers}, pids {stack.pids}")
@@ -493,14 +490,14 @@ def main(argv: list[str] | None = None) -> int:
         kafka_version = str(stack.kafka.version)
     document: dict[str, Any] = {
         "meta": {
-            "started": started,
+            "started": start.started,
             "plan": plan.name,
             "command": " ".join(
                 ["python -m bench.cancellation", *(argv if argv is not None else sys.argv[1:])]
             ),
-            "commit": checkout,
+            "commit": start.commit,
             "kafka": kafka_version,
-            "load_before": load_before,
+            "load_before": start.load_before,
             "load_after": load_average(),
             "machine": facts(),
         },

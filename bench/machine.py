@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import resource
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,24 @@ def commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}{'+dirty' if dirty else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """What a run records as it begins: when, the checkout it measures, and the host's load."""
+
+    started: str
+    """UTC, ``2026-12-04T20:35:54Z``."""
+    commit: str
+    """`commit` at the start: one made while the run goes on did not produce its figures."""
+    load_before: str
+    """`load_average` at the start."""
+
+    @classmethod
+    def now(cls) -> RunStart:
+        """The facts as they are now."""
+        started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return cls(started, commit(), load_average())
 
 
 def raise_open_files(needed: int) -> int:

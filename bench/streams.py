@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import os
 import statistics
 import sys
@@ -41,7 +40,7 @@ from gateway.settings import GatewaySettings
 from . import streamsreport
 from .cpu import CpuMeter, CpuSample, rss_bytes
 from .loadgen import new_loop
-from .machine import commit, facts, load_average, raise_open_files
+from .machine import RunStart, facts, load_average, raise_open_files
 from .stack import REPO_ROOT, ServerOptions, Stack
 from .subscribers import Subscribers
 
@@ -157,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or ("streams-smoke" if args.smoke else "streams")
     # One socket per subscriber here, and one per subscriber in the gateway, which inherits the limit.
     open_files = raise_open_files(subscribers + SPARE_FILES)
-    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    checkout = commit()  # what is measured: a commit made during the run must not claim it
-    load_before = load_average()
-    _log(f"{subscribers} subscribers, {records} records, load average {load_before}, open files {open_files}")
+    start = RunStart.now()
+    _log(
+        f"{subscribers} subscribers, {records} records, "
+        f"load average {start.load_before}, open files {open_files}"
+    )
     stack = StreamStack(subscribers, args.partitions)
     with stack, asyncio.Runner(loop_factory=new_loop) as runner:
         _log(f"gateway up on port {stack.gateway_port}, Kafka {stack.kafka.bootstrap_servers}")
@@ -168,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         kafka_version = str(stack.kafka.version)
     document = {
         "meta": {
-            "started": started,
-            "commit": checkout,
+            "started": start.started,
+            "commit": start.commit,
             "kafka": kafka_version,
-            "load_before": load_before,
+            "load_before": start.load_before,
             "load_after": load_average(),
             "machine": facts(),
             "smoke": args.smoke,
