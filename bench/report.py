@@ -199,6 +199,20 @@ def _floors_section(document: dict[str, Any]) -> list[str]:
         f"ratios = {verdict(sustained)}. Rounds (S / Kafka floor): "
         + ", ".join(f"{r['S']} / {r['kafka_floor']} = {r['ratio']}" for r in sustained["rounds"])
         + ".",
+        *_peak_sentence(rows.get("floors_peak")),
+    ]
+
+
+def _peak_sentence(row: dict[str, Any] | None) -> list[str]:
+    """The sustained target read literally: each side's highest healthy step, past saturation too."""
+    if row is None:
+        return []
+    rounds = ", ".join(f"{r['S']} / {r['kafka_floor']} = {r['ratio']}" for r in row["rounds"])
+    return [
+        "",
+        "Peak (the highest healthy step anywhere, the planned rates above a saturated one "
+        f"measured too; informational): Kafka floor {row['kafka_floor']}/s, S {row['S']}/s; "
+        f"S / Kafka floor, median of the rounds' ratios = {row['measured']}. Rounds: {rounds}.",
     ]
 
 

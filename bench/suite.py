@@ -49,6 +49,9 @@ MIN_BISECT_GAP = 20.0
 SATURATED_RATE_SHARE = 0.9
 """Below this share of the offered rate achieved, the sweep has passed the knee."""
 
+_Found = tuple[float | None, list[float], float | None]
+"""One side's sweep in a sustained round: sustained rate, unhealthy rates below it, peak."""
+
 
 class Suite:
     """Runs the steps against a started `Stack`; results accumulate in `results`."""
@@ -163,17 +166,18 @@ class Suite:
 
         The sustained target is the median over rounds of the ratio within each, as the
         low-load targets are: one sweep per side was one draw of the broker's pauses.
+        Each side's peak (its highest healthy rate at any step) is kept beside it.
         """
-        sides: list[tuple[str, Callable[[], tuple[float | None, list[float]]]]] = [
+        sides: list[tuple[str, Callable[[], _Found]]] = [
             ("S", lambda: self._search(s_max, self._sweep_step, number, "sweep")),
             ("FK", lambda: self._kafka_floor_sweep(number, fk_max)),
         ]
         found: dict[str, Any] = {"round": number}
         for side, search in sides if number % 2 == 0 else sides[::-1]:
-            found[side], found[f"{side}_unhealthy_below"] = search()
+            found[side], found[f"{side}_unhealthy_below"], found[f"{side}_peak"] = search()
         return found
 
-    def _kafka_floor_sweep(self, number: int, fk_max: float) -> tuple[float | None, list[float]]:
+    def _kafka_floor_sweep(self, number: int, fk_max: float) -> _Found:
         """The Kafka floor open loop at fractions of its closed-loop maximum, searched as S's is.
 
         Its client only waits in ``poll()`` (`PingPong.open_loop`, not precise): S's load
@@ -190,21 +194,29 @@ class Suite:
 
             return self._search(fk_max, step, number, "kafka_floor_sweep")
 
-    def _search(
-        self, reference: float, step: Callable[[float], Step], number: int, into: str
-    ) -> tuple[float | None, list[float]]:
-        """`sweep` over the profile's fractions of ``reference``, one ``step`` per rate, climbing.
+    def _search(self, reference: float, step: Callable[[float], Step], number: int, into: str) -> _Found:
+        """`sweep` over the profile's whole plan of fractions of ``reference``, climbing.
 
-        Each step is kept in ``results[into]`` with the round ``number`` that measured it.
+        One ``step`` per rate, each kept in ``results[into]`` with the round ``number`` that
+        measured it. Returns the sustained rate, the unhealthy rates below it and the peak:
+        the highest healthy rate of any step, above a saturated one too (the target's
+        words, "the highest rate with p99 within the SLO", read literally).
         """
         p = self.profile
+        healthy: list[float] = []
 
         def measure(rate: float) -> list[Step]:
             measured = step(rate)
             self.results[into].append({**measured.to_json(), "round": number})
+            if measured.healthy(p.slo_p99_ms):
+                healthy.append(rate)
             return [measured]
 
-        return sweep(_rates(p.sweep_fractions, reference), measure, p.slo_p99_ms, p.bisect_steps, EXTRA_STEPS)
+        rates = _rates(p.sweep_fractions, reference)
+        sustained, unhealthy = sweep(
+            rates, measure, p.slo_p99_ms, p.bisect_steps, EXTRA_STEPS, whole_plan=True
+        )
+        return sustained, unhealthy, max(healthy, default=None)
 
     @contextlib.contextmanager
     def _kafka_floor(self) -> Iterator[tuple[KafkaFloorClient, CpuMeter]]:
@@ -397,6 +409,8 @@ def sweep(
     slo_p99_ms: float,
     bisect_steps: int,
     climb: int = 0,
+    *,
+    whole_plan: bool = False,
 ) -> tuple[float | None, list[float]]:
     """Open-loop steps up to past the knee, then bisect below the first unhealthy rate.
 
@@ -406,10 +420,16 @@ def sweep(
     errors, or p99 far past the SLO). While the last planned rate is healthy, up to
     ``climb`` more follow, 25 % apart. Returns the sustained rate (the highest healthy
     one) and the unhealthy rates below it, which are reported, not hidden.
+
+    With ``whole_plan`` the planned rates above a saturated one are measured too, after
+    the bisection, for whoever reads the steps: a system whose cost per request falls as
+    its client batches can be healthy again past a saturated rate. They do not change the
+    sustained rate, which is what load rising from zero can rely on.
     """
     healthy: list[float] = []
     unhealthy: list[float] = []
     rates = list(rates)
+    beyond: list[float] = []
 
     def run(rate: float) -> tuple[bool, bool]:
         steps = measure(rate)
@@ -421,6 +441,7 @@ def sweep(
         rate = rates.pop(0)
         ok, saturated = run(rate)
         if saturated:
+            beyond = rates if whole_plan else []
             break
         if not rates and climb and ok:
             # The planned rates underestimated the knee: keep climbing, boundedly.
@@ -432,6 +453,8 @@ def sweep(
         if best is None or above is None or above - best < MIN_BISECT_GAP:
             break
         run(round((best + above) / 2, -1))
+    for rate in beyond:
+        measure(rate)
     sustained = max(healthy, default=None)
     return sustained, sorted(r for r in unhealthy if sustained and r < sustained)
 

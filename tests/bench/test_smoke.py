@@ -152,6 +152,12 @@ def test_the_floors_are_measured_and_s_is_judged_against_them(report: tuple[Path
     assert [r["round"] for r in rounds] == list(range(profile["sweep_rounds"]))
     for sweep in (results["sweep"], results["kafka_floor_sweep"]):
         assert {step["round"] for step in sweep} == set(range(profile["sweep_rounds"]))
+    # Each side's peak is one of its round's steps, never below the round's sustained rate.
+    for r in rounds:
+        for side, steps in (("S", results["sweep"]), ("FK", results["kafka_floor_sweep"])):
+            peak = r[f"{side}_peak"]
+            assert peak is None or peak in {s["offered_rate"] for s in steps if s["round"] == r["round"]}
+            assert r[side] is None or (peak is not None and peak >= r[side])
     # A noisy CI machine may keep the floor's p99 over the SLO in every round: then no verdict.
     ratios = [(r["S"] or 0.0) / r["FK"] for r in rounds if r["FK"]]
     expected = statistics.median(ratios) if ratios else None

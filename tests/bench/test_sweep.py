@@ -75,3 +75,21 @@ def test_one_saturated_side_ends_the_sweep() -> None:
     calls, run = _recording(lambda rate: [_step(rate, 5.0), _step(rate, 5.0, achieved_share=0.5)])
     assert sweep([200, 400], run, SLO, bisect_steps=1) == (None, [])
     assert calls == [200]
+
+
+def _hump(rate: float) -> Step:
+    """Healthy up to 600/s, saturated up to 1000/s, healthy again above (a client that batches)."""
+    if rate <= 600 or rate > 1000:
+        return _step(rate, 5.0)
+    return _step(rate, 400.0)
+
+
+def test_the_whole_plan_measures_past_saturation_without_moving_the_sustained_rate() -> None:
+    calls, run = _recording(lambda rate: [_hump(rate)])
+    sustained, unhealthy = sweep([200, 400, 800, 1000, 1200], run, SLO, bisect_steps=1, whole_plan=True)
+    # The bisection below 800/s comes first, then the planned rates above it.
+    assert calls == [200, 400, 800, 600, 1000, 1200]
+    assert (sustained, unhealthy) == (600, [])
+    calls, run = _recording(lambda rate: [_hump(rate)])
+    assert sweep([200, 400, 800, 1000, 1200], run, SLO, bisect_steps=1) == (600, [])
+    assert calls == [200, 400, 800, 600]

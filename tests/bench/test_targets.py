@@ -58,6 +58,20 @@ def _round(number: int, system: float | None, floor: float | None) -> dict[str, 
     return {"round": number, "S": system, "FK": floor, "S_unhealthy_below": [], "FK_unhealthy_below": []}
 
 
+_PROFILE = {"low_rate": 100.0, "closed_connections": 32, "pipeline_window": 32, "slo_p99_ms": 25.0}
+_META = {
+    "started": "now",
+    "profile": "test",
+    "commit": "abc",
+    "kafka": "4",
+    "librdkafka": "2",
+    "load_before": "1",
+    "load_after": "1",
+    "kafka_properties": "",
+    "options": {"loop": "uvloop", "http": "httptools", "env": {}},
+}
+
+
 def _results(s_rate: float | None, floor_rate: float | None) -> dict[str, Any]:
     closed = {target: _step(target, 1.0, 2.0, rate=None) for target in ("FH", "B1", "FK", "B2", "S")}
     return {
@@ -140,6 +154,31 @@ def test_sustained_ratio_is_taken_within_each_round_and_the_median_reported() ->
     assert (row["S"], row["kafka_floor"]) == (600.0, 1000.0)
 
 
+def test_the_peak_reading_is_shown_beside_the_target_without_a_verdict(tmp_path: Path) -> None:
+    results = _results(800.0, 1000.0)
+    # Round 0: the floor healthy again at 4,000/s past its saturation, S not. Round 1: no floor peak.
+    results["sustained_rounds"] = [
+        {**_round(0, 800.0, 1000.0), "S_peak": 900.0, "FK_peak": 4000.0},
+        {**_round(1, 700.0, 1000.0), "S_peak": 700.0, "FK_peak": None},
+    ]
+    figures, rows = evaluate(results)
+    by_key = {row["key"]: row for row in rows if "key" in row}
+    peak = by_key["floors_peak"]
+    assert peak["measured"] == 0.225  # 900 / 4000; the round without a floor peak left out
+    assert peak["met"] is None
+    assert (peak["S"], peak["kafka_floor"]) == (700.0, 4000.0)
+    assert by_key["floors_sustained"]["measured"] == 0.75  # median of 0.8 and 0.7: the target is unmoved
+    document = {
+        "meta": _META,
+        "profile": _PROFILE,
+        "figures": figures,
+        "targets": rows,
+        "results": results,
+    }
+    text = report.write(document, tmp_path, "peak")[1].read_text()
+    assert "S / Kafka floor, median of the rounds' ratios = 0.225. Rounds: 900.0 / 4000.0 = 0.225." in text
+
+
 def test_errors_below_the_knee_count_each_round_against_its_own_sustained_rate() -> None:
     results = _results(800.0, 1000.0)
     failing = {**_step("S", 4.0, 8.0, rate=700.0), "errors": 3}
@@ -154,6 +193,7 @@ def test_errors_below_the_knee_count_each_round_against_its_own_sustained_rate()
 def test_evaluate_judges_against_the_floors_and_keeps_the_baselines_informational() -> None:
     figures, rows = evaluate(_results(700.0, 1000.0))
     by_key = {row["key"]: row for row in rows if "key" in row}
+    # Rounds without peaks (documents from before the whole plan was measured): no peak row.
     assert set(by_key) == {"floors_p50", "floors_p99", "floors_sustained"}
     assert by_key["floors_p50"]["limit"] == FLOOR_LATENCY_FACTORS["p50"]
     assert by_key["floors_p99"]["limit"] == FLOOR_LATENCY_FACTORS["p99"]
@@ -173,19 +213,7 @@ def test_evaluate_judges_against_the_floors_and_keeps_the_baselines_informationa
 def test_report_shows_the_three_rows_the_ratios_and_the_floor_sweep(tmp_path: Path) -> None:
     results = _results(800.0, 1000.0)
     figures, rows = evaluate(results)
-    profile = {"low_rate": 100.0, "closed_connections": 32, "pipeline_window": 32, "slo_p99_ms": 25.0}
-    meta = {
-        "started": "now",
-        "profile": "test",
-        "commit": "abc",
-        "kafka": "4",
-        "librdkafka": "2",
-        "load_before": "1",
-        "load_after": "1",
-        "kafka_properties": "",
-        "options": {"loop": "uvloop", "http": "httptools", "env": {}},
-    }
-    document = {"meta": meta, "profile": profile, "figures": figures, "targets": rows, "results": results}
+    document = {"meta": _META, "profile": _PROFILE, "figures": figures, "targets": rows, "results": results}
     json_path, md_path, png_path = report.write(document, tmp_path, "floors")
     text = md_path.read_text()
     assert "## S against the floors" in text
