@@ -169,12 +169,22 @@ class Suite:
         Each side's peak (its highest healthy rate at any step) is kept beside it.
         """
         sides: list[tuple[str, Callable[[], _Found]]] = [
-            ("S", lambda: self._search(s_max, self._sweep_step, number, "sweep")),
+            ("S", lambda: self._s_sweep(number, s_max)),
             ("FK", lambda: self._kafka_floor_sweep(number, fk_max)),
         ]
         found: dict[str, Any] = {"round": number}
         for side, search in sides if number % 2 == 0 else sides[::-1]:
             found[side], found[f"{side}_unhealthy_below"], found[f"{side}_peak"] = search()
+        return found
+
+    def _s_sweep(self, number: int, s_max: float) -> _Found:
+        """S open loop at fractions of its closed-loop maximum; then the worker's backlog drained.
+
+        Its whole plan can overload the worker, which would go on serving those requests
+        while the Kafka floor is measured next, on the same cores.
+        """
+        found = self._search(s_max, self._sweep_step, number, "sweep")
+        self.stack.wait_for_worker()
         return found
 
     def _kafka_floor_sweep(self, number: int, fk_max: float) -> _Found:
